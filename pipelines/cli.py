@@ -1,0 +1,298 @@
+"""The ``oncorank`` command line: the user's front door. Each command dispatches to a library
+function; errors print one sentence (the stack trace only with ``--debug``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipelines.lakehouse.errors import InputNotFoundError, OncorankError
+from pipelines.lakehouse.settings import Settings
+
+app = typer.Typer(
+    name="oncorank",
+    help="Batch precision-oncology recommendation engine on Spark and Delta Lake.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Ingest raw inputs into the lakehouse.", no_args_is_help=True)
+notes_app = typer.Typer(help="Clinical-notes tools (Spark NLP).", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Rows rejected by the quality gates.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(notes_app, name="notes")
+app.add_typer(quarantine_app, name="quarantine")
+
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
+LakehouseOpt = Annotated[Path | None, typer.Option("--lakehouse", help="Local lakehouse folder.")]
+EnvOpt = Annotated[str | None, typer.Option("--env", help="local | dev | prod")]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show stack traces.")] = False):
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _settings(config: Path | None = None, lakehouse: Path | None = None, env: str | None = None,
+              **overrides) -> Settings:
+    overrides.update(lakehouse=lakehouse, env=env, debug=_state["debug"] or None)
+    return Settings.load(config, overrides)
+
+
+def _spark(settings: Settings):
+    from pipelines.lakehouse.session import spark_session
+
+    with err.status("starting Spark…"):
+        return spark_session(settings)
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputNotFoundError(f"{what} {path} does not exist; check the path.")
+    return path
+
+
+# ---------------------------------------------------------------------------- demo / synth / run
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(help="Patients in the generated cohort.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("oncorank-demo"),
+):
+    """Generate a cohort, run every stage on the embedded default, write reports."""
+    from pipelines.demo import run_demo
+
+    run_demo(patients=patients, seed=seed, out=out_dir, console=err, debug=_state["debug"])
+
+
+@app.command()
+def synth(
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed (output is byte-identical per seed).")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("cohort"),
+    fmt: Annotated[str, typer.Option("--format", help="vcf | bcf")] = "vcf",
+    multi_sample: Annotated[bool, typer.Option("--multi-sample",
+                                               help="One multi-sample VCF.")] = False,
+):
+    """Write a realistic raw cohort plus its ground truth."""
+    from pipelines.synth import generate_cohort
+
+    if fmt not in ("vcf", "bcf"):
+        raise OncorankError(f"--format must be vcf or bcf, got {fmt!r}.")
+    summary = generate_cohort(out_dir, patients=patients, seed=seed, fmt=fmt,
+                              multi_sample=multi_sample)
+    out.print_json(data=summary)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    lakehouse: LakehouseOpt = None,
+    env: EnvOpt = None,
+    catalog: Annotated[str | None, typer.Option(help="Unity Catalog catalog.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these stages.")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Run from this stage on.")] = None,
+):
+    """Run the stage DAG against the configured inputs and lakehouse."""
+    from pipelines.runner import run_stages
+
+    settings = _settings(config, lakehouse, env, catalog=catalog)
+    run_stages(settings, only=only, start=start, console=err)
+
+
+@app.command()
+def train(
+    cohort: Annotated[Path, typer.Option(help="Cohort file (.csv or .parquet).")],
+    time_col: Annotated[str, typer.Option("--time-col")],
+    event_col: Annotated[str, typer.Option("--event-col")],
+    treatment_col: Annotated[str, typer.Option("--treatment-col")],
+    feature_cols: Annotated[list[str] | None, typer.Option("--feature-cols")] = None,
+    horizon: Annotated[float | None, typer.Option(help="RMST horizon (cohort's time unit).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+):
+    """Bring your own cohort: train and evaluate the treatment-response model; prints JSON."""
+    from pipelines.models.byoc import train_cohort
+
+    _require(cohort, "Cohort file")
+    summary = train_cohort(cohort, time_col=time_col, event_col=event_col,
+                           treatment_col=treatment_col, feature_cols=feature_cols,
+                           horizon=horizon, out=out_dir, seed=seed)
+    out.print_json(data=summary)
+
+
+# ---------------------------------------------------------------------------- ingest
+@ingest_app.command("vcf")
+def ingest_vcf(
+    paths: Annotated[list[Path], typer.Argument(help="VCF/BCF files or folders.")],
+    lakehouse: LakehouseOpt = None,
+    config: ConfigOpt = None,
+    sample_map: Annotated[Path | None, typer.Option("--sample-map",
+                                                    help="CSV sample,patient_id.")] = None,
+):
+    """Ingest VCF/BCF files into bronze/silver variants and biomarkers."""
+    import jobs.ingest_variants
+
+    for p in paths:
+        _require(p, "VCF path")
+    if sample_map:
+        _require(sample_map, "Sample map")
+    settings = _settings(config, lakehouse)
+    inputs = settings.inputs.__class__(**{**settings.inputs.__dict__,
+                                          "vcf": tuple(str(p) for p in paths),
+                                          "sample_map": str(sample_map or "")})
+    settings = settings.replace(inputs=inputs)
+    run_ = jobs.ingest_variants.run(_spark(settings), settings)
+    out.print(f"ingested {run_.rows_written} records, quarantined {run_.rows_quarantined} "
+              f"into {settings.table('bronze', 'variants_raw')}")
+
+
+# ---------------------------------------------------------------------------- notes
+@notes_app.command("deidentify")
+def notes_deidentify(
+    input_file: Annotated[Path, typer.Option("--input", help="notes JSONL")],
+    output_file: Annotated[Path, typer.Option("--output", help="de-identified JSONL")],
+    config: ConfigOpt = None,
+):
+    """De-identify a notes export with the pipeline's own Spark NLP de-identification."""
+    from pipelines.notes.commands import deidentify_file
+
+    _require(input_file, "Notes file")
+    settings = _settings(config)
+    n = deidentify_file(_spark(settings), settings, input_file, output_file)
+    err.print(f"de-identified {n} notes -> {output_file}")
+
+
+@notes_app.command("context")
+def notes_context(
+    input_file: Annotated[Path, typer.Option("--input", help="TSV sentence<TAB>target")],
+    output_file: Annotated[Path | None, typer.Option("--output")] = None,
+    config: ConfigOpt = None,
+):
+    """Print each target's status: affirmed/negated/possible/historical/hypothetical/family."""
+    from pipelines.notes.commands import context_file
+
+    _require(input_file, "Input file")
+    settings = _settings(config)
+    context_file(_spark(settings), settings, input_file, output_file)
+
+
+# ---------------------------------------------------------------------------- comorbidity
+@app.command()
+def comorbidity(
+    input_file: Annotated[Path, typer.Option("--input", help="CSV with patient_id,code")],
+    output_file: Annotated[Path | None, typer.Option("--output")] = None,
+    config: ConfigOpt = None,
+):
+    """Charlson and Elixhauser components and scores from patient_id,code rows."""
+    from pipelines.clinical.commands import comorbidity_file
+
+    _require(input_file, "Input file")
+    settings = _settings(config)
+    comorbidity_file(_spark(settings), settings, input_file, output_file)
+
+
+# ---------------------------------------------------------------------------- quarantine
+@quarantine_app.command("list")
+def quarantine_list(config: ConfigOpt = None, lakehouse: LakehouseOpt = None):
+    """Quarantine tables with their row counts and reasons."""
+    from pipelines.quality.quarantine import list_quarantines
+
+    settings = _settings(config, lakehouse)
+    list_quarantines(_spark(settings), settings, out)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    table: Annotated[str, typer.Argument(help="e.g. bronze.variants_raw or silver.patients")],
+    limit: Annotated[int, typer.Option()] = 20,
+    config: ConfigOpt = None,
+    lakehouse: LakehouseOpt = None,
+):
+    """Rows rejected on the way into TABLE, with the reason."""
+    from pipelines.quality.quarantine import show_quarantine
+
+    settings = _settings(config, lakehouse)
+    show_quarantine(_spark(settings), settings, table, limit, out)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    table: Annotated[str, typer.Argument()],
+    config: ConfigOpt = None,
+    lakehouse: LakehouseOpt = None,
+):
+    """Re-run quarantined rows of TABLE; those the rules now accept are written."""
+    from pipelines.quality.quarantine import replay_quarantine
+
+    settings = _settings(config, lakehouse)
+    replay_quarantine(_spark(settings), settings, table, out)
+
+
+# ---------------------------------------------------------------------------- sql
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only SELECT over schema.table names.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+    config: ConfigOpt = None,
+    lakehouse: LakehouseOpt = None,
+):
+    """Read-only analyst query over the lakehouse."""
+    from pipelines.analytics.sql import run_query
+
+    settings = _settings(config, lakehouse)
+    run_query(_spark(settings), settings, query, fmt.value, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one clear sentence on error, exit code != 0."""
+    import click
+
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        typer.main.get_command(app).main(args=argv, prog_name="oncorank", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        raise SystemExit(130) from None
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except OncorankError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {first[:300]} "
+                  "(rerun with --debug for the stack trace)", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Job audit: every job run is a row in ``ops.job_runs`` and its counts must reconcile.
+
+A job opens a :func:`job_run` and does all its table I/O through the :class:`JobRun`:
+
+* ``run.read(ref)`` pins and records the Delta version it read;
+* ``run.count_in(n)`` adds to the rows the job took in;
+* ``run.write(df, ref, ...)`` passes the rows through the table's data-quality gate, moves
+  rejected rows to the quarantine, writes the rest idempotently, and records the version;
+* ``run.quarantine(bad_df, target)`` quarantines rows the job itself rejected (parse errors).
+
+When the block ends, rows in must equal rows written + rows quarantined for the job's
+*primary* output (``primary=True`` writes, the default); otherwise the run is recorded as
+failed and :class:`ReconciliationError` is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.errors import OncorankError, ReconciliationError
+from pipelines.lakehouse.settings import Settings, TableRef, git_sha
+
+log = logging.getLogger("oncorank")
+
+JOB_RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("parent_run_id", T.StringType(), True),
+        T.StructField("job", T.StringType(), False),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("ended_at", T.TimestampType(), True),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("rows_in", T.LongType(), False),
+        T.StructField("rows_written", T.LongType(), False),
+        T.StructField("rows_quarantined", T.LongType(), False),
+        T.StructField("tables_read", T.MapType(T.StringType(), T.LongType()), True),
+        T.StructField("tables_written", T.MapType(T.StringType(), T.LongType()), True),
+        T.StructField("git_sha", T.StringType(), True),
+        T.StructField("config_hash", T.StringType(), True),
+        T.StructField("environment", T.StringType(), True),
+        T.StructField("message", T.StringType(), True),
+    ]
+)
+
+JOB_RUNS_COMMENTS = {
+    "run_id": "Unique id of this job run",
+    "parent_run_id": "Id of the `oncorank run` invocation that started this job, if any",
+    "rows_in": "Rows the job took in from its inputs",
+    "rows_written": "Rows written to the job's primary output table",
+    "rows_quarantined": "Rows moved to a quarantine table, with a reason",
+    "tables_read": "Delta version of each table read (table -> version)",
+    "tables_written": "Delta version of each table after the job wrote it",
+    "message": "Error message when status is failed (never patient data)",
+}
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("quarantine_id", T.StringType(), False),
+        T.StructField("target_table", T.StringType(), False),
+        T.StructField("source", T.StringType(), True),
+        T.StructField("record_index", T.LongType(), True),
+        T.StructField("record", T.StringType(), True),
+        T.StructField("rule", T.StringType(), False),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("quarantined_at", T.TimestampType(), False),
+    ]
+)
+
+# Columns a job may add to rows it quarantines, to say where they came from and why.
+SOURCE_COL, INDEX_COL, RULE_COL, REASON_COL = "_source", "_record_index", "_rule", "_reason"
+
+
+@dataclass
+class JobRun:
+    spark: SparkSession
+    settings: Settings
+    job: str
+    parent_run_id: str | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    rows_in: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    tables_read: dict[str, int] = field(default_factory=dict)
+    tables_written: dict[str, int] = field(default_factory=dict)
+    status: str = "running"
+    message: str | None = None
+
+    # ------------------------------------------------------------------ reading
+    def table(self, schema: str, name: str) -> TableRef:
+        return self.settings.table(schema, name)
+
+    def read(self, ref: TableRef) -> DataFrame:
+        """Read a table at its current version and record that version."""
+        version = delta.current_version(self.spark, ref)
+        df = delta.read_table(self.spark, ref, version)
+        if version is not None:
+            self.tables_read[ref.key] = version
+        return df
+
+    def count_in(self, n: int) -> None:
+        self.rows_in += int(n)
+
+    # ------------------------------------------------------------------ writing
+    def write(
+        self,
+        df: DataFrame,
+        ref: TableRef,
+        *,
+        mode: str = "merge",
+        keys: list[str] | None = None,
+        primary: bool = True,
+        gate: bool = True,
+        **options,
+    ) -> delta.WriteResult:
+        """Gate, quarantine the rejected rows, write the rest; returns rows and version.
+
+        ``primary=False`` marks a derived output (e.g. a per-patient summary) whose rows do
+        not enter the job's reconciliation.
+        """
+        df = df.persist()
+        try:
+            if gate:
+                from pipelines.quality.gate import apply_gate
+
+                good, bad = apply_gate(self, df, ref)
+            else:
+                good, bad = df, None
+            quarantined = self.quarantine(bad, ref, primary=primary) if bad is not None else 0
+            good = good.persist()
+            rows = good.count()
+            version = delta.write_table(self.spark, good, ref, mode=mode, keys=keys, **options)
+            good.unpersist()
+        finally:
+            df.unpersist()
+        if version is not None:
+            self.tables_written[ref.key] = version
+        if primary:
+            self.rows_written += rows
+        log.info("%s: wrote %d rows to %s (v%s), quarantined %d", self.job, rows, ref.key,
+                 version, quarantined)
+        return delta.WriteResult(ref.key, rows, version)
+
+    def quarantine(self, bad: DataFrame | None, target: TableRef, *, primary: bool = True) -> int:
+        """Store rejected rows in ``<schema>.quarantine_<table>`` (idempotent by content).
+
+        ``bad`` holds the rows as received plus ``_rule`` and ``_reason`` (and optionally
+        ``_source`` and ``_record_index``). Returns the number of rows quarantined.
+        """
+        if bad is None:
+            return 0
+        bad = bad.persist()
+        n = bad.count()
+        if n:
+            meta = {SOURCE_COL, INDEX_COL, RULE_COL, REASON_COL}
+            record_cols = [c for c in bad.columns if c not in meta]
+            record = F.to_json(F.struct(*[F.col(f"`{c}`") for c in record_cols]))
+
+            def opt(col: str, typ: str):
+                return F.col(col).cast(typ) if col in bad.columns else F.lit(None).cast(typ)
+
+            rows = bad.select(
+                F.lit(target.key).alias("target_table"),
+                opt(SOURCE_COL, "string").alias("source"),
+                opt(INDEX_COL, "long").alias("record_index"),
+                record.alias("record"),
+                F.col(RULE_COL).cast("string").alias("rule"),
+                F.col(REASON_COL).cast("string").alias("reason"),
+            )
+            rows = rows.select(
+                F.sha2(
+                    F.concat_ws(
+                        "\u241f", "target_table", F.coalesce("source", F.lit("")),
+                        F.coalesce(F.col("record_index").cast("string"), F.lit("")),
+                        F.coalesce("record", F.lit("")), "rule",
+                    ),
+                    256,
+                ).alias("quarantine_id"),
+                "*",
+                F.lit(self.run_id).alias("run_id"),
+                F.lit(self.started_at.replace(tzinfo=None)).cast("timestamp").alias(
+                    "quarantined_at"),
+            ).dropDuplicates(["quarantine_id"])
+            qref = self.settings.quarantine_table(target)
+            _insert_new(self.spark, rows, qref)
+            self.tables_written[qref.key] = delta.current_version(self.spark, qref)
+        bad.unpersist()
+        if primary:
+            self.rows_quarantined += n
+        return n
+
+    # ------------------------------------------------------------------ closing
+    def reconcile(self) -> None:
+        if self.rows_in != self.rows_written + self.rows_quarantined:
+            raise ReconciliationError(
+                f"Job {self.job} does not reconcile: {self.rows_in} rows in, "
+                f"{self.rows_written} written + {self.rows_quarantined} quarantined "
+                f"= {self.rows_written + self.rows_quarantined}. The run is marked failed."
+            )
+
+    def _record(self) -> None:
+        row = (
+            self.run_id,
+            self.parent_run_id,
+            self.job,
+            self.started_at.replace(tzinfo=None),
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            self.status,
+            self.rows_in,
+            self.rows_written,
+            self.rows_quarantined,
+            {k: int(v) for k, v in self.tables_read.items()},
+            {k: int(v) for k, v in self.tables_written.items() if v is not None},
+            git_sha(),
+            self.settings.config_hash,
+            self.settings.env,
+            self.message,
+        )
+        df = self.spark.createDataFrame([row], JOB_RUNS_SCHEMA)
+        delta.write_table(
+            self.spark, df, self.settings.table("ops", "job_runs"), mode="append",
+            comments=JOB_RUNS_COMMENTS,
+            table_comment="One row per job run: counts in/written/quarantined and versions.",
+        )
+
+
+def _insert_new(spark: SparkSession, rows: DataFrame, ref: TableRef) -> None:
+    """Insert quarantine rows not already present (a re-run adds nothing)."""
+    if not delta.table_exists(spark, ref):
+        delta.write_table(spark, rows, ref, mode="overwrite",
+                          table_comment="Rows rejected on the way into " + ref.name[11:])
+        return
+    (
+        delta._delta_table(spark, ref)
+        .alias("t")
+        .merge(rows.alias("s"), "t.quarantine_id = s.quarantine_id")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+@contextmanager
+def job_run(
+    spark: SparkSession, settings: Settings, job: str, parent_run_id: str | None = None
+) -> Iterator[JobRun]:
+    """Run a job under audit; see the module docstring.
+
+    >>> with job_run(spark, settings, "ingest-notes") as run:  # doctest: +SKIP
+    ...     run.count_in(10); run.write(df, settings.table("bronze", "notes_raw"), keys=["note_id"])
+    """
+    run = JobRun(spark, settings, job, parent_run_id)
+    try:
+        yield run
+        run.reconcile()
+        run.status = "succeeded"
+    except BaseException as exc:
+        run.status = "failed"
+        run.message = str(exc)[:2000] if isinstance(exc, OncorankError) else (
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+        )
+        if not isinstance(exc, OncorankError):
+            log.debug("job %s failed:\n%s", job, traceback.format_exc())
+        raise
+    finally:
+        try:
+            run._record()
+        except Exception:  # recording must never hide the job's own error
+            log.exception("could not record job run %s", run.run_id)

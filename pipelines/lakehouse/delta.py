@@ -1,0 +1,184 @@
+"""Delta I/O: read with the version pinned, write idempotently.
+
+Three write modes, all safe to re-run:
+
+* ``merge`` — upsert by natural key (Delta MERGE). Rows whose values did not change are not
+  rewritten; with ``delete_missing=True`` target rows absent from the source are deleted (the
+  source is then a complete snapshot of the table, or of ``scope`` of it).
+* ``replace`` — replace one partition/slice atomically (``replaceWhere``).
+* ``overwrite`` — replace the whole table atomically.
+* ``append`` — only for logs (``ops.*``), whose rows are events.
+
+Every write is one Delta commit: a crash before it leaves the table at its previous version;
+a crash after it leaves the finished write, which a re-run reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.lakehouse.errors import DataQualityError, SchemaMismatchError
+from pipelines.lakehouse.settings import TableRef
+
+WRITE_MODES = ("merge", "replace", "overwrite", "append")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    rows: int
+    version: int | None
+
+
+def _delta_table(spark: SparkSession, ref: TableRef):
+    from delta.tables import DeltaTable
+
+    if ref.path:
+        return DeltaTable.forPath(spark, ref.path)
+    return DeltaTable.forName(spark, ref.identifier)
+
+
+def table_exists(spark: SparkSession, ref: TableRef) -> bool:
+    from delta.tables import DeltaTable
+
+    if ref.path:
+        return DeltaTable.isDeltaTable(spark, ref.path)
+    return spark.catalog.tableExists(ref.identifier.replace("`", ""))
+
+
+def current_version(spark: SparkSession, ref: TableRef) -> int | None:
+    if not table_exists(spark, ref):
+        return None
+    row = _delta_table(spark, ref).history(1).select("version").first()
+    return int(row["version"]) if row else None
+
+
+def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
+    """Read a table (at ``version`` when given). A missing table is a clear error."""
+    from pipelines.lakehouse.errors import InputNotFoundError
+
+    if not table_exists(spark, ref):
+        raise InputNotFoundError(
+            f"Table {ref.key} does not exist yet ({ref}); run the stage that writes it first."
+        )
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(ref.path) if ref.path else reader.table(ref.identifier)
+
+
+def with_comments(df: DataFrame, comments: dict[str, str] | None) -> DataFrame:
+    """Attach column comments as field metadata; Delta keeps them in the table schema."""
+    for column, text in (comments or {}).items():
+        if column in df.columns:
+            df = df.withMetadata(column, {**df.schema[column].metadata, "comment": text})
+    return df
+
+
+def write_table(
+    spark: SparkSession,
+    df: DataFrame,
+    ref: TableRef,
+    *,
+    mode: str = "merge",
+    keys: list[str] | None = None,
+    delete_missing: bool = False,
+    replace_where: str | None = None,
+    partition_by: list[str] | None = None,
+    comments: dict[str, str] | None = None,
+    table_comment: str | None = None,
+    allow_schema_change: bool = False,
+) -> int | None:
+    """Write ``df`` to ``ref`` in one commit and return the new table version.
+
+    >>> write_table(spark, df, settings.table("silver", "variants"),
+    ...             keys=["variant_key"])  # doctest: +SKIP
+    """
+    if mode not in WRITE_MODES:
+        raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
+    if mode == "merge" and not keys:
+        raise ValueError("merge needs the natural key columns (keys=[...])")
+    if mode == "replace" and not replace_where:
+        raise ValueError("replace needs a replace_where predicate")
+    missing = [k for k in keys or [] if k not in df.columns]
+    if missing:
+        raise SchemaMismatchError(f"Key column(s) {missing} are not in the data for {ref.key}.")
+    df = with_comments(df, comments)
+
+    if not table_exists(spark, ref):
+        _create(df, ref, partition_by, table_comment)
+        return current_version(spark, ref)
+
+    target_cols = _delta_table(spark, ref).toDF().columns
+    if mode != "append" and not allow_schema_change:
+        _check_schema(ref, target_cols, df.columns)
+    if mode == "merge":
+        _merge(spark, df, ref, keys, delete_missing)
+    elif mode == "append":
+        _save(_writer(df.select(*target_cols), ref, "append", partition_by), ref)
+    else:
+        writer = _writer(df, ref, "overwrite", partition_by)
+        if mode == "replace":
+            writer = writer.option("replaceWhere", replace_where)
+        if allow_schema_change:
+            writer = writer.option("overwriteSchema", "true")
+        _save(writer, ref)
+    return current_version(spark, ref)
+
+
+def _writer(df: DataFrame, ref: TableRef, mode: str, partition_by):
+    writer = df.write.format("delta").mode(mode)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    return writer
+
+
+def _create(df: DataFrame, ref: TableRef, partition_by, table_comment) -> None:
+    writer = _writer(df, ref, "errorifexists", partition_by)
+    if table_comment:
+        writer = writer.option("description", table_comment)
+    _save(writer, ref)
+
+
+def _save(writer, ref: TableRef) -> None:
+    if ref.path:
+        writer.save(ref.path)
+    else:
+        writer.saveAsTable(ref.identifier)
+
+
+def _check_schema(ref: TableRef, target_cols: list[str], source_cols: list[str]) -> None:
+    added = [c for c in source_cols if c not in target_cols]
+    removed = [c for c in target_cols if c not in source_cols]
+    if added or removed:
+        raise SchemaMismatchError(
+            f"Schema drift for {ref.key}: the data has new column(s) {added} and lacks "
+            f"column(s) {removed} compared with the table; nothing was written. Fix the "
+            "upstream change, or migrate the table deliberately."
+        )
+
+
+def _merge(spark, df: DataFrame, ref: TableRef, keys: list[str], delete_missing: bool) -> None:
+    dup = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(3).collect()
+    if dup:
+        examples = ", ".join(str({k: r[k] for k in keys}) for r in dup)
+        raise DataQualityError(
+            f"Duplicate natural keys {keys} in the data for {ref.key} (e.g. {examples}); "
+            "nothing was written."
+        )
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    value_cols = [c for c in df.columns if c not in keys]
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in value_cols) or "false"
+    builder = (
+        _delta_table(spark, ref)
+        .alias("t")
+        .merge(df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+    )
+    if delete_missing:
+        builder = builder.whenNotMatchedBySourceDelete()
+    builder.execute()

@@ -1,0 +1,65 @@
+"""Pseudonymisation: keyed HMAC-SHA256 of source identifiers, in Spark built-ins.
+
+``patient_key`` = first 20 hex digits of HMAC-SHA256(key, source_patient_id). The key is a
+secret (``ONCORANK_PSEUDONYM_KEY``); without it the pseudonym cannot be reversed or recomputed.
+The same function gives a per-patient date shift for note de-identification, so intervals
+between a patient's dates survive while the absolute dates do not.
+
+HMAC is built from ``sha2`` exactly as RFC 2104 defines it, so no Python UDF is needed:
+H((K ^ opad) || H((K ^ ipad) || m)).
+
+>>> import hmac, hashlib
+>>> pseudonymise("P001", b"k") == hmac.new(b"k", b"P001", hashlib.sha256).hexdigest()[:20]
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+KEY_HEX_CHARS = 20
+_BLOCK = 64
+
+
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256_col(value: Column, key: bytes) -> Column:
+    """HMAC-SHA256 of a string column as 64 hex characters (null stays null)."""
+    ipad, opad = _pads(key)
+    inner = F.unhex(F.sha2(F.concat(F.lit(ipad), value.cast("binary")), 256))
+    return F.when(value.isNotNull(), F.sha2(F.concat(F.lit(opad), inner), 256))
+
+
+def pseudonymise_col(value: Column, key: bytes) -> Column:
+    """The ``patient_key`` of a source patient id column."""
+    return F.substring(hmac_sha256_col(value.cast("string"), key), 1, KEY_HEX_CHARS)
+
+
+def pseudonymise(value: str, key: bytes) -> str:
+    """Python twin of :func:`pseudonymise_col` (for commands and tests)."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:KEY_HEX_CHARS]
+
+
+def date_shift_days_col(value: Column, key: bytes, max_days: int = 180) -> Column:
+    """A per-patient offset in [-max_days, -1] ∪ [1, max_days], stable for a key."""
+    h = hmac_sha256_col(F.concat(F.lit("date-shift:"), value.cast("string")), key)
+    n = F.conv(F.substring(h, 1, 8), 16, 10).cast("long")
+    magnitude = (n % max_days) + 1
+    return F.when(((n / max_days).cast("long") % 2) == 0, magnitude).otherwise(-magnitude).cast(
+        "int")
+
+
+def date_shift_days(value: str, key: bytes, max_days: int = 180) -> int:
+    h = hmac.new(key, f"date-shift:{value}".encode(), hashlib.sha256).hexdigest()
+    n = int(h[:8], 16)
+    magnitude = n % max_days + 1
+    return magnitude if (n // max_days) % 2 == 0 else -magnitude

@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites (``expectations/``) run as gates before writes."""

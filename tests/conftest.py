@@ -1,0 +1,49 @@
+"""One SparkSession (Delta + Spark NLP jars) for the whole test session; real parts only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("ONCORANK_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared test data not found at {SHARED_DATA} (set ONCORANK_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spark_settings(tmp_path_factory):
+    from pipelines.lakehouse.settings import Settings
+
+    root = tmp_path_factory.mktemp("lakehouse-root")
+    return Settings(lakehouse=root / "lakehouse", driver_memory="3g", shuffle_partitions=2,
+                    spark_master="local[2]")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_settings):
+    from pipelines.lakehouse.session import spark_session
+
+    session = spark_session(spark_settings, app_name="oncorank-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def settings(spark, tmp_path):
+    """Fresh lakehouse folder per test, same SparkSession."""
+    from pipelines.lakehouse.settings import Settings
+
+    return Settings(lakehouse=tmp_path / "lakehouse", shuffle_partitions=2,
+                    spark_master="local[2]", reports_dir=str(tmp_path / "reports"))

@@ -1,0 +1,217 @@
+"""Runtime: settings and table names, session factory, idempotent writer, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.audit import job_run
+from pipelines.lakehouse.errors import (
+    ConfigError,
+    DataQualityError,
+    ReconciliationError,
+    SchemaMismatchError,
+)
+from pipelines.lakehouse.privacy import (
+    date_shift_days,
+    date_shift_days_col,
+    pseudonymise,
+    pseudonymise_col,
+)
+from pipelines.lakehouse.settings import Settings
+
+
+# ------------------------------------------------------------------ settings and table names
+def test_local_tables_are_delta_folders_under_the_lakehouse(tmp_path):
+    s = Settings(lakehouse=tmp_path / "lh")
+    ref = s.table("silver", "variants")
+    assert ref.path == str((tmp_path / "lh" / "silver" / "variants").absolute())
+    assert ref.identifier == f"delta.`{ref.path}`"
+    assert ref.key == "silver.variants"
+    assert s.quarantine_table(ref).path.endswith("silver/quarantine_variants")
+
+
+def test_unity_catalog_names_per_environment():
+    dev = Settings(env="dev", catalog="dev_cat", schema_prefix="jdoe_onc_")
+    prod = Settings(env="prod", catalog="main", schema_prefix="onc_")
+    assert dev.table("gold", "treatment_rankings").identifier == (
+        "`dev_cat`.`jdoe_onc_gold`.`treatment_rankings`")
+    assert prod.table("restricted", "patient_identity").identifier == (
+        "`main`.`onc_restricted`.`patient_identity`")
+    assert prod.table("bronze", "x").path is None
+    assert prod.registered_model_name == "main.onc_gold.oncorank_treatment_response"
+
+
+def test_unknown_schema_and_bad_names_are_refused():
+    s = Settings()
+    with pytest.raises(ValueError):
+        s.table("platinum", "x")
+    with pytest.raises(ValueError):
+        s.table("silver", "../etc")
+
+
+def test_precedence_file_then_env_then_flags(tmp_path):
+    cfg = tmp_path / "oncorank.toml"
+    cfg.write_text(
+        'lakehouse = "lh-from-file"\nhorizon_months = 36\n'
+        '[inputs]\nnotes = "notes.jsonl"\n[genomics]\ntarget_size_mb = 35\n'
+    )
+    s = Settings.load(cfg, environ={})
+    assert s.lakehouse == tmp_path / "lh-from-file"
+    assert s.horizon_months == 36.0
+    assert s.inputs.notes == str(tmp_path / "notes.jsonl")
+    assert s.section("genomics") == {"target_size_mb": 35}
+    s = Settings.load(cfg, environ={"ONCORANK_LAKEHOUSE": "/env/lh"})
+    assert s.lakehouse == Path("/env/lh")
+    s = Settings.load(cfg, {"lakehouse": "/flag/lh"}, environ={"ONCORANK_LAKEHOUSE": "/env/lh"})
+    assert s.lakehouse == Path("/flag/lh")
+
+
+def test_config_errors_are_one_clear_sentence(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(tmp_path / "missing.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lakehouse = [unclosed")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Settings.load(bad, environ={})
+    with pytest.raises(ConfigError, match="Unity Catalog"):
+        Settings.load(None, {"env": "prod"}, environ={})
+    with pytest.raises(ConfigError, match="Unknown environment"):
+        Settings.load(None, {"env": "staging"}, environ={})
+
+
+def test_config_hash_changes_with_results_relevant_settings():
+    assert Settings().config_hash == Settings(debug=True).config_hash
+    assert Settings().config_hash != Settings(horizon_months=12).config_hash
+
+
+# ------------------------------------------------------------------ session factory
+def test_session_has_delta_and_spark_nlp(spark):
+    from pipelines.lakehouse.session import require_spark_nlp
+
+    conf = spark.sparkContext.getConf()
+    assert "DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
+    assert "spark-nlp_2.12" in conf.get("spark.jars")
+    require_spark_nlp(spark)  # raises EnvironmentProblem when the jar is missing
+
+
+def test_session_factory_returns_the_active_session(spark, spark_settings):
+    from pipelines.lakehouse.session import spark_session
+
+    assert spark_session(spark_settings) is spark
+
+
+def test_jar_cache_starts_offline(tmp_path, monkeypatch):
+    """With the jars already cached, resolution touches no network (a bad repo is never hit)."""
+    from pipelines.lakehouse.session import JARS, ensure_jars, jars_dir
+
+    paths = ensure_jars(jars_dir(), repo="http://127.0.0.1:9/unreachable")
+    assert [p.name for p in paths] == [j.file_name for j in JARS]
+
+
+def test_jar_download_failure_is_a_clear_message(tmp_path):
+    from pipelines.lakehouse.errors import EnvironmentProblem
+    from pipelines.lakehouse.session import ensure_jars
+
+    with pytest.raises(EnvironmentProblem, match="Could not download the JVM jar"):
+        ensure_jars(tmp_path / "empty", repo="http://127.0.0.1:9/unreachable")
+
+
+# ------------------------------------------------------------------ pseudonymisation
+def test_hmac_in_spark_equals_python_hmac(spark):
+    key = b"test-key"
+    ids = ["P0001", "TCGA-A6-2686", "ü-ñ", None]
+    rows = spark.createDataFrame([(i,) for i in ids], "id string").select(
+        "id", pseudonymise_col(F.col("id"), key).alias("k"),
+        date_shift_days_col(F.col("id"), key).alias("d")).collect()
+    for r in rows:
+        if r.id is None:
+            assert r.k is None
+            continue
+        assert r.k == hmac.new(key, r.id.encode(), hashlib.sha256).hexdigest()[:20]
+        assert r.k == pseudonymise(r.id, key)
+        assert r.d == date_shift_days(r.id, key) and r.d != 0 and abs(r.d) <= 180
+
+
+# ------------------------------------------------------------------ idempotent writer
+def _rows(spark, ref):
+    return sorted((tuple(r) for r in delta.read_table(spark, ref).collect()), key=str)
+
+
+def test_merge_is_idempotent_and_upserts(spark, settings):
+    ref = settings.table("silver", "demo")
+    df = spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string")
+    v0 = delta.write_table(spark, df, ref, keys=["id"])
+    delta.write_table(spark, df, ref, keys=["id"])
+    assert _rows(spark, ref) == [(1, "a"), (2, "b")]
+    changed = spark.createDataFrame([(2, "B"), (3, "c")], "id int, v string")
+    v2 = delta.write_table(spark, changed, ref, keys=["id"])
+    assert v2 > v0
+    assert _rows(spark, ref) == [(1, "a"), (2, "B"), (3, "c")]
+    delta.write_table(spark, changed, ref, keys=["id"], delete_missing=True)
+    assert _rows(spark, ref) == [(2, "B"), (3, "c")]
+
+
+def test_replace_partition_and_null_keys(spark, settings):
+    ref = settings.table("gold", "by_day")
+    df = spark.createDataFrame([("d1", 1), ("d2", 2), (None, 3)], "day string, n int")
+    delta.write_table(spark, df, ref, mode="overwrite")
+    delta.write_table(spark, spark.createDataFrame([("d1", 9)], "day string, n int"), ref,
+                      mode="replace", replace_where="day = 'd1'")
+    assert _rows(spark, ref) == sorted([("d1", 9), ("d2", 2), (None, 3)], key=str)
+    # null-safe key equality: merging the null-key row twice keeps one row
+    delta.write_table(spark, df.filter("day is null"), settings.table("gold", "nk"), keys=["day"])
+    delta.write_table(spark, df.filter("day is null"), settings.table("gold", "nk"), keys=["day"])
+    assert delta.read_table(spark, settings.table("gold", "nk")).count() == 1
+
+
+def test_duplicate_keys_and_schema_drift_write_nothing(spark, settings):
+    ref = settings.table("silver", "guarded")
+    delta.write_table(spark, spark.createDataFrame([(1, "a")], "id int, v string"), ref,
+                      keys=["id"])
+    version = delta.current_version(spark, ref)
+    dup = spark.createDataFrame([(5, "x"), (5, "y")], "id int, v string")
+    with pytest.raises(DataQualityError, match="Duplicate natural keys"):
+        delta.write_table(spark, dup, ref, keys=["id"])
+    renamed = spark.createDataFrame([(1, "a")], "id int, value string")
+    with pytest.raises(SchemaMismatchError, match=r"new column\(s\) \['value'\]"):
+        delta.write_table(spark, renamed, ref, keys=["id"])
+    assert delta.current_version(spark, ref) == version
+
+
+# ------------------------------------------------------------------ audit and reconciliation
+def test_job_run_records_counts_versions_and_quarantine(spark, settings):
+    src = spark.createDataFrame([(1, "ok"), (2, "ok"), (3, "bad")], "id int, v string")
+    target = settings.table("bronze", "things")
+    for _ in range(2):  # a re-run adds nothing anywhere but the audit log
+        with job_run(spark, settings, "demo-job") as run:
+            run.count_in(src.count())
+            bad = src.filter("v = 'bad'").withColumn("_rule", F.lit("value_is_ok")).withColumn(
+                "_reason", F.lit("v must be 'ok'"))
+            run.quarantine(bad, target)
+            run.write(src.filter("v = 'ok'"), target, keys=["id"])
+    assert delta.read_table(spark, target).count() == 2
+    q = delta.read_table(spark, settings.quarantine_table(target)).collect()
+    assert len(q) == 1 and q[0].rule == "value_is_ok" and '"id":3' in q[0].record
+    runs = delta.read_table(spark, settings.table("ops", "job_runs")).collect()
+    assert len(runs) == 2
+    for r in runs:
+        assert (r.status, r.rows_in, r.rows_written, r.rows_quarantined) == (
+            "succeeded", 3, 2, 1)
+        assert r.tables_written["bronze.things"] >= 0
+        assert r.config_hash == settings.config_hash
+
+
+def test_reconciliation_failure_fails_the_job(spark, settings):
+    with pytest.raises(ReconciliationError, match="4 rows in, 3 written"):
+        with job_run(spark, settings, "leaky-job") as run:
+            run.count_in(4)
+            run.write(spark.range(3).withColumnRenamed("id", "k"),
+                      settings.table("bronze", "leaky"), keys=["k"])
+    (row,) = delta.read_table(spark, settings.table("ops", "job_runs")).collect()
+    assert row.status == "failed" and "does not reconcile" in row.message
