@@ -27,7 +27,7 @@ def spark_settings(tmp_path_factory):
     from pipelines.lakehouse.settings import Settings
 
     root = tmp_path_factory.mktemp("lakehouse-root")
-    return Settings(lakehouse=root / "lakehouse", driver_memory="3g", shuffle_partitions=2,
+    return Settings(lakehouse=root / "lakehouse", driver_memory=os.environ.get("ONCORANK_TEST_DRIVER_MEMORY", "2g"), shuffle_partitions=2,
                     spark_master="local[2]")
 
 
