@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +29,8 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(notes_app, name="notes")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
@@ -38,7 +38,7 @@ LakehouseOpt = Annotated[Path | None, typer.Option("--lakehouse", help="Local la
 EnvOpt = Annotated[str | None, typer.Option("--env", help="local | dev | prod")]
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -130,9 +130,9 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
 ):
     """Bring your own cohort: train and evaluate the treatment-response model; prints JSON."""
+    _require(cohort, "Cohort file")
     from pipelines.models.byoc import train_cohort
 
-    _require(cohort, "Cohort file")
     summary = train_cohort(cohort, time_col=time_col, event_col=event_col,
                            treatment_col=treatment_col, feature_cols=feature_cols,
                            horizon=horizon, out=out_dir, seed=seed)
@@ -149,8 +149,6 @@ def ingest_vcf(
                                                     help="CSV sample,patient_id.")] = None,
 ):
     """Ingest VCF/BCF files into bronze/silver variants and biomarkers."""
-    import jobs.ingest_variants
-
     for p in paths:
         _require(p, "VCF path")
     if sample_map:
@@ -160,7 +158,10 @@ def ingest_vcf(
                                           "vcf": tuple(str(p) for p in paths),
                                           "sample_map": str(sample_map or "")})
     settings = settings.replace(inputs=inputs)
-    run_ = jobs.ingest_variants.run(_spark(settings), settings)
+    spark = _spark(settings)
+    import jobs.ingest_variants
+
+    run_ = jobs.ingest_variants.run(spark, settings)
     out.print(f"ingested {run_.rows_written} records, quarantined {run_.rows_quarantined} "
               f"into {settings.table('bronze', 'variants_raw')}")
 

@@ -208,10 +208,10 @@ def test_job_run_records_counts_versions_and_quarantine(spark, settings):
 
 
 def test_reconciliation_failure_fails_the_job(spark, settings):
-    with pytest.raises(ReconciliationError, match="4 rows in, 3 written"):
-        with job_run(spark, settings, "leaky-job") as run:
-            run.count_in(4)
-            run.write(spark.range(3).withColumnRenamed("id", "k"),
-                      settings.table("bronze", "leaky"), keys=["k"])
+    with (pytest.raises(ReconciliationError, match="4 rows in, 3 written"),
+          job_run(spark, settings, "leaky-job") as run):
+        run.count_in(4)
+        run.write(spark.range(3).withColumnRenamed("id", "k"),
+                  settings.table("bronze", "leaky"), keys=["k"])
     (row,) = delta.read_table(spark, settings.table("ops", "job_runs")).collect()
     assert row.status == "failed" and "does not reconcile" in row.message

@@ -118,7 +118,8 @@ def _download(jar: MavenJar, target: Path, repo: str) -> None:
 def java_home() -> str:
     """Locate a Java 17 runtime (Spark 3.5 supports 8/11/17; newer JDKs break it)."""
     candidates = [os.environ.get("JAVA_HOME", "")]
-    candidates += sorted(str(p) for p in Path("/usr/lib/jvm").glob("*17*"))
+    jvm_root = Path(os.environ.get("ONCORANK_JVM_DIR", "/usr/lib/jvm"))
+    candidates += sorted(str(p) for p in jvm_root.glob("*17*"))
     for home in candidates:
         if home and (Path(home) / "bin" / "java").is_file() and _java_major(home) == 17:
             return home
