@@ -1,0 +1,304 @@
+"""ConText: is a mention negated, possible, historical, hypothetical or about a family member?
+
+This is the algorithm of Harkema et al. (ConText, J Biomed Inform 2009) and Chapman et al.
+(NegEx, 2001) over annotations that Spark NLP produced: the sentence span, its tokens and the
+trigger chunks that a ``RegexMatcher`` found with the rules in ``resources/context_rules.tsv``.
+The same function serves the ``extract-note-findings`` stage and ``oncorank notes context``.
+
+How a trigger modifies a target:
+
+* a *forward* trigger ("no", "history of") reaches the tokens after it, a *backward* trigger
+  ("… was ruled out", "… is negative") the tokens before it, a *bidirectional* one both ways;
+* the reach ends at the sentence edge, at a termination term that applies to the trigger's
+  category ("but", "however", "who presents", a list enumerator "2)"), or after ``max_scope``
+  tokens when the rule sets one;
+* pseudo-triggers ("no increase", "not only", "gram negative") cancel any trigger they overlap,
+  and a trigger inside a longer trigger is dropped (longest match wins);
+* a trigger that lies inside the target itself ("… without murmurs" as part of the target
+  phrase) does not modify it.
+
+Pure Python, no Spark: unit-testable on plain tuples.
+
+>>> from pipelines.notes.context import Span, Trigger, classify
+>>> sent = Span(0, 27)                       # "No evidence of brain mets."
+>>> trig = [Trigger(0, 14, "NEGATED", "forward", None, frozenset())]
+>>> toks = [Span(0, 2), Span(3, 11), Span(12, 14), Span(15, 20), Span(21, 25), Span(25, 26)]
+>>> classify(sent, toks, trig, Span(15, 25)).status
+'negated'
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+# Modifier categories (the rule file's vocabulary) and the status each one gives.
+NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY = (
+    "NEGATED", "POSSIBLE", "HISTORICAL", "HYPOTHETICAL", "FAMILY")
+PSEUDO, TERMINATE = "PSEUDO", "TERMINATE"
+MODIFIERS = (NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY)
+CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE)
+DIRECTIONS = ("forward", "backward", "bidirectional", "none")
+
+# One status per mention for tables and the command. Negation wins (a negated family
+# history is still "not present"); a family mention is never the patient's own finding;
+# an event that may happen (hypothetical) or may be present (possible) is not asserted; a
+# historical mention is asserted but in the past.
+STATUS_ORDER = (
+    (NEGATED, "negated"),
+    (FAMILY, "family"),
+    (HYPOTHETICAL, "hypothetical"),
+    (POSSIBLE, "possible"),
+    (HISTORICAL, "historical"),
+)
+STATUSES = ("affirmed", "negated", "possible", "historical", "hypothetical", "family")
+RULES_FILE = "context_rules.tsv"
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """Character span ``[begin, end)`` in the document."""
+
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A matched trigger term: ``[begin, end)`` plus the attributes of its rule."""
+
+    begin: int
+    end: int
+    category: str
+    direction: str
+    max_scope: int | None
+    applies_to: frozenset[str]
+
+    @property
+    def length(self) -> int:
+        return self.end - self.begin
+
+
+@dataclass(frozen=True)
+class ContextResult:
+    """All modifiers that reach a target, and the single status derived from them."""
+
+    modifiers: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def status(self) -> str:
+        for category, status in STATUS_ORDER:
+            if category in self.modifiers:
+                return status
+        return "affirmed"
+
+    @property
+    def negated(self) -> bool:
+        return NEGATED in self.modifiers
+
+    @property
+    def historical(self) -> bool:
+        return HISTORICAL in self.modifiers
+
+
+# ------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    category: str
+    direction: str
+    max_scope: int | None
+    applies_to: frozenset[str]
+
+    @property
+    def group_id(self) -> str:
+        """Identifier shared by rules with the same attributes (one RegexMatcher rule each)."""
+        scope = "" if self.max_scope is None else str(self.max_scope)
+        return "|".join([self.category, self.direction, scope, ",".join(sorted(self.applies_to))])
+
+
+def parse_group_id(group_id: str) -> tuple[str, str, int | None, frozenset[str]]:
+    category, direction, scope, applies = group_id.split("|")
+    return (category, direction, int(scope) if scope else None,
+            frozenset(a for a in applies.split(",") if a))
+
+
+@lru_cache(maxsize=4)
+def load_rules(text: str | None = None) -> tuple[Rule, ...]:
+    """Read ``resources/context_rules.tsv`` (or ``text`` in the same format) and validate it."""
+    if text is None:
+        text = resources.files("pipelines.notes.resources").joinpath(RULES_FILE).read_text(
+            encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    reader = csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE)
+    expected = {"pattern", "category", "direction", "max_scope", "applies_to"}
+    if not reader.fieldnames or not expected <= set(reader.fieldnames):
+        raise ValueError(f"{RULES_FILE} must have the columns {sorted(expected)}, "
+                         f"found {reader.fieldnames}")
+    rules = []
+    for n, row in enumerate(reader, start=2):
+        category, direction = row["category"].strip(), (row["direction"] or "none").strip()
+        if category not in CATEGORIES or direction not in DIRECTIONS:
+            raise ValueError(f"{RULES_FILE} row {n}: unknown category {category!r} or "
+                             f"direction {direction!r}")
+        scope = (row["max_scope"] or "").strip()
+        applies = frozenset(a.strip() for a in (row["applies_to"] or "").split(",") if a.strip())
+        if not applies <= set(MODIFIERS):
+            raise ValueError(f"{RULES_FILE} row {n}: applies_to {sorted(applies)} must name "
+                             f"categories among {MODIFIERS}")
+        rules.append(Rule(row["pattern"].strip(), category, direction,
+                          int(scope) if scope else None, applies))
+    return tuple(rules)
+
+
+def pattern_regex(pattern: str) -> str:
+    """A rule's phrase as a regex (Java and Python alike): spaces match any run of whitespace
+    (notes wrap lines mid-phrase) and word edges are required where the phrase has them."""
+    body = re.sub(r"(?:\\s\+| )+", r"\\s+", pattern)
+    left = r"(?<!\w)" if re.match(r"[\w(]", pattern) else ""
+    right = r"(?!\w)" if re.search(r"[\w)?*+]$", pattern) else ""
+    return left + body + right
+
+
+def matcher_rules(rules: tuple[Rule, ...] | None = None) -> list[tuple[str, str]]:
+    """``(regex, identifier)`` pairs for Spark NLP's RegexMatcher: one alternation per group of
+    rules with the same attributes, longest phrases first so the alternation prefers them."""
+    rules = rules or load_rules()
+    groups: dict[str, list[str]] = {}
+    for rule in rules:
+        groups.setdefault(rule.group_id, []).append(rule.pattern)
+    out = []
+    for gid, patterns in groups.items():
+        ordered = sorted(set(patterns), key=lambda p: (-len(p), p))
+        alternation = "|".join(f"(?:{pattern_regex(p)})" for p in ordered)
+        out.append((f"(?i)(?:{alternation})", gid))
+    return out
+
+
+# ------------------------------------------------------------------------- algorithm
+def resolve_triggers(triggers: list[Trigger]) -> list[Trigger]:
+    """Drop triggers overlapped by a pseudo-trigger and triggers inside a longer trigger of
+    the same category ("no" inside "no evidence of"); a trigger inside a longer one of another
+    category still counts ("history of" inside "no history of" is negated *and* historical)."""
+    pseudo = [t for t in triggers if t.category == PSEUDO]
+    kept = []
+    for t in triggers:
+        if t.category == PSEUDO:
+            continue
+        if t.category != TERMINATE and any(p.begin < t.end and t.begin < p.end for p in pseudo):
+            continue
+        inside_longer = any(
+            o is not t and o.category == t.category and o.length > t.length
+            and o.begin <= t.begin and t.end <= o.end
+            for o in triggers
+        )
+        if not inside_longer:
+            kept.append(t)
+    return sorted(set(kept), key=lambda t: (t.begin, -t.length))
+
+
+def _terminates(term: Trigger, category: str) -> bool:
+    return term.category == TERMINATE and (not term.applies_to or category in term.applies_to)
+
+
+def _token_limit_forward(tokens: list[Span], start: int, n: int) -> int:
+    """End offset of the ``n``-th token that begins at or after ``start``."""
+    begins = [t.begin for t in tokens]
+    i = bisect.bisect_left(begins, start)
+    j = i + n - 1
+    return tokens[j].end if j < len(tokens) else tokens[-1].end if tokens else start
+
+
+def _token_limit_backward(tokens: list[Span], end: int, n: int) -> int:
+    """Begin offset of the ``n``-th token that ends at or before ``end`` (counting back)."""
+    ends = [t.end for t in tokens]
+    i = bisect.bisect_right(ends, end) - 1
+    j = i - n + 1
+    return tokens[j].begin if j >= 0 else tokens[0].begin if tokens else end
+
+
+def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
+             triggers: list[Trigger]) -> bool:
+    """Does ``trigger`` reach ``target`` within ``sentence``?"""
+    cat = trigger.category
+    if trigger.direction in ("forward", "bidirectional") and target.begin >= trigger.end:
+        end = sentence.end
+        for term in triggers:
+            if (_terminates(term, cat) and term.begin >= trigger.end
+                    and term.begin < end):
+                end = term.begin
+        if trigger.max_scope:
+            end = min(end, _token_limit_forward(tokens, trigger.end, trigger.max_scope))
+        if target.begin < end:
+            return True
+    if trigger.direction in ("backward", "bidirectional") and target.end <= trigger.begin:
+        start = sentence.begin
+        for term in triggers:
+            if _terminates(term, cat) and term.end <= trigger.begin and term.end > start:
+                start = term.end
+        if trigger.max_scope:
+            start = max(start, _token_limit_backward(tokens, trigger.begin, trigger.max_scope))
+        if target.end > start:
+            return True
+    return False
+
+
+def classify(sentence: Span, tokens: list[Span], triggers: list[Trigger],
+             target: Span) -> ContextResult:
+    """The ConText modifiers of ``target`` given the sentence's tokens and matched triggers.
+
+    ``triggers`` may include matches outside the sentence; only those inside it count.
+    """
+    local = [t for t in triggers if t.begin >= sentence.begin and t.end <= sentence.end]
+    local = resolve_triggers(local)
+    # A termination term inside the target phrase is part of the phrase, not a boundary.
+    local = [t for t in local if not (t.category == TERMINATE and t.begin < target.end
+                                      and target.begin < t.end)]
+    toks = [t for t in tokens if t.begin >= sentence.begin and t.end <= sentence.end]
+    found = set()
+    for trig in local:
+        if trig.category not in MODIFIERS or trig.category in found:
+            continue
+        if trig.begin < target.end and target.begin < trig.end:
+            continue  # the trigger is part of the target phrase itself
+        if in_scope(trig, target, sentence, toks, local):
+            found.add(trig.category)
+    return ContextResult(frozenset(found))
+
+
+# ------------------------------------------------------------------------- targets
+def find_target(text: str, target: str, window: Span | None = None) -> Span | None:
+    """Locate ``target`` in ``text`` tolerant of the quirks of real annotation files.
+
+    Runs of whitespace match any run, case is ignored, and when the phrase occurs more than
+    once the occurrence written in upper case (how annotators mark it) or exactly as given is
+    preferred. A target that is not found whole (a truncated sentence) falls back to its
+    longest leading, then trailing, run of words that is found.
+    """
+    words = target.split()
+    if not words:
+        return None
+    lo, hi = (window.begin, window.end) if window else (0, len(text))
+    for n in range(len(words), 0, -1):
+        for part in ([words[:n]] if n == len(words) else [words[:n], words[-n:]]):
+            if n < len(words) and sum(len(w) for w in part) < 3:
+                continue
+            rx = re.compile(r"(?<!\w)" + r"\s+".join(re.escape(w) for w in part) + r"(?!\w)",
+                            re.IGNORECASE)
+            hits = [m for m in rx.finditer(text, lo, hi)]
+            if not hits:
+                rx = re.compile(r"\s+".join(re.escape(w) for w in part), re.IGNORECASE)
+                hits = [m for m in rx.finditer(text, lo, hi)]
+            if hits:
+                def score(m):
+                    s = m.group(0)
+                    marked = s.isupper() and not text[lo:hi].isupper()
+                    header = text[m.end():m.end() + 1] == ":"
+                    return (not marked, header, s.split() != part, m.start())
+                best = min(hits, key=score)
+                return Span(best.start(), best.end())
+    return None
