@@ -98,3 +98,139 @@ def annotate(model: PipelineModel, df: DataFrame, keep: list[str],
     for c in span_cols:
         cols.append(token_spans(c).alias(c) if c == "token" else spans(c).alias(c))
     return out.select(*cols)
+
+
+# ----------------------------------------------------------------------------- models
+def deid_stages() -> list:
+    """Sentences/tokens plus the PHI RegexMatcher (on the whole document: a name or an
+    address may straddle what the sentence detector calls a boundary)."""
+    from pipelines.notes import deid
+
+    return [*base_stages("text"), _regex_matcher(deid.matcher_rules(), "document", "phi")]
+
+
+def findings_stages() -> list:
+    """Sentences/tokens plus ConText triggers, concepts (per sentence) and section headers."""
+    from pipelines.notes import findings
+
+    return [
+        *base_stages("text"),
+        *context_stages(),
+        _regex_matcher(findings.concept_matcher_rules(), "sentence", "concept"),
+        _regex_matcher(findings.section_matcher_rules(), "document", "section_header"),
+    ]
+
+
+def context_command_stages() -> list:
+    return [*base_stages("text"), *context_stages()]
+
+
+def _fields(schema, names: list[str]) -> str:
+    return ", ".join(f"`{n}` {schema[n].dataType.simpleString()}" for n in names)
+
+
+def _run_python(df: DataFrame, passthrough: list[str], new_fields: str, fn) -> DataFrame:
+    """Apply ``fn(row_dict) -> dict`` of the new fields to every row through ``mapInArrow``,
+    carrying ``passthrough`` columns unchanged."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import _parse_datatype_string
+
+    out_schema = ", ".join(x for x in (_fields(df.schema, passthrough), new_fields) if x)
+    arrow_schema = to_arrow_schema(_parse_datatype_string(out_schema))
+
+    def batches(iterator):
+        for batch in iterator:
+            out = [{**{c: r[c] for c in passthrough}, **fn(r)} for r in batch.to_pylist()]
+            yield pa.RecordBatch.from_pylist(out, schema=arrow_schema)
+
+    return df.mapInArrow(batches, out_schema)
+
+
+# ----------------------------------------------------------------------------- row functions
+def _spans(rows) -> list:
+    return rows or []
+
+
+def deid_row(r: dict) -> dict:
+    from pipelines.notes import deid
+
+    text = r["text"] or ""
+    cands = [deid.Candidate(a["b"], a["e"], a["i"]) for a in _spans(r["phi"])]
+    toks = [(a["b"], a["e"]) for a in _spans(r["token"])]
+    res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0))
+    return {"text_deid": res.text,
+            "phi_spans": [{"begin": s.begin, "end": s.end, "type": s.type} for s in res.spans]}
+
+
+def _triggers(rows) -> list:
+    out = []
+    for a in _spans(rows):
+        cat, direction, scope, applies = context.parse_group_id(a["i"])
+        out.append(context.Trigger(a["b"], a["e"], cat, direction, scope, applies))
+    return out
+
+
+def findings_row(r: dict) -> dict:
+    from pipelines.notes import findings
+
+    text = r["text"] or ""
+    sents = [context.Span(a["b"], a["e"]) for a in _spans(r["sentence"])]
+    toks = [context.Span(a["b"], a["e"]) for a in _spans(r["token"])]
+    concepts = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["concept"])]
+    headers = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["section_header"])]
+    found = findings.extract(text, sents, toks, _triggers(r["context_trigger"]), concepts,
+                             headers)
+    return {"findings": [
+        {"finding_id": findings.finding_id(r["note_id"], f), "concept": f.concept,
+         "category": f.category, "value": f.value, "context": f.context, "section": f.section,
+         "start": f.start, "end": f.end, "snippet": f.snippet}
+        for f in found]}
+
+
+def context_row(r: dict) -> dict:
+    text = r["text"] or ""
+    sents = [context.Span(a["b"], a["e"]) for a in _spans(r["sentence"])]
+    toks = [context.Span(a["b"], a["e"]) for a in _spans(r["token"])]
+    target = context.find_target(text, r["target"] or "")
+    if target is None:
+        return {"status": "affirmed", "modifiers": [], "target_found": False}
+    sent = next((s for s in sents if s.begin <= target.begin < s.end),
+                context.Span(0, len(text)))
+    res = context.classify(sent, toks, _triggers(r["context_trigger"]), target)
+    return {"status": res.status, "modifiers": sorted(m.lower() for m in res.modifiers),
+            "target_found": True}
+
+
+PHI_SPANS = "array<struct<begin:int,end:int,type:string>>"
+FINDINGS = ("array<struct<finding_id:string,concept:string,category:string,value:string,"
+            "context:string,section:string,start:int,end:int,snippet:string>>")
+
+
+# ----------------------------------------------------------------------------- DataFrame API
+def deidentify(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
+    """``df`` (text, shift_days, passthrough...) → passthrough + text_deid + phi_spans."""
+    model = fit(deid_stages(), spark, "text")
+    keep = list(dict.fromkeys([*passthrough, "text", "shift_days"]))
+    ann = annotate(model, df.select(*keep), keep, ["phi", "token"])
+    return _run_python(ann, passthrough, f"text_deid string, phi_spans {PHI_SPANS}", deid_row)
+
+
+def extract_findings(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
+    """``df`` (note_id, text, passthrough...) → passthrough + findings array."""
+    model = fit(findings_stages(), spark, "text")
+    keep = list(dict.fromkeys([*passthrough, "note_id", "text"]))
+    ann = annotate(model, df.select(*keep), keep,
+                   ["sentence", "token", "context_trigger", "concept", "section_header"])
+    return _run_python(ann, list(dict.fromkeys([*passthrough, "note_id"])),
+                       f"findings {FINDINGS}", findings_row)
+
+
+def context_status(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
+    """``df`` (text = sentence, target, passthrough...) → passthrough + status, modifiers."""
+    model = fit(context_command_stages(), spark, "text")
+    keep = list(dict.fromkeys([*passthrough, "text", "target"]))
+    ann = annotate(model, df.select(*keep), keep, ["sentence", "token", "context_trigger"])
+    return _run_python(ann, passthrough,
+                       "status string, modifiers array<string>, target_found boolean",
+                       context_row)
