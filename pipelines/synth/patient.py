@@ -1,0 +1,419 @@
+"""One simulated patient: demographics, tumour biology, comorbidities, treatment and survival.
+
+The outcome model is Weibull proportional hazards with time in months from the index date
+(first-line start)::
+
+    S_a(t) = exp(-(t / scale)^shape * exp(lp_a)),   lp_a = lp_prognostic + log HR_a(patient)
+
+``lp_prognostic`` holds stage, ECOG, age, sex, comorbidity burden, metastatic sites and
+prognostic biomarkers; ``HR_a`` is the planted effect of regimen ``a`` versus the standard of
+care, which depends on the patient's biomarkers (and contraindicating conditions). Because
+every candidate's survival function is known, the restricted mean survival time at the
+horizon is computed exactly (:func:`weibull_rmst`) for the oracle ranking.
+
+>>> round(weibull_rmst(0.0, shape=1.0, scale=12.0, tau=24.0), 4)  # 12 * (1 - e^-2)
+10.3759
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+from scipy.special import gamma as gamma_fn
+from scipy.special import gammainc
+
+from pipelines.synth.world import World
+
+# Independent random streams per patient, so that one part of the generator can change
+# without reshuffling the others (and so patients can be generated in any order).
+STREAM_CLINICAL, STREAM_GENOME, STREAM_NOTES, STREAM_IDENTITY, STREAM_RECORDS = 1, 2, 3, 4, 5
+STREAM_COURSES = 6
+
+
+def patient_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, index, stream]))
+
+
+def weibull_scale(median_months: float, shape: float) -> float:
+    """Scale that puts the median of a Weibull(shape, scale) at ``median_months``."""
+    return median_months / math.log(2.0) ** (1.0 / shape)
+
+
+def weibull_survival(t: float, lp: float, shape: float, scale: float) -> float:
+    return math.exp(-((t / scale) ** shape) * math.exp(lp))
+
+
+def weibull_rmst(lp: float, shape: float, scale: float, tau: float) -> float:
+    """Restricted mean survival time: the integral of S(t) from 0 to ``tau`` (closed form).
+
+    With c = exp(lp) / scale^shape, the integral of exp(-c t^k) over [0, tau] is
+    c^(-1/k) * Gamma(1 + 1/k) * P(1/k, c tau^k), P the regularised lower incomplete gamma.
+    """
+    c = math.exp(lp) / scale**shape
+    a = 1.0 / shape
+    return float(c ** (-a) * gamma_fn(1.0 + a) * gammainc(a, c * tau**shape))
+
+
+@dataclass
+class Patient:
+    """Everything true about one patient (what the raw files show is derived from this)."""
+
+    index: int
+    patient_id: str
+    cancer_type: str
+    sex: str
+    age: int
+    birth_date: date
+    stage: str
+    ecog: int
+    smoking: str
+    pack_years: int
+    icd10: str
+    histology: str
+    comorbidities: list[str]
+    comorbidity_onsets: dict[str, tuple[str, date]]
+    flags: set[str]
+    charlson: int
+    metastases: dict[str, bool]
+    drivers: list[str]
+    vcf_drivers: list[str]
+    outside_lab_driver: str | None
+    tmb: float
+    pdl1_tps: int | None
+    er_positive: bool | None
+    msi_h: bool | None
+    erbb2_amp: bool
+    features: dict[str, bool]
+    diagnosis_date: date
+    index_date: date
+    first_line: str
+    candidates: list[str]
+    hr: dict[str, float]
+    lp: dict[str, float]
+    rmst: dict[str, float]
+    surv12: dict[str, float]
+    surv24: dict[str, float]
+    shape: float
+    scale: float
+    lp_prognostic: float
+    event_time: float            # true death time (months), whether observed or not
+    censor_time: float           # min(administrative, loss to follow-up) (months)
+    censor_reason: str
+    os_days: int
+    os_event: int
+    second_line: str | None
+    second_line_start: float | None   # months from index
+    choice_probabilities: dict[str, float]
+    adverse_events: list[str] = field(default_factory=list)
+
+    @property
+    def os_months(self) -> float:
+        return self.os_days / 30.4375
+
+    @property
+    def last_followup_date(self) -> date:
+        return self.index_date + timedelta(days=self.os_days)
+
+    @property
+    def death_date(self) -> date | None:
+        return self.last_followup_date if self.os_event else None
+
+    def date_at(self, months: float) -> date:
+        return self.index_date + timedelta(days=int(round(months * 30.4375)))
+
+
+def _pick(rng: np.random.Generator, weights: dict):
+    keys = list(weights)
+    p = np.asarray([weights[k] for k in keys], dtype=float)
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _expit(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _smoking_conditional_egfr(prevalence: float, never_share: float, odds: float) -> tuple:
+    """EGFR prevalence in never- and ever-smokers with the given odds ratio, keeping the
+    overall prevalence (EGFR mutations are ~5x likelier in never-smokers)."""
+    lo, hi = 1e-6, prevalence
+    for _ in range(60):
+        p_ever = (lo + hi) / 2
+        p_never = odds * p_ever / (1 + (odds - 1) * p_ever)
+        if never_share * p_never + (1 - never_share) * p_ever > prevalence:
+            hi = p_ever
+        else:
+            lo = p_ever
+    return p_never, p_ever
+
+
+def _draw_group(rng, spec: dict, blocked: bool, p_blocked: float) -> str | None:
+    """Draw one alteration of a mutually exclusive group (or none).
+
+    The conditional probability is scaled by 1 / (1 - P(blocked)) so that the marginal
+    prevalence stays at ``spec['prevalence']`` despite the exclusivity.
+    """
+    if blocked:
+        return None
+    p = min(0.95, spec["prevalence"] / max(1e-9, 1.0 - p_blocked))
+    if rng.random() >= p:
+        return None
+    return _pick(rng, spec["split"])
+
+
+def _biology(world: World, rng, cancer_type: str, smoking: str) -> dict:
+    cfg = world.clinical["biomarkers"][cancer_type]
+    drivers: list[str] = []
+    out = {"pdl1_tps": None, "er_positive": None, "msi_h": None, "erbb2_amp": False}
+    if cancer_type == "NSCLC":
+        never_share = world.clinical["smoking_mix"]["NSCLC"]["never"]
+        p_never, p_ever = _smoking_conditional_egfr(
+            cfg["egfr"]["prevalence"], never_share, cfg["egfr"]["never_smoker_odds"])
+        egfr = None
+        if rng.random() < (p_never if smoking == "never" else p_ever):
+            egfr = _pick(rng, cfg["egfr"]["split"])
+        kras = _draw_group(rng, cfg["kras"], egfr is not None, cfg["egfr"]["prevalence"])
+        drivers += [d for d in (egfr, kras) if d]
+        tier = _pick(rng, cfg["pdl1"])
+        if tier == "negative":
+            out["pdl1_tps"] = 0
+        elif tier == "low":
+            out["pdl1_tps"] = int(rng.integers(1, 50))
+        else:
+            out["pdl1_tps"] = int(min(100, 50 + rng.gamma(2.0, 9.0)))
+        median = cfg["tmb_median"][smoking]
+    elif cancer_type == "BRCA":
+        out["erbb2_amp"] = bool(rng.random() < cfg["erbb2_amp"])
+        p_er = cfg["er_positive"]["erbb2_amp" if out["erbb2_amp"] else "default"]
+        out["er_positive"] = bool(rng.random() < p_er)
+        pik = _draw_group(rng, cfg["pik3ca"], False, 0.0)
+        drivers += [d for d in (pik,) if d]
+        if out["erbb2_amp"]:
+            drivers.append("ERBB2_AMP")
+        median = cfg["tmb_median"]
+    elif cancer_type == "COADREAD":
+        kras = _draw_group(rng, cfg["kras"], False, 0.0)
+        nras = _draw_group(rng, cfg["nras"], kras is not None, cfg["kras"]["prevalence"])
+        p_ras = cfg["kras"]["prevalence"] + cfg["nras"]["prevalence"]
+        braf = _draw_group(rng, cfg["braf"], bool(kras or nras), p_ras)
+        drivers += [d for d in (kras, nras, braf) if d]
+        p_msi = cfg["msi_h"]["braf" if braf else "default"]
+        out["msi_h"] = bool(rng.random() < p_msi)
+        median = cfg["tmb_median_msi_h"] if out["msi_h"] else cfg["tmb_median"]
+    elif cancer_type == "MEL":
+        braf = _draw_group(rng, cfg["braf"], False, 0.0)
+        nras = _draw_group(rng, cfg["nras"], braf is not None, cfg["braf"]["prevalence"])
+        drivers += [d for d in (braf, nras) if d]
+        median = cfg["tmb_median"]
+    else:  # pragma: no cover - the world check rejects unknown types
+        raise ValueError(cancer_type)
+    if rng.random() < cfg["tp53"]:
+        drivers.append(str(rng.choice(["TP53_R175H", "TP53_R248Q", "TP53_R273H"])))
+    lo, hi = world.clinical["biomarkers"]["tmb_range"]
+    out["tmb"] = float(np.clip(median * math.exp(cfg["tmb_sigma"] * rng.standard_normal()), lo, hi))
+    out["drivers"] = drivers
+    return out
+
+
+def _features(world: World, cancer_type: str, bio: dict, drivers: list[str], ecog: int,
+              age: int, flags: set[str], mets: dict[str, bool]) -> dict[str, bool]:
+    ras = any(d.startswith(("KRAS", "NRAS")) for d in drivers)
+    tmb_high = bio["tmb"] >= world.clinical["biomarkers"]["tmb_high_threshold"]
+    f = {
+        "egfr_sensitizing": any(d in ("EGFR_L858R", "EGFR_EX19DEL") for d in drivers),
+        "kras_g12c": "KRAS_G12C" in drivers,
+        "pdl1_high": (bio["pdl1_tps"] or 0) >= 50,
+        "tmb_high": tmb_high,
+        "erbb2_amp": bool(bio["erbb2_amp"]),
+        "er_positive": bool(bio["er_positive"]),
+        "pik3ca_mutant": any(d.startswith("PIK3CA") for d in drivers),
+        "ras_mutant": ras,
+        "ras_wild_type": not ras,
+        "braf_v600e": "BRAF_V600E" in drivers,
+        "msi_h": bool(bio["msi_h"]),
+        "ecog2plus": ecog >= 2,
+        "age75plus": age >= 75,
+        "brain_metastasis": mets.get("brain", False),
+    }
+    f["pik3ca_mutant_er_positive"] = f["pik3ca_mutant"] and f["er_positive"]
+    for flag in ("autoimmune", "ild", "ckd", "chf", "diabetes", "arterial_thrombosis",
+                 "liver_disease"):
+        f[flag] = flag in flags
+    return f
+
+
+def effect_hr(world: World, cancer_type: str, treatment: str,
+              features: dict[str, bool]) -> float:
+    """The planted hazard ratio of ``treatment`` versus standard of care for these features."""
+    spec = world.clinical["treatment_effects"].get(cancer_type, {}).get(treatment)
+    if spec is None:
+        return 1.0
+    hr = spec["otherwise"]["hr"]
+    for rule in spec["rules"]:
+        if features[rule["when"]]:
+            hr = rule["hr"]
+            break
+    for mod in spec.get("modifiers", []):
+        if features[mod["when"]]:
+            hr *= mod["hr"]
+    return float(hr)
+
+
+def choice_probabilities(world: World, cancer_type: str, features: dict[str, bool],
+                         exclude: tuple[str, ...] = ()) -> dict[str, float]:
+    """Multinomial-logit treatment choice mixed with a uniform off-guideline draw."""
+    table = world.clinical["treatment_choice"][cancer_type]
+    names = [n for n in world.candidates(cancer_type) if n not in exclude]
+    util = np.array([table[n].get("intercept", 0.0)
+                     + sum(v for k, v in table[n].items() if k != "intercept" and features[k])
+                     for n in names])
+    soft = np.exp(util - util.max())
+    soft /= soft.sum()
+    eps = world.cohort["off_guideline_epsilon"]
+    p = (1 - eps) * soft + eps / len(names)
+    return {n: float(x) for n, x in zip(names, p, strict=True)}
+
+
+def _prognostic_lp(world: World, cancer_type: str, stage: str, ecog: int, age: int, sex: str,
+                   charlson: int, mets: dict[str, bool], drivers: list[str],
+                   smoking: str) -> float:
+    b = world.clinical["outcome"]["log_hr"]
+    lp = b["stage"][stage] + b["ecog"][ecog]
+    lp += b["age_per_decade_over_65"] * (age - 65) / 10.0
+    lp += b["male"] * (sex == "M") + b["comorbidity_point"] * charlson
+    lp += sum(b["metastasis"][s] for s, present in mets.items() if present)
+    lp += b["tp53_mutant"] * any(d.startswith("TP53") for d in drivers)
+    lp += b["current_smoker"] * (smoking == "current")
+    if cancer_type == "COADREAD":
+        lp += b["coadread_braf_v600e"] * ("BRAF_V600E" in drivers)
+        lp += b["coadread_ras_mutant"] * any(d.startswith(("KRAS", "NRAS")) for d in drivers)
+    return float(lp)
+
+
+def _days(d0: date, d1: date) -> int:
+    return (d1 - d0).days
+
+
+def simulate_patient(world: World, seed: int, index: int) -> Patient:
+    """Draw patient ``index`` (0-based) of the cohort with this seed. Pure and deterministic."""
+    rng = patient_rng(seed, index, STREAM_CLINICAL)
+    cohort, clin = world.cohort, world.clinical
+    cancer_type = _pick(rng, cohort["cancer_type_mix"])
+    sex = ("F" if rng.random() < 0.99 else "M") if cancer_type == "BRCA" else (
+        "F" if rng.random() < 0.47 else "M")
+    age = int(np.clip(round(rng.normal(cohort["age_mean"], cohort["age_sd"])),
+                      cohort["age_min"], cohort["age_max"]))
+    stage = _pick(rng, cohort["stage_mix"])
+    # Older patients are frailer: shift the ECOG draw up by age.
+    ecog_p = np.asarray(cohort["ecog_mix"], dtype=float)
+    ecog_p = ecog_p * np.exp(np.arange(4) * 0.025 * (age - 66))
+    ecog = int(rng.choice(4, p=ecog_p / ecog_p.sum()))
+    smoking = _pick(rng, clin["smoking_mix"].get(cancer_type, clin["smoking_mix"]["default"]))
+    pack_years = 0 if smoking == "never" else int(np.clip(rng.gamma(4.0, 9.0), 3, 120))
+
+    codes = clin["cancer_codes"][cancer_type]
+    icd10 = _pick(rng, codes["icd10"])
+    histology = str(rng.choice(codes["histology"]))
+
+    start = date.fromisoformat(cohort["index_start"])
+    span = _days(start, date.fromisoformat(cohort["index_end"]))
+    index_date = start + timedelta(days=int(rng.integers(0, span + 1)))
+    diagnosis_date = index_date - timedelta(days=int(rng.integers(14, 76)))
+    birth_date = diagnosis_date - timedelta(days=int(age * 365.25 + rng.integers(0, 365)))
+    age = (diagnosis_date.year - birth_date.year
+           - ((diagnosis_date.month, diagnosis_date.day) < (birth_date.month, birth_date.day)))
+
+    # Comorbidities, present before the index date (they drive treatment choice).
+    comorbidities, onsets, flags, charlson = [], {}, set(), 0
+    slope = clin["comorbidity_age_slope"]
+    for name, spec in clin["comorbidities"].items():
+        prev = spec.get("by_cancer", {}).get(cancer_type, spec["prevalence"])
+        if rng.random() < _expit(_logit(prev) + slope * (age - 66)):
+            comorbidities.append(name)
+            onset = diagnosis_date - timedelta(days=int(rng.integers(60, 15 * 365)))
+            onsets[name] = (str(rng.choice(spec["codes"])), onset)
+            flags.update(spec.get("flags", []))
+            charlson += spec["charlson"]
+    if "diabetes" in comorbidities and "diabetes_complicated" in comorbidities:
+        # Quan's Charlson counts the worse diabetes category once.
+        charlson -= clin["comorbidities"]["diabetes"]["charlson"]
+
+    mets = {site: False for site in ("brain", "liver", "bone")}
+    if stage == "IV":
+        for site, p in clin["metastasis_sites"][cancer_type].items():
+            mets[site] = bool(rng.random() < p)
+
+    bio = _biology(world, rng, cancer_type, smoking)
+    drivers = bio["drivers"]
+    outside = None
+    frac = clin["biomarkers"]["outside_lab_fraction"]
+    actionable = [d for d in drivers if d.startswith(("EGFR", "BRAF"))]
+    if actionable and rng.random() < frac:
+        outside = actionable[0]
+    vcf_drivers = [d for d in drivers if d != outside]
+    features = _features(world, cancer_type, bio, drivers, ecog, age, flags, mets)
+
+    # Treatment choice (confounded by indication) and the true survival model.
+    candidates = world.candidates(cancer_type)
+    probs = choice_probabilities(world, cancer_type, features)
+    first_line = _pick(rng, probs)
+    base = clin["outcome"]["baseline"][cancer_type]
+    shape = float(base["shape"])
+    scale = weibull_scale(base["median_months"], shape)
+    lp0 = _prognostic_lp(world, cancer_type, stage, ecog, age, sex, charlson, mets, drivers,
+                         smoking)
+    tau = float(cohort["horizon_months"])
+    hr = {a: effect_hr(world, cancer_type, a, features) for a in candidates}
+    lp = {a: lp0 + math.log(hr[a]) for a in candidates}
+    rmst = {a: weibull_rmst(lp[a], shape, scale, tau) for a in candidates}
+    surv12 = {a: weibull_survival(12.0, lp[a], shape, scale) for a in candidates}
+    surv24 = {a: weibull_survival(24.0, lp[a], shape, scale) for a in candidates}
+
+    c = math.exp(lp[first_line]) / scale**shape
+    event_time = max((rng.exponential() / c) ** (1.0 / shape), 1.0 / 30.4375)
+    dpm = cohort["days_per_month"]
+    admin = _days(index_date, date.fromisoformat(cohort["data_cutoff"])) / dpm
+    ltfu = rng.exponential(12.0 / cohort["loss_to_followup_per_year"])
+    censor_time = min(admin, ltfu)
+    censor_reason = "administrative" if admin <= ltfu else "lost_to_follow_up"
+    observed = min(event_time, censor_time)
+    os_event = int(event_time <= censor_time)
+    os_days = max(1, int(round(observed * dpm)))
+
+    # Second line at progression, which comes before death (or censoring).
+    second_line, second_start = None, None
+    progression = event_time * rng.beta(4.0, 3.0)
+    if (progression < observed - 0.5 and progression > 1.5 and ecog < 3
+            and rng.random() < cohort["second_line_probability"]):
+        probs2 = choice_probabilities(world, cancer_type, features, exclude=(first_line,))
+        second_line = _pick(rng, probs2)
+        second_start = float(progression)
+
+    adverse_events = []
+    klass = world.catalog.get(first_line).drug_class
+    if klass == "immunotherapy" and rng.random() < 0.25:
+        adverse_events.append(str(rng.choice(["pneumonitis", "colitis", "hepatitis"])))
+    elif klass == "chemotherapy" and rng.random() < 0.30:
+        adverse_events.append(str(rng.choice(["neutropenia", "peripheral neuropathy"])))
+
+    return Patient(
+        index=index, patient_id=f"PT{index + 1:06d}", cancer_type=cancer_type, sex=sex,
+        age=age, birth_date=birth_date, stage=stage, ecog=ecog, smoking=smoking,
+        pack_years=pack_years, icd10=icd10, histology=histology, comorbidities=comorbidities,
+        comorbidity_onsets=onsets, flags=flags, charlson=charlson, metastases=mets,
+        drivers=drivers, vcf_drivers=vcf_drivers, outside_lab_driver=outside, tmb=bio["tmb"],
+        pdl1_tps=bio["pdl1_tps"], er_positive=bio["er_positive"], msi_h=bio["msi_h"],
+        erbb2_amp=bio["erbb2_amp"], features=features, diagnosis_date=diagnosis_date,
+        index_date=index_date, first_line=first_line, candidates=candidates, hr=hr, lp=lp,
+        rmst=rmst, surv12=surv12, surv24=surv24, shape=shape, scale=scale, lp_prognostic=lp0,
+        event_time=float(event_time), censor_time=float(censor_time),
+        censor_reason=censor_reason, os_days=os_days, os_event=os_event,
+        second_line=second_line, second_line_start=second_start,
+        choice_probabilities=probs, adverse_events=adverse_events,
+    )
