@@ -294,7 +294,7 @@ def find_target(text: str, target: str, window: Span | None = None) -> Span | No
                 rx = re.compile(r"\s+".join(re.escape(w) for w in part), re.IGNORECASE)
                 hits = [m for m in rx.finditer(text, lo, hi)]
             if hits:
-                def score(m):
+                def score(m, part=part):
                     s = m.group(0)
                     marked = s.isupper() and not text[lo:hi].isupper()
                     header = text[m.end():m.end() + 1] == ":"

@@ -138,9 +138,16 @@ def extract(text: str, sentences: list[ctx.Span], tokens: list[ctx.Span],
             headers: list[Chunk]) -> list[Finding]:
     """All findings of one note (see the module docstring)."""
     rows, sections = concept_rows(), section_rows()
-    header_list = sorted((h.begin, h.end, sections[int(h.ident[1:])]) for h in headers)
+    header_list = sorted((h.begin, h.end, sections[int(h.ident[1:])])
+                         for h in _without_nested(headers))
+    mentions = _without_nested(concepts)
+    # A trigger word inside a concept phrase ("never" in "never smoker", "no" in "no history
+    # of smoking") belongs to that phrase: it must not modify the next mention.
+    triggers = [t for t in triggers
+                if t.category == ctx.TERMINATE
+                or not any(t.begin < m.end and m.begin < t.end for m in mentions)]
     out = []
-    for c in _without_nested(concepts):
+    for c in mentions:
         row = rows[int(c.ident[1:])]
         sent = next((s for s in sentences if s.begin <= c.begin < s.end),
                     ctx.Span(c.begin, c.end))
