@@ -1,0 +1,1 @@
+"""Analyst tools: read-only SQL over the lakehouse and the helpers the notebooks use."""
