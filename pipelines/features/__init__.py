@@ -1,0 +1,1 @@
+"""build-features: silver tables → ``gold.patient_features`` (dictionary in FEATURES.md)."""
