@@ -449,6 +449,7 @@ def _write_truth(world: World, p: Patient, n_pass: int, target_mb: float, w_trut
     for a in p.candidates:
         w_oracle.writerow((
             p.patient_id, p.cancer_type, a, int(a == soc), int(a == p.first_line),
-            _f(p.choice_probabilities[a], 4), _f(p.hr[a], 4), _f(p.lp[a]), _f(p.shape, 4),
+            _f(p.choice_probabilities[a], 4), _f(p.hr[a] / p.hr[soc], 4), _f(p.lp[a]),
+            _f(p.shape, 4),
             _f(p.scale, 4), _f(p.rmst[a], 4), _f(p.surv12[a], 4), _f(p.surv24[a], 4),
             ranked.index(a) + 1))

@@ -34,7 +34,11 @@ from pipelines.synth.world import World
 _SLOT = re.compile(r"\{(\w+)\}")
 SITE_WORDS = {"brain": "brain metastasis", "liver": "liver metastasis", "bone": "bone metastasis"}
 PRIMARY_SITE = {"NSCLC": "lung", "BRCA": "breast", "COADREAD": "colon", "MEL": "skin"}
-CANCER_WORDS = {"NSCLC": "NSCLC", "BRCA": "breast ca", "COADREAD": "CRC", "MEL": "melanoma"}
+CANCER_CONCEPT = {"NSCLC": "non-small cell lung cancer", "BRCA": "breast cancer",
+                  "COADREAD": "colorectal cancer", "MEL": "melanoma"}
+FAMILY_CANCERS = ("breast cancer", "colorectal cancer", "prostate cancer", "ovarian cancer",
+                  "melanoma")
+ABSENT = " (absent)"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class Identity:
         self.city, self.state, self.zip = city, state, zip_code
         area = str(rng.choice(lex["area_codes"]))
         self.phone = (area, f"555-01{int(rng.integers(0, 100)):02d}")
+        self.clinic_phone = (str(rng.choice(lex["area_codes"])),
+                             f"555-01{int(rng.integers(0, 100)):02d}")
         self.email = (f"{self.first.lower()}.{self.last.lower().replace(chr(39), '')}"
                       f"{int(rng.integers(1, 99))}@{rng.choice(lex['email_domains'])}")
         self.oncologist = str(rng.choice(lex["clinician_last_names"]))
@@ -161,28 +167,43 @@ class NoteWriter:
             text = f"{int(m)}/{int(dd)}/{y}"
         return Phi(text, "DATE")
 
-    def _phone(self, kind: str = "PHONE") -> Phi:
-        area, num = self.id.phone
+    def _phone(self, kind: str = "PHONE", own: bool = False) -> Phi:
+        """The patient's own number, or a clinic/lab line (with its fax one digit up)."""
+        if own:
+            area, num = self.id.phone
+        else:
+            area, num = self.id.clinic_phone
         if kind == "FAX":
             num = num[:-1] + str((int(num[-1]) + 1) % 10)
         style = int(self.rng.integers(3))
         text = (f"({area}) {num}", f"{area}-{num}", f"{area}.{num.replace('-', '.')}")[style]
         return Phi(text, kind)
 
-    def _mention(self, concept: str, context: str, value=None) -> Mention:
-        forms = self.lex["mentions"][concept]
-        if value is None:
-            forms = [f for f in forms if "{v}" not in f] or forms
-        form = self._choice(forms)
+    def _mention(self, key: str, context: str, value=None) -> Mention:
+        """A surface form of ``key`` from the lexicon; "X (absent)" forms are X, negated."""
+        form = self._choice(self.lex["mentions"][key])
+        concept = key
+        if key.endswith(ABSENT):
+            concept, context = key[: -len(ABSENT)], "negated"
         if "{v}" in form:
-            if value is None:
-                form = form.replace(" ({v} pack-years)", "")
-            else:
-                form = form.replace("{v}", str(value))
-        elif concept in ("former smoker", "current smoker"):
-            value = None
+            form = form.replace("{v}", str(value))
         return Mention(form, concept, self.w.concept_category(concept), context,
                        None if value is None else str(value))
+
+    def _dx(self, context: str = "affirmed", text: str | None = None) -> Mention:
+        """The patient's own cancer, named as clinicians do."""
+        concept = CANCER_CONCEPT[self.p.cancer_type]
+        if text is None:
+            forms = [f for f in self.lex["mentions"][concept]
+                     if self.p.stage == "IV" or "metastatic" not in f]
+            text = self._choice(forms)
+        return Mention(text, concept, "diagnosis", context)
+
+    def _drug_list(self, b: NoteBuilder, drugs, sep: str = " + ") -> None:
+        for i, drug in enumerate(drugs):
+            if i:
+                b.add(sep)
+            b.add_mention(self._drug(drug, "affirmed"))
 
     def _drug(self, drug: str, context: str) -> Mention:
         return Mention(drug, drug, "therapy", context)
@@ -231,16 +252,30 @@ class NoteWriter:
         site = {"NSCLC": "Lung, CT-guided core biopsy", "BRCA": "Breast, US-guided core biopsy",
                 "COADREAD": "Colon, endoscopic biopsy", "MEL": "Skin, excisional biopsy"}
         b.line(f"{site[p.cancer_type]}:")
-        b.line(f"- {p.histology.capitalize()}, "
-               f"{self._choice(['moderately', 'poorly', 'well'])} differentiated.")
+        grade = self._choice(["moderately", "poorly", "well"])
+        if p.cancer_type == "NSCLC":
+            b.line("- {m}, " + p.histology + " type, " + grade + " differentiated.",
+                   m=self._dx(text="Non-small cell lung carcinoma"))
+        elif p.cancer_type == "COADREAD":
+            organ = "rectum" if p.icd10 == "C20" else "colon"
+            b.line("- {m}, " + grade + " differentiated.",
+                   m=self._dx(text=f"Adenocarcinoma of the {organ}"))
+        elif p.cancer_type == "BRCA":
+            b.line("- {m}, Nottingham grade " + str(int(self.rng.integers(1, 4))) + ".",
+                   m=self._dx(text=p.histology.capitalize()))
+        else:
+            b.line("- {m}, Breslow depth " + f"{self.rng.uniform(0.8, 6.0):.1f}" + " mm.",
+                   m=self._dx(text=p.histology.capitalize()))
         b.line()
         b.line("ANCILLARY STUDIES:")
+        if p.cancer_type == "MEL":
+            b.line("Tumor cells positive for SOX10 and Melan-A.")
         if p.cancer_type == "NSCLC":
             value = p.pdl1_tps if p.pdl1_tps else self._choice(["0", "<1"])
             b.line("{m} (Dako 22C3 pharmDx).",
                    m=self._mention("PD-L1 TPS", "affirmed", value))
         if p.cancer_type == "BRCA":
-            concept = "ER positive" if p.er_positive else "ER negative"
+            concept = "ER positive" if p.er_positive else "ER positive" + ABSENT
             pct = int(self.rng.integers(60, 100)) if p.er_positive else 0
             b.line("Estrogen receptor: {m} ({pct}% nuclear staining).",
                    m=self._mention(concept, "affirmed"), pct=pct)
@@ -257,7 +292,7 @@ class NoteWriter:
                        m=self._mention("MSI-H", "affirmed"))
             else:
                 b.line("MMR IHC: intact MLH1, MSH2, MSH6, PMS2 ({m}).",
-                       m=self._mention("MSS", "affirmed"))
+                       m=self._mention("MSI-H" + ABSENT, "negated"))
         b.line()
         b.line("MOLECULAR (in-house NGS, 523-gene panel):")
         if p.outside_lab_driver:
@@ -270,7 +305,7 @@ class NoteWriter:
                        v=vaf)
             if not shown:
                 b.line("- No pathogenic variants in EGFR, KRAS, BRAF, ALK, ROS1 detected.")
-            b.line(f"- TMB: {p.tmb:.1f} mut/Mb")
+            b.line("- {m}", m=self._mention("TMB", "affirmed", f"{p.tmb:.1f}"))
         self._sign(b, self.id.pathologist, when + timedelta(days=3))
         b.line("Pathology dept: ph {ph}  fax {fx}", ph=self._phone(), fx=self._phone("FAX"))
         return b
@@ -281,8 +316,9 @@ class NoteWriter:
                                       "Medical Oncology New Patient Visit"]), when)
         b.add("HPI: Pt is a ")
         self._age_text(b, f"-year-old {'woman' if p.sex == 'F' else 'man'} w/ newly dx "
-                          f"stage {p.stage} {p.histology} ({CANCER_WORDS[p.cancer_type]}), "
-                          "bx on ")
+                          f"stage {p.stage} ")
+        b.add_mention(self._dx())
+        b.add(", bx on ")
         b.add_phi(self._date(p.diagnosis_date))
         b.add(". ")
         if p.outside_lab_driver:
@@ -309,15 +345,24 @@ class NoteWriter:
         # Past history: comorbidities plus historical adverse events.
         words = self.w.clinical["comorbidity_words"]
         pmh = [words[c] for c in p.comorbidities]
-        b.add("PMH: " + (", ".join(pmh) if pmh else "none significant"))
+        b.add("PMH: ")
+        if not pmh:
+            b.add("none significant")
+        for k, word in enumerate(pmh):
+            if k:
+                b.add(", ")
+            if word == "hypothyroidism":
+                # A past-history list states conditions as history (ConText section rule).
+                b.add_mention(self._mention("hypothyroidism", "historical"))
+            else:
+                b.add(word, typos=False)
         if "ild" in p.flags or self.rng.random() < 0.04:
             b.add("; ")
             self._frame_from(b, "ae_historical", "pneumonitis", "historical")
         b.add("\n")
         if self.rng.random() < 0.3:
             rel = self._choice(["Mother", "Father", "Sister", "Brother", "Maternal aunt"])
-            concept = self._choice(["breast cancer", "colon cancer", "lung cancer",
-                                    "prostate cancer", "ovarian cancer", "melanoma"])
+            concept = self._choice(FAMILY_CANCERS)
             b.add("FHx: ")
             self._frame_from(b, "family", concept, "family", rel=rel)
             b.add(".\n")
@@ -326,12 +371,13 @@ class NoteWriter:
         b.add("SH: ")
         smoke = {"never": "never smoker", "former": "former smoker",
                  "current": "current smoker"}[p.smoking]
-        b.frame("{m}", m=self._mention(smoke, "affirmed",
-                                       p.pack_years if p.pack_years else None))
+        b.frame("{m}", m=self._mention(smoke, "affirmed"))
+        if p.pack_years and self.rng.random() < 0.7:
+            b.frame(" ({m})", m=self._mention("pack-years", "affirmed", p.pack_years))
         b.frame(". Lives w/ family at {addr} {zip}.\n",
                 addr=Phi(f"{ident.street}, {ident.city}, {ident.state}", "ADDRESS"),
                 zip=Phi(ident.zip, "ZIP"))
-        b.frame("Contact: {ph}", ph=self._phone())
+        b.frame("Contact: {ph}", ph=self._phone(own=True))
         if self.rng.random() < 0.4:
             b.frame(", {em}", em=Phi(ident.email, "EMAIL"))
         b.add("\n\n")
@@ -340,12 +386,9 @@ class NoteWriter:
 
         b.line("ASSESSMENT/PLAN:")
         regimen = self.w.catalog.get(p.first_line)
-        b.add(f"Stage {p.stage} {CANCER_WORDS[p.cancer_type]}. Discussed treatment options w/ pt "
-              "and family. Plan: ")
-        for i, drug in enumerate(regimen.drugs):
-            if i:
-                b.add(" + " if i < len(regimen.drugs) - 1 or len(regimen.drugs) == 2 else " and ")
-            b.add_mention(self._drug(drug, "affirmed"))
+        b.frame("Stage " + p.stage + " {m}. Discussed treatment options w/ pt and family. "
+                "Plan: ", m=self._dx())
+        self._drug_list(b, regimen.drugs)
         b.frame(", C1D1 {d}.\n", d=self._date(p.index_date))
         self._hypothetical(b)
         if "brain" not in sites and p.stage == "IV" and self.rng.random() < 0.5:
@@ -405,7 +448,7 @@ class NoteWriter:
         acc = f"RAD{int(self.rng.integers(10**6, 10**7))}"
         b.line("Accession: {a}    Ordering: Dr. {n}", a=Phi(acc, "ID"),
                n=Phi(self.id.oncologist, "NAME"))
-        b.line(f"CLINICAL HISTORY: {CANCER_WORDS[p.cancer_type]}, staging.")
+        b.line("CLINICAL HISTORY: {m}, staging.", m=self._dx())
         b.line("COMPARISON: None.")
         b.line("FINDINGS: Primary lesion as described. Scattered subcentimeter nodes.")
         b.line()
@@ -435,13 +478,13 @@ class NoteWriter:
     def brain_mri(self, when: date) -> NoteBuilder:
         p, b = self.p, NoteBuilder(self.rng, self.lex["typos"])
         self._header(b, "MRI BRAIN W/WO CONTRAST", when)
-        b.line(f"INDICATION: {CANCER_WORDS[p.cancer_type]}, staging.")
+        b.line("INDICATION: {m}, staging.", m=self._dx())
         b.line()
         b.line("IMPRESSION:")
         b.add("1. ")
         if p.metastases["brain"]:
             self._frame_from(b, "site_affirmed", "brain metastasis", "affirmed")
-            b.add(", largest 9 mm in the L frontal lobe. Radiation oncology referral.\n")
+            b.add(", largest 9 mm in the L frontal lobe. Rad onc referral.\n")
         else:
             self._frame_from(b, "site_negated", "brain metastasis", "negated")
             b.add(".\n")
@@ -473,8 +516,9 @@ class NoteWriter:
         b.frame("EXAM: {m}. No new focal deficits.\n\n",
                 m=self._mention("ECOG", "affirmed", ecog))
         b.line("ASSESSMENT/PLAN:")
-        b.add(f"{CANCER_WORDS[p.cancer_type]} on {p.first_line.replace('_', ' ')}. "
-              "Restaging CT ")
+        b.frame("Pt w/ {m} on ", m=self._dx())
+        self._drug_list(b, regimen.drugs, "/")
+        b.add(". Restaging CT ")
         b.add_phi(self._date(when + timedelta(days=int(self.rng.integers(20, 40)))))
         b.add(". Continue current therapy. f/u 3 wks.\n")
         self._sign(b, f"{self.id.onc_first} {self.id.oncologist}", when)
