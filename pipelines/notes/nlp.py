@@ -110,13 +110,14 @@ def deid_stages() -> list:
 
 
 def findings_stages() -> list:
-    """Sentences/tokens plus ConText triggers, concepts (per sentence) and section headers."""
+    """Sentences/tokens plus ConText triggers (per sentence), concepts and section headers
+    (on the document, so a sentence split inside "ECOG 1." loses nothing)."""
     from pipelines.notes import findings
 
     return [
         *base_stages("text"),
         *context_stages(),
-        _regex_matcher(findings.concept_matcher_rules(), "sentence", "concept"),
+        _regex_matcher(findings.concept_matcher_rules(), "document", "concept"),
         _regex_matcher(findings.section_matcher_rules(), "document", "section_header"),
     ]
 

@@ -1,0 +1,327 @@
+"""Clinical notes: ConText, de-identification, findings, stages and the `notes` commands."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pipelines.notes import context as ctx
+from pipelines.notes import deid
+
+# A realistic note with PHI of every type and findings in several contexts (written for
+# these tests; the names are invented).
+NOTE = """Patient: Maria Alvarez   MRN: 00482913   DOB: 04/12/1956
+Date of service: March 3, 2023. Seen by Dr. Kenji Watanabe. Phone (617) 555-0134, fax 617-555-0199.
+Address: 42 Elm Street, Springfield, IL 62704. Email maria.alvarez@example.com, portal www.example-health.org.
+HPI: Ms. Alvarez is a 93-year-old never smoker with stage IV lung adenocarcinoma. NGS showed EGFR exon 19 deletion; no KRAS G12C. PD-L1 TPS 60%. ECOG 1.
+MRI brain showed no evidence of brain metastases. There are multiple liver metastases. Possible bone metastasis at L3.
+FAMILY HISTORY: Mother had breast cancer.
+ASSESSMENT/PLAN: Start osimertinib on 03/14/2023. If pneumonitis develops, hold therapy. History of colitis on ipilimumab in 2019.
+Electronically signed by Jane Roe, MD"""
+NOTE_PHI = ["Maria Alvarez", "00482913", "04/12/1956", "March 3, 2023", "Kenji Watanabe",
+            "(617) 555-0134", "617-555-0199", "42 Elm Street", "Springfield", "62704",
+            "maria.alvarez@example.com", "www.example-health.org", "Alvarez", "93",
+            "03/14/2023", "Jane Roe"]
+
+
+# ----------------------------------------------------------------------------- pure ConText
+def _toks(text):
+    return [ctx.Span(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+
+
+def _classify(text, target, triggers):
+    start = text.index(target)
+    return ctx.classify(ctx.Span(0, len(text)), _toks(text), triggers,
+                        ctx.Span(start, start + len(target)))
+
+
+def _trig(text, phrase, category, direction="forward", scope=None, applies=()):
+    b = text.index(phrase)
+    return ctx.Trigger(b, b + len(phrase), category, direction, scope, frozenset(applies))
+
+
+def test_forward_negation_reaches_a_conjunction_list():
+    text = "No fever, chills, or night sweats."
+    assert _classify(text, "night sweats", [_trig(text, "No", ctx.NEGATED)]).status == "negated"
+
+
+def test_termination_ends_the_scope():
+    text = "No fever but has a cough."
+    trig = [_trig(text, "No", ctx.NEGATED), _trig(text, "but", ctx.TERMINATE, "none")]
+    assert _classify(text, "fever", trig).status == "negated"
+    assert _classify(text, "cough", trig).status == "affirmed"
+
+
+def test_pseudo_trigger_cancels_the_trigger_it_overlaps():
+    text = "No increase in the pleural effusion."
+    trig = [_trig(text, "No", ctx.NEGATED), _trig(text, "No increase", ctx.PSEUDO, "none")]
+    assert _classify(text, "pleural effusion", trig).status == "affirmed"
+
+
+def test_backward_trigger_and_trigger_inside_target():
+    text = "Pulmonary embolism was ruled out."
+    trig = [_trig(text, "was ruled out", ctx.NEGATED, "backward")]
+    assert _classify(text, "Pulmonary embolism", trig).negated
+    text = "Extremities without edema."
+    trig = [_trig(text, "without", ctx.NEGATED)]
+    assert _classify(text, "Extremities without edema", trig).status == "affirmed"
+
+
+def test_status_precedence():
+    both = ctx.ContextResult(frozenset({ctx.NEGATED, ctx.HISTORICAL}))
+    assert both.status == "negated" and both.historical
+    assert ctx.ContextResult(frozenset({ctx.FAMILY, ctx.HISTORICAL})).status == "family"
+    assert ctx.ContextResult().status == "affirmed"
+
+
+def test_rules_file_is_valid_and_groups_into_matcher_rules():
+    rules = ctx.load_rules()
+    cats = {r.category for r in rules}
+    assert set(ctx.MODIFIERS) | {ctx.PSEUDO, ctx.TERMINATE} <= cats
+    groups = ctx.matcher_rules()
+    assert len(groups) < len(rules)  # one alternation per attribute group
+    for rx, gid in groups:
+        re.compile(rx)
+        assert ctx.parse_group_id(gid)[0] in ctx.CATEGORIES
+    with pytest.raises(ValueError, match="unknown category"):
+        ctx.load_rules("pattern\tcategory\tdirection\tmax_scope\tapplies_to\nno\tNEGATIVE\tforward\t\t")
+
+
+def test_find_target_survives_whitespace_case_and_truncation():
+    text = "Neck:  Supple.  No lymphadenopathy"
+    span = ctx.find_target(text, "no   LYMPHADENOPATHY")
+    assert text[span.begin:span.end] == "No lymphadenopathy"
+    # A truncated sentence: the target's leading words are found.
+    span = ctx.find_target("NECK:  Supple.", "Neck:  Supple.  No lymphadenopathy")
+    assert span is not None and span.begin == 0
+    # The upper-case (annotated) occurrence wins over an earlier plain one.
+    text = "no chest pain at rest; CHEST PAIN on exertion"
+    assert ctx.find_target(text, "chest pain").begin == text.index("CHEST")
+
+
+# ----------------------------------------------------------------------------- pure de-id
+def test_date_shift_keeps_intervals_and_precision():
+    a, b = deid.shifted_date("03/04/2023", -40), deid.shifted_date("March 14, 2023", -40)
+    import datetime as dt
+
+    assert (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days == 10
+    assert deid.shifted_date("2023-03-04", 3) == "2023-03-07"
+    assert deid.shifted_date("March 2021", 20) == "2021-04"
+    assert re.fullmatch(r"--\d\d-\d\d", deid.shifted_date("Mar 3", 5))
+    assert deid.parse_date("13/45/2020") is None
+
+
+def test_lexicon_names_need_first_and_last_name():
+    text = "Seen with Linda Nguyen today. Mass Effect noted. Hodgkin Lymphoma."
+    toks = [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+    found = {text[s.begin:s.end] for s in deid.lexicon_names(text, toks)}
+    assert found == {"Linda Nguyen"}
+
+
+# ----------------------------------------------------------------------------- Spark NLP
+@pytest.fixture(scope="module")
+def note_frame(spark):
+    return spark.createDataFrame(
+        [("n1", "PT000001", "progress", "2023-03-03", NOTE),
+         ("n2", "PT000001", "progress", "2023-03-13", "Follow-up on 03/24/2023 with Dr. Watanabe."),
+         ("n3", "PT000002", "progress", "2023-03-13", "Seen 03/24/2023. No complaints.")],
+        "note_id string, patient_id string, note_type string, note_date string, text string",
+    ).selectExpr("note_id", "patient_id", "note_type", "to_date(note_date) AS note_date", "text")
+
+
+@pytest.fixture(scope="module")
+def deid_rows(spark, note_frame):
+    from pipelines.notes.stage import deidentify_frame
+
+    return {r.note_id: r for r in deidentify_frame(spark, note_frame, b"test-key").collect()}
+
+
+def test_deidentify_leaves_no_phi_and_types_every_placeholder(deid_rows):
+    out = deid_rows["n1"].text_deid
+    leftovers = [p for p in NOTE_PHI if re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", out)]
+    assert leftovers == []
+    for typ in ("NAME", "MRN", "PHONE", "FAX", "ADDRESS", "ZIP", "EMAIL", "URL", "AGE"):
+        assert f"[{typ}]" in out, typ
+    # Clinical content and the year alone survive.
+    assert "EGFR exon 19 deletion" in out and "in 2019" in out and "IL" in out
+    types = {s.type for s in deid_rows["n1"].phi_spans}
+    assert types == {"NAME", "MRN", "DATE", "PHONE", "FAX", "ADDRESS", "ZIP", "EMAIL", "URL",
+                     "AGE"}
+
+
+def test_dates_shift_by_one_offset_per_patient(deid_rows, note_frame):
+    import datetime as dt
+
+    from pipelines.lakehouse.privacy import date_shift_days
+
+    shift = date_shift_days("PT000001", b"test-key")
+    n1, n2 = deid_rows["n1"], deid_rows["n2"]
+    assert n1.note_date == dt.date(2023, 3, 3) + dt.timedelta(days=shift)
+    assert f"[DATE:{(dt.date(2023, 3, 14) + dt.timedelta(days=shift)).isoformat()}]" in n1.text_deid
+    # The interval between two notes of one patient survives de-identification.
+    assert (n2.note_date - n1.note_date).days == 10
+    # The name found in one note is a name in that note only; in n2 the title cue finds it.
+    assert n2.text_deid == (f"Follow-up on [DATE:{(dt.date(2023, 3, 24) + dt.timedelta(days=shift)).isoformat()}]"
+                            " with Dr. [NAME].")
+    other = date_shift_days("PT000002", b"test-key")
+    assert deid_rows["n3"].note_date == dt.date(2023, 3, 13) + dt.timedelta(days=other)
+
+
+def test_findings_with_context_section_value(spark, deid_rows):
+    from pipelines.notes.stage import findings_frame
+
+    src = spark.createDataFrame([deid_rows["n1"]]).drop("phi_spans")
+    got = {(r.concept, r.context): r for r in findings_frame(spark, src).collect()}
+    expect = {
+        ("EGFR exon 19 deletion", "affirmed"), ("KRAS G12C", "negated"),
+        ("PD-L1 TPS", "affirmed"), ("ECOG", "affirmed"), ("never smoker", "affirmed"),
+        ("brain metastasis", "negated"), ("liver metastasis", "affirmed"),
+        ("bone metastasis", "possible"), ("breast cancer", "family"),
+        ("osimertinib", "affirmed"), ("pneumonitis", "hypothetical"),
+        ("colitis", "historical"), ("non-small cell lung cancer", "affirmed"),
+    }
+    assert expect <= set(got)
+    assert got[("PD-L1 TPS", "affirmed")].value == "60"
+    assert got[("ECOG", "affirmed")].value == "1"
+    assert got[("breast cancer", "family")].section == "family_history"
+    assert got[("osimertinib", "affirmed")].section == "assessment_plan"
+    row = got[("brain metastasis", "negated")]
+    assert "no evidence of brain metastases" in row.snippet
+    assert deid_rows["n1"].text_deid[row.start:row.end] == "brain metastases"
+
+
+@pytest.mark.slow
+def test_real_notes_keep_no_titled_name(spark, shared_data):
+    """MTSamples notes (names altered by the site, so real-looking): after de-identification
+    no "Dr./Mr./Mrs./Ms. Surname" survives, and clinical words are not eaten as names."""
+    from pipelines.notes.stage import deidentify_frame
+
+    path = shared_data / "notes" / "mtsamples_oncology_notes.jsonl"
+    notes = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:40]]
+    df = spark.createDataFrame(
+        [(n["note_id"], "mts", "transcription", "2020-01-01", n["transcription"]) for n in notes],
+        "note_id string, patient_id string, note_type string, note_date string, text string",
+    ).selectExpr("note_id", "patient_id", "note_type", "to_date(note_date) AS note_date", "text")
+    out = deidentify_frame(spark, df, b"k").collect()
+    titled = re.compile(r"\b(?:Dr|Mr|Mrs|Ms)\.?\s+[A-Z][a-z]{2,}")
+    assert [m.group(0) for r in out for m in titled.finditer(r.text_deid)] == []
+    joined = " ".join(r.text_deid for r in out)
+    for word in ("chemotherapy", "lymph node", "biopsy", "metastatic"):
+        assert word in joined.lower()
+    # Precision on real text: names are a small share of replaced spans' words.
+    names = sum(1 for r in out for s in r.phi_spans if s.type == "NAME")
+    assert names < 6 * len(out)
+
+
+# ----------------------------------------------------------------------------- stages
+def _write_notes(path, extra_bad=True):
+    good = [
+        {"note_id": "a1", "patient_id": "PT000001", "note_type": "oncology", "note_date": "2023-03-03",
+         "text": NOTE},
+        {"note_id": "a2", "patient_id": "PT000002", "note_type": "oncology", "note_date": "2023-04-01",
+         "text": "Dr. Smith reviewed. KRAS G12C detected. Denies any rash."},
+    ]
+    lines = [json.dumps(n).encode() for n in good]
+    if extra_bad:
+        latin1 = ('{"note_id": "b1", "patient_id": "PT000003", "note_type": "x", '
+                  '"note_date": "2023-01-01", "text": "Jos\u00e9 has no brain metastases."}')
+        lines.append(latin1.encode("latin-1"))
+        lines.append(json.dumps({"note_id": "b2", "patient_id": "PT000003", "note_type": "x",
+                                 "note_date": "2023-01-02", "text": "   "}).encode())
+        lines.append(json.dumps({"note_id": "b3", "patient_id": "PT000003", "note_type": "x",
+                                 "note_date": "2023-01-03", "text": "word " * 60}).encode())
+        lines.append(b"{not json")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+@pytest.mark.slow
+def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path):
+    from pipelines.lakehouse import delta
+    from pipelines.notes.stage import deidentify_notes, extract_note_findings, ingest_notes
+
+    notes = tmp_path / "notes.jsonl"
+    _write_notes(notes)
+    s = settings.replace(inputs=settings.inputs.__class__(notes=str(notes)),
+                         sections={"notes": {"max_chars": 200}})
+    run = ingest_notes(spark, s)
+    assert (run.rows_in, run.rows_written, run.rows_quarantined) == (6, 1, 5)
+    q = delta.read_table(spark, s.quarantine_table(s.table("bronze", "notes_raw")))
+    rules = {r.rule for r in q.collect()}
+    # NOTE is longer than max_chars = 200, so it is quarantined as oversized here.
+    assert {"not_utf8", "empty_note", "oversized_note", "parse_error"} <= rules
+    assert all("Jos" not in (r.record or "") for r in q.collect())  # no note text kept
+
+    s = s.replace(sections={"notes": {"max_chars": 100000}})
+    run = ingest_notes(spark, s)
+    assert run.rows_in == run.rows_written + run.rows_quarantined == 6
+    assert run.rows_written == 3  # a1, a2, b3
+    d = deidentify_notes(spark, s)
+    assert d.rows_in == d.rows_written == 3
+    deid = delta.read_table(spark, s.table("silver", "notes_deid"))
+    assert set(deid.columns) >= {"note_id", "patient_key", "note_type", "note_date", "text_deid"}
+    assert "text" not in deid.columns and "patient_id" not in deid.columns
+    joined = " ".join(r.text_deid for r in deid.collect())
+    assert "Alvarez" not in joined and "Smith" not in joined and "PT00000" not in joined
+    f = extract_note_findings(spark, s)
+    assert f.rows_in == f.rows_written > 5
+    findings = delta.read_table(spark, s.table("silver", "note_findings"))
+    got = {(r.note_id, r.concept, r.context) for r in findings.collect()}
+    assert ("a2", "KRAS G12C", "affirmed") in got and ("a2", "rash", "negated") in got
+    v1 = {k: delta.current_version(spark, s.table(*k.split("."))) for k in
+          ("silver.notes_deid", "silver.note_findings")}
+    before = sorted(map(tuple, findings.collect()))
+    deidentify_notes(spark, s)
+    extract_note_findings(spark, s)
+    after = sorted(map(tuple, delta.read_table(spark, s.table("silver", "note_findings")).collect()))
+    assert before == after
+    # Nothing changed, so the MERGE rewrote nothing: versions move by at most an empty commit.
+    for k, v in v1.items():
+        assert delta.current_version(spark, s.table(*k.split("."))) >= v
+
+
+def test_unconfigured_input_ingests_nothing_and_missing_file_is_clear(spark, settings, tmp_path):
+    from pipelines.lakehouse.errors import InputNotFoundError
+    from pipelines.notes.stage import ingest_notes
+
+    assert ingest_notes(spark, settings).rows_in == 0
+    s = settings.replace(inputs=settings.inputs.__class__(notes=str(tmp_path / "nope.jsonl")))
+    with pytest.raises(InputNotFoundError, match="nope.jsonl"):
+        ingest_notes(spark, s)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_notes_deidentify_and_context(spark, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    notes = tmp_path / "in.jsonl"
+    _write_notes(notes, extra_bad=False)
+    out = tmp_path / "out.jsonl"
+    runner = CliRunner()
+    res = runner.invoke(app, ["notes", "deidentify", "--input", str(notes), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["note_id"] for r in rows] == ["a1", "a2"]
+    assert set(rows[0]) == {"note_id", "patient_id", "note_type", "note_date", "text"}
+    assert "Alvarez" not in rows[0]["text"] and "[NAME]" in rows[0]["text"]
+    assert rows[1]["text"].startswith("Dr. [NAME] reviewed.")
+
+    tsv = tmp_path / "ctx.tsv"
+    tsv.write_text("sentence\ttarget\n"
+                   "No evidence of brain metastases.\tbrain metastases\n"
+                   "Mother had breast cancer at 50.\tbreast cancer\n"
+                   "History of colitis on ipilimumab.\tcolitis\n"
+                   "Return if she develops fever.\tfever\n"
+                   "Possible pneumonitis on CT.\tpneumonitis\n"
+                   "Liver metastases are present.\tLiver metastases\n", encoding="utf-8")
+    res = runner.invoke(app, ["notes", "context", "--input", str(tsv)])
+    assert res.exit_code == 0, res.output
+    statuses = [line.split("\t")[2] for line in res.stdout.strip().splitlines()]
+    assert statuses == ["negated", "family", "historical", "hypothetical", "possible",
+                        "affirmed"]
+    res = runner.invoke(app, ["notes", "context", "--input", str(tmp_path / "missing.tsv")])
+    # cli.main turns this error into one line on stderr; the Typer app itself raises it.
+    assert res.exit_code != 0 and "does not exist" in str(res.exception)
