@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -97,6 +97,9 @@ class JobRun:
     tables_written: dict[str, int] = field(default_factory=dict)
     status: str = "running"
     message: str | None = None
+    # Called with the run when the job ends (succeeded or failed), before it is recorded: the
+    # quality gate stores its validation results and builds Data Docs once per job this way.
+    on_close: list[Callable[[JobRun], None]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ reading
     def table(self, schema: str, name: str) -> TableRef:
@@ -274,6 +277,11 @@ def job_run(
             log.debug("job %s failed:\n%s", job, traceback.format_exc())
         raise
     finally:
+        for hook in run.on_close:
+            try:
+                hook(run)
+            except Exception:  # a failing hook must never hide the job's own error
+                log.exception("job %s: closing hook %r failed", job, hook)
         try:
             run._record()
         except Exception:  # recording must never hide the job's own error
