@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 AFFIRMED = "affirmed"
+NEGATED = "negated"
 STAGE_NUMBER = {"I": 1, "II": 2, "III": 3, "IV": 4}
 
 
@@ -214,6 +215,11 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | N
     )
     patients = f.select("patient_key").distinct().withColumn("has_notes", F.lit(True))
     aff = f.filter(F.col("context") == AFFIRMED)
+    # An explicitly negated finding ("EGFR wild-type", "no brain metastases") is evidence of
+    # absence; silence in the notes is not.
+    negated = (f.filter(F.col("context") == NEGATED).groupBy("patient_key").agg(*[
+        F.max(F.col("concept").isin(concepts)).alias(f"{flag}_negated")
+        for flag, concepts in cmap.flag_concepts().items()]))
     aggs = []
     for flag, concepts in cmap.flag_concepts().items():
         aggs.append(F.max(F.col("concept").isin(concepts)).alias(f"{flag}_notes"))
@@ -234,7 +240,7 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | N
                                                         level[F.col("concept")].alias("s"))))
                 .alias("_smoking"))
     per = aff.groupBy("patient_key").agg(*aggs)
-    return (patients.join(per, "patient_key", "left")
+    return (patients.join(per, "patient_key", "left").join(negated, "patient_key", "left")
             .withColumn("ecog_notes", F.col("_ecog.v"))
             .withColumn("smoking_notes", F.col("_smoking.s"))
             .drop("_ecog", "_smoking"))
@@ -244,9 +250,10 @@ def with_biomarkers(df: DataFrame, vcf: DataFrame | None, notes: DataFrame | Non
                     cmap: ConceptMap) -> DataFrame:
     """Merge VCF and note biomarkers into one flag per biomarker plus ``<flag>_source``.
 
-    A flag is true when either source affirms it; false when the tumour was sequenced (or, for
-    note-only concepts, the patient has notes) and nothing affirms it; null when unknown.
-    ``<flag>_source`` is ``vcf``, ``notes`` or ``both`` for a true flag, else null.
+    A flag is true when the VCF or an affirmed note finds it; false when the tumour was
+    sequenced for it (the VCF stage reports the flag) or a note explicitly negates it; null
+    when unknown (silence in the notes is not a negative). ``<flag>_source`` is ``vcf``,
+    ``notes`` or ``both`` for a true flag, else null.
     """
     out = df
     out = out.join(vcf, "patient_key", "left") if vcf is not None else out.withColumn(
@@ -255,26 +262,22 @@ def with_biomarkers(df: DataFrame, vcf: DataFrame | None, notes: DataFrame | Non
         "has_notes", _null("boolean")).withColumn("pdl1_tps", _null("double")).withColumn(
         "ecog_notes", _null("double")).withColumn("smoking_notes", _null("string"))
     vcf_flags = {c[:-4] for c in (vcf.columns if vcf is not None else []) if c.endswith("_vcf")}
-    note_flags = set(cmap.flag_concepts())
+    note_flags = set(cmap.flag_concepts()) if notes is not None else set()
     all_flags = list(dict.fromkeys([*cmap.biomarker_flags, *sorted(vcf_flags - set(
         cmap.biomarker_flags) - set(cmap.site_flags)), *cmap.site_flags]))
+    no = F.lit(False)
     for flag in all_flags:
-        v = F.col(f"{flag}_vcf") if flag in vcf_flags else _null("boolean")
-        n = F.col(f"{flag}_notes") if (notes is not None and flag in note_flags) else \
-            _null("boolean")
-        known = F.coalesce(F.col("has_genomics") if flag in vcf_flags else F.lit(False),
-                           F.lit(False)) | F.coalesce(
-            F.col("has_notes") if flag in note_flags else F.lit(False), F.lit(False))
-        value = F.when(F.coalesce(v, F.lit(False)) | F.coalesce(n, F.lit(False)), True).when(
-            known, False)
-        source = (F.when(F.coalesce(v, F.lit(False)) & F.coalesce(n, F.lit(False)), "both")
-                  .when(F.coalesce(v, F.lit(False)), "vcf")
-                  .when(F.coalesce(n, F.lit(False)), "notes"))
+        v = F.coalesce(F.col(f"{flag}_vcf"), no) if flag in vcf_flags else no
+        n = F.coalesce(F.col(f"{flag}_notes"), no) if flag in note_flags else no
+        neg = F.coalesce(F.col(f"{flag}_negated"), no) if flag in note_flags else no
+        sequenced = F.col(f"{flag}_vcf").isNotNull() if flag in vcf_flags else no
+        value = F.when(v | n, True).when(sequenced | neg, False)
+        source = F.when(v & n, "both").when(v, "vcf").when(n, "notes")
         out = out.withColumn(flag, value.cast("boolean")).withColumn(f"{flag}_source", source)
     out = out.withColumn("pdl1_high", F.when(F.col("pdl1_tps").isNotNull(),
                                              F.col("pdl1_tps") >= cmap.pdl1_high_threshold))
-    drop = [c for c in out.columns if c.endswith("_vcf") or c.endswith("_notes")
-            and c not in ("ecog_notes", "smoking_notes")]
+    drop = [c for c in out.columns if c.endswith(("_vcf", "_negated"))
+            or (c.endswith("_notes") and c not in ("ecog_notes", "smoking_notes"))]
     return out.drop(*drop)
 
 
