@@ -114,6 +114,6 @@ def test_duckdb_helper_attaches_analyst_tables_by_name(spark, lakehouse):
 
     # Time travel: the first load still had patient 6.
     old = connect(lakehouse.lakehouse, versions={"gold.treatment_rankings": 0})
-    assert old.sql("SELECT count(*) FROM gold.treatment_rankings").fetchone()[0] == 12
+    assert old.execute("SELECT count(*) FROM gold.treatment_rankings").fetchall() == [(12,)]
     with pytest.raises(KeyError):
         connect(lakehouse.lakehouse, versions={"gold.nope": 0})
