@@ -1,0 +1,61 @@
+"""Patient-level tables derived from silver.variants: biomarkers and actionable alterations.
+
+Both are recomputed for every patient on each run (a full snapshot merged with deletes):
+a patient's variants may come from several files ingested at different times, and a new
+knowledge-base release or cancer type changes matches of files ingested long ago.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipelines.catalog import regimen_catalog
+from pipelines.genomics.actionable import ACTIONABLE_COMMENTS, build_actionable
+from pipelines.genomics.biomarkers import biomarker_comments, build_biomarkers, flag_rules
+from pipelines.genomics.config import GenomicsConfig
+from pipelines.genomics.matching import variant_facts
+from pipelines.knowledge.kb import knowledge_dir, load_knowledge_base
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.audit import JobRun
+
+log = logging.getLogger("oncorank.genomics")
+
+
+def _read(run: JobRun, schema: str, name: str):
+    ref = run.settings.table(schema, name)
+    return run.read(ref) if delta.table_exists(run.spark, ref) else None
+
+
+def patient_cancer_types(run: JobRun):
+    """(patient_key, cancer_type) from silver.patients when that table exists, else None."""
+    patients = _read(run, "silver", "patients")
+    if patients is None or not {"patient_key", "cancer_type"} <= set(patients.columns):
+        return None
+    return patients.select("patient_key", "cancer_type").dropna(subset=["patient_key"])
+
+
+def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:
+    spark, settings = run.spark, run.settings
+    variants = _read(run, "silver", "variants")
+    samples = _read(run, "silver", "sequenced_samples")
+    if variants is None or samples is None:
+        return
+    facts = variant_facts(variants).persist()
+    try:
+        biomarkers_ref = settings.table("silver", "biomarkers")
+        biomarkers = build_biomarkers(variants, samples, facts, flag_rules(spark), cfg)
+        run.write(biomarkers, biomarkers_ref, mode="merge", keys=["patient_key"],
+                  delete_missing=True, primary=False, comments=biomarker_comments(),
+                  table_comment="Per sequenced patient: TMB and gene-level alteration flags "
+                                "(definitions in pipelines/genomics/README.md).")
+        kb = load_knowledge_base(knowledge_dir(settings))
+        log.info("knowledge base %s: %s", kb.version, kb.summary())
+        actionable = build_actionable(spark, facts, run.read(biomarkers_ref),
+                                      patient_cancer_types(run), kb, regimen_catalog())
+        run.write(actionable, settings.table("silver", "actionable_alterations"),
+                  mode="merge", keys=["alteration_key"], delete_missing=True, primary=False,
+                  comments=ACTIONABLE_COMMENTS,
+                  table_comment="Patients' alterations matched to the knowledge base "
+                                "(CIViC + curated FDA/NCCN pairs); kb_version says which.")
+    finally:
+        facts.unpersist()

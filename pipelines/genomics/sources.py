@@ -1,0 +1,374 @@
+"""VCF/BCF inputs: find the files, read their headers with pysam, plan the read tasks.
+
+Everything here runs on the driver and touches only headers and indexes, never records.
+The result is a list of :class:`VcfSource` (one per file, picklable, JSON-able) and a list of
+:class:`Piece` (one per Spark task): a whole file, or one contig of a large indexed file.
+
+Why a piece is a contig and not an arbitrary range: the bronze key is the record's ordinal in
+the file, and an index tells us exactly how many records each contig holds
+(``bcftools index --stats``), so every task knows the ordinal of its first record without a
+counting pass. A file is split only when it is bgzipped (or BCF), indexed, not truncated, its
+index is not older than the data, and it holds at least ``split_min_records`` records.
+
+>>> source_kind_from_magic(b"##fileformat=VCFv4.2", b"")
+'vcf'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.lakehouse.errors import InputNotFoundError
+
+log = logging.getLogger("oncorank.genomics")
+
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+# The 28-byte empty block that ends every complete BGZF file (SAM/BAM spec, section 4.1.2).
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_DESCRIPTION_FORMAT = re.compile(r"Format:\s*'?\s*([^'\"]+?)\s*'?\s*$")
+_SNPEFF_FIELDS = re.compile(r"'([^']+)'")
+_CONTIG_LINE = re.compile(r"^##contig=<.*?\bID=([^,>]+)(?:.*?\blength=(\d+))?")
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One ``##INFO`` or ``##FORMAT`` declaration."""
+
+    number: str
+    type: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VcfSource:
+    """What the reader needs to know about one file, taken from its header and index.
+
+    ``contigs_declared`` holds the ``##contig`` IDs written in the file itself (htslib also
+    adds contigs from a tabix index, which says nothing about the file's own declarations).
+    ``problem`` is set when the file cannot be read at all; such a file becomes one
+    quarantine row.
+    """
+
+    path: str
+    kind: str = "vcf"  # vcf (plain text) | bgzf (bgzipped VCF) | gzip | bcf
+    samples: tuple[str, ...] = ()
+    info: dict[str, FieldDef] = field(default_factory=dict)
+    formats: dict[str, FieldDef] = field(default_factory=dict)
+    filters: tuple[str, ...] = ()
+    contigs_declared: tuple[str, ...] = ()
+    contig_lengths: dict[str, int] = field(default_factory=dict)
+    csq_fields: tuple[str, ...] = ()
+    ann_fields: tuple[str, ...] = ()
+    header_issues: tuple[tuple[str, str, str], ...] = ()  # (section, id, issue)
+    eof_ok: bool = True
+    index_counts: tuple[tuple[str, int], ...] = ()  # (contig, records) in index order
+    index_usable: bool = False
+    problem: str = ""
+
+    @property
+    def n_records_indexed(self) -> int | None:
+        return sum(n for _, n in self.index_counts) if self.index_counts else None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> VcfSource:
+        d = json.loads(text)
+        d["info"] = {k: FieldDef(**v) for k, v in d["info"].items()}
+        d["formats"] = {k: FieldDef(**v) for k, v in d["formats"].items()}
+        d["header_issues"] = tuple(tuple(x) for x in d["header_issues"])
+        d["index_counts"] = tuple(tuple(x) for x in d["index_counts"])
+        for key in ("samples", "filters", "contigs_declared", "csq_fields", "ann_fields"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One read task: a whole file (``contig`` None) or every record of one contig."""
+
+    path: str
+    piece: int
+    contig: str | None
+    first_index: int
+    expected_records: int | None  # from the index; None when unknown
+    weight: int  # estimated size, to schedule large pieces first
+
+
+# ---------------------------------------------------------------------------- discovery
+def discover(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """Expand files and folders into a sorted, de-duplicated list of VCF/BCF paths.
+
+    Folders are searched recursively; hidden folders (a generator's ``.parts``) and index
+    files are skipped. A path that does not exist is a clear error.
+    """
+    found: list[str] = []
+    for raw in paths:
+        if not str(raw).strip():
+            continue
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise InputNotFoundError(
+                f"VCF input {p} does not exist; pass an existing VCF/BCF file or a folder of "
+                "them (settings [inputs] vcf, or `oncorank ingest vcf PATH`)."
+            )
+        if p.is_dir():
+            for child in sorted(p.rglob("*")):
+                rel = child.relative_to(p).parts
+                if any(part.startswith(".") for part in rel) or not child.is_file():
+                    continue
+                if child.name.lower().endswith(VCF_SUFFIXES):
+                    found.append(str(child.resolve()))
+        else:
+            found.append(str(p.resolve()))
+    return sorted(dict.fromkeys(found))
+
+
+def source_kind_from_magic(head: bytes, decompressed: bytes) -> str:
+    """``vcf``, ``bgzf``, ``gzip`` or ``bcf`` from a file's first bytes (and, for
+    compressed files, the first decompressed bytes)."""
+    if head[:2] == b"\x1f\x8b":
+        if decompressed[:3] == b"BCF":
+            return "bcf"
+        # A BGZF block carries the extra subfield "BC" (SAM/BAM spec, section 4.1).
+        return "bgzf" if len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
+    if head[:3] == b"BCF":
+        return "bcf"  # uncompressed BCF
+    return "vcf"
+
+
+# ---------------------------------------------------------------------------- headers
+def read_source(path: str) -> VcfSource:
+    """Read one file's header (and index statistics) with pysam; never raises for bad files.
+
+    A file that cannot be opened or whose header cannot be parsed comes back with
+    ``problem`` set; its records are then not read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(18)
+            size = fh.seek(0, os.SEEK_END)
+            tail = b""
+            if size >= 28:
+                fh.seek(size - 28)
+                tail = fh.read(28)
+    except OSError as exc:
+        return VcfSource(path=path, problem=f"cannot open the file ({exc.strerror or exc})")
+    if not head:
+        return VcfSource(path=path, problem="the file is empty")
+    decompressed = b""
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as gz:
+                decompressed = gz.read(4)
+        except (OSError, EOFError) as exc:
+            return VcfSource(path=path, kind="gzip",
+                             problem=f"the gzip stream cannot be decompressed ({exc})")
+    kind = source_kind_from_magic(head, decompressed)
+    eof_ok = tail == BGZF_EOF if kind in ("bgzf", "bcf") and head[:2] == b"\x1f\x8b" else True
+
+    try:
+        header, declared, skipped = _pysam_header(path, kind)
+    except Exception as exc:  # pysam raises ValueError/OSError with htslib's message
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return VcfSource(path=path, kind=kind, eof_ok=eof_ok,
+                         problem=f"the VCF/BCF header cannot be read ({first})")
+
+    info = {k: FieldDef(str(v.number), str(v.type), v.description or "")
+            for k, v in header.info.items()}
+    formats = {k: FieldDef(str(v.number), str(v.type), v.description or "")
+               for k, v in header.formats.items()}
+    issues = header_issues(info, formats, declared) + skipped
+    lengths = {}
+    for name in declared:
+        contig = header.contigs.get(name)
+        if contig is not None and contig.length:
+            lengths[name] = int(contig.length)
+    counts, usable = (), False
+    if kind in ("bgzf", "bcf") and eof_ok:
+        counts, usable = _index_counts(path, kind)
+    return VcfSource(
+        path=path,
+        kind=kind,
+        samples=tuple(header.samples),
+        info=info,
+        formats=formats,
+        filters=tuple(header.filters),
+        contigs_declared=tuple(declared),
+        contig_lengths=lengths,
+        csq_fields=annotation_fields(info.get("CSQ")),
+        ann_fields=annotation_fields(info.get("ANN")),
+        header_issues=issues,
+        eof_ok=eof_ok,
+        index_counts=counts,
+        index_usable=usable,
+    )
+
+
+def _pysam_header(path: str, kind: str):
+    """The pysam header plus the contig IDs the file itself declares.
+
+    Text VCFs (plain, gzip, bgzip) are parsed line by line into a ``pysam.VariantHeader``:
+    that works for truncated files and plain gzip (which ``VariantFile`` cannot open), and
+    keeps the declared contigs apart from those htslib would add from a tabix index. BCF
+    headers are binary and come from ``pysam.VariantFile``.
+    """
+    import pysam
+
+    if kind == "bcf":
+        with warnings.catch_warnings():
+            # A missing EOF marker is reported per file through VcfSource.eof_ok instead.
+            warnings.simplefilter("ignore")
+            vf = pysam.VariantFile(path, ignore_truncation=True)
+        try:
+            header = vf.header.copy()
+        finally:
+            vf.close()
+        declared = [r.get("ID") for r in header.records if r.type == "CONTIG"]
+        return header, [c for c in declared if c], ()
+
+    header = pysam.VariantHeader()
+    declared: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
+    saw_columns = False
+    opener = pysam.BGZFile if kind in ("bgzf", "gzip") else open
+    with opener(path, "rb") as fh:
+        for raw in fh:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line.startswith("##"):
+                m = _CONTIG_LINE.match(line)
+                if m:
+                    # Contig lines are parsed here: thousands of them (GRCh38 with decoys)
+                    # would make add_line the slowest part of reading a header.
+                    declared.append(m.group(1))
+                    if m.group(2):
+                        header.contigs.add(m.group(1), length=int(m.group(2)))
+                    continue
+                try:
+                    header.add_line(line)
+                except Exception:  # keep going: one bad meta line must not sink the file
+                    skipped.append(("meta", line[:60], "header line could not be parsed; "
+                                    "ignored"))
+            elif line.startswith("#CHROM"):
+                samples = line.split("\t")[9:]
+                if samples:
+                    header.add_samples(samples)
+                saw_columns = True
+                break
+            else:
+                break
+    if not saw_columns:
+        raise ValueError("no #CHROM column header line")
+    return header, declared, tuple(skipped)
+
+
+def header_issues(info: dict[str, FieldDef], formats: dict[str, FieldDef],
+                  declared_contigs: list[str]) -> tuple[tuple[str, str, str], ...]:
+    """Header declarations that break the VCF spec, and what ingestion does about them.
+
+    >>> header_issues({"GC": FieldDef("G", "Integer")}, {}, ["1"])[0][2][:40]
+    'Number=G is valid only for FORMAT fields '
+    """
+    issues = []
+    for key, d in info.items():
+        if d.number == "G":
+            # VCF 4.2 section 1.4.2: G (one value per genotype) has no meaning at site
+            # level. pysam refuses to decode such fields (pysam issue #593); htslib reads
+            # the record fine. We keep the value verbatim in `info` and do not type it.
+            issues.append(("INFO", key, "Number=G is valid only for FORMAT fields (VCF 4.2 "
+                           "section 1.4.2); the value is kept verbatim in `info` and not "
+                           "typed"))
+    if not declared_contigs:
+        issues.append(("contig", "*", "no ##contig lines; CHROM is checked against human "
+                       "reference contig names instead"))
+    return tuple(issues)
+
+
+def annotation_fields(defn: FieldDef | None) -> tuple[str, ...]:
+    """Sub-field names of a VEP ``CSQ`` or SnpEff ``ANN`` INFO field, from its Description.
+
+    >>> annotation_fields(FieldDef(".", "String", "Consequence annotations from Ensembl VEP. "
+    ...                            "Format: Allele|Consequence|SYMBOL"))
+    ('Allele', 'Consequence', 'SYMBOL')
+    >>> annotation_fields(FieldDef(".", "String", "Functional annotations: 'Allele | "
+    ...                            "Annotation | Gene_Name '"))
+    ('Allele', 'Annotation', 'Gene_Name')
+    """
+    if defn is None or not defn.description:
+        return ()
+    text = defn.description
+    m = _DESCRIPTION_FORMAT.search(text)
+    if m and "|" in m.group(1):
+        body = m.group(1)
+    else:
+        quoted = _SNPEFF_FIELDS.search(text)
+        if not quoted or "|" not in quoted.group(1):
+            return ()
+        body = quoted.group(1)
+    return tuple(part.strip() for part in body.split("|"))
+
+
+def _index_counts(path: str, kind: str) -> tuple[tuple[tuple[str, int], ...], bool]:
+    """Per-contig record counts from the .tbi/.csi (``bcftools index --stats``).
+
+    An index older than its data file may describe another version of the file, so such a
+    file is read whole instead of by contig.
+    """
+    import pysam.bcftools
+
+    candidates = [path + ".csi"] if kind == "bcf" else [path + ".tbi", path + ".csi"]
+    index = next((c for c in candidates if os.path.isfile(c)), None)
+    if index is None:
+        return (), False
+    if os.path.getmtime(index) < os.path.getmtime(path):
+        log.warning("index %s is older than its data file; reading the file whole", index)
+        return (), False
+    try:
+        text = pysam.bcftools.index("--stats", path)
+    except Exception:  # an index without statistics: read the file whole
+        return (), False
+    counts = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].isdigit():
+            counts.append((parts[0], int(parts[2])))
+    return tuple(counts), bool(counts)
+
+
+# ---------------------------------------------------------------------------- pieces
+def plan_pieces(sources: list[VcfSource], split_min_records: int = 200_000) -> list[Piece]:
+    """One piece per file, or per contig for large indexed files; largest first.
+
+    >>> s = VcfSource("/x.vcf.gz", kind="bgzf", index_counts=(("1", 5), ("2", 7)),
+    ...               index_usable=True)
+    >>> [(p.contig, p.first_index) for p in plan_pieces([s], split_min_records=10)]
+    [('2', 5), ('1', 0)]
+    """
+    pieces: list[Piece] = []
+    for src in sources:
+        if src.problem:
+            continue
+        total = src.n_records_indexed
+        if src.index_usable and total is not None and total >= split_min_records:
+            offset = 0
+            for i, (contig, n) in enumerate(src.index_counts):
+                pieces.append(Piece(src.path, i, contig, offset, n,
+                                    n * max(1, len(src.samples))))
+                offset += n
+        else:
+            try:
+                weight = os.path.getsize(src.path)
+            except OSError:
+                weight = 0
+            pieces.append(Piece(src.path, 0, None, 0, total, weight))
+    # Longest-processing-time first keeps the tail of the job short.
+    return sorted(pieces, key=lambda p: -p.weight)

@@ -1,0 +1,185 @@
+"""The ``ingest-variants`` stage: VCF/BCF files -> bronze, silver, biomarkers, actionability.
+
+Tables (all idempotent: re-ingesting a file leaves every table's content unchanged):
+
+* ``bronze.variants_raw`` — records as received; each ingested file's rows are replaced
+  (``replaceWhere source_file IN batch``), so a re-ingest rewrites the same rows and a file
+  that shrank loses its stale rows. Primary output: rows in = rows written + quarantined.
+* ``bronze.quarantine_variants_raw`` — rejected rows with file, record index, rule, reason.
+* ``bronze.vcf_headers`` — each file's INFO/FORMAT/FILTER declarations and header issues.
+* ``silver.variants`` — carried alleles, replaced per source file.
+* ``silver.sequenced_samples`` — every (file, sample) ingested, with its patient_key, so a
+  patient with no variant still gets a TMB of 0.
+* ``silver.biomarkers`` and ``silver.actionable_alterations`` — recomputed for every patient
+  from the silver tables (a full snapshot, merged with deletes).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.genomics import bronze, silver
+from pipelines.genomics.annotation import annotation_layout, layout_ddl
+from pipelines.genomics.config import GenomicsConfig, load_sample_map
+from pipelines.genomics.reader import raw_frame
+from pipelines.genomics.sources import VcfSource, discover, plan_pieces, read_source
+from pipelines.lakehouse.audit import JobRun, job_run
+from pipelines.lakehouse.privacy import pseudonymise
+from pipelines.lakehouse.settings import Settings
+
+log = logging.getLogger("oncorank.genomics")
+
+STAGE = "ingest-variants"
+
+
+def in_predicate(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` with SQL string escaping (paths may hold quotes).
+
+    >>> in_predicate("f", ["a'b"])
+    "`f` IN ('a\\\\'b')"
+    """
+    quoted = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+    return f"`{column}` IN ({quoted})"
+
+
+def file_pseudonym(path: str, key: bytes) -> str:
+    """Python twin of :func:`pipelines.genomics.silver.file_pseudonym`."""
+    return "vcf-" + pseudonymise(f"file:{path}", key)
+
+
+def ingest_variants(spark: SparkSession, settings: Settings,
+                    parent_run_id: str | None = None) -> JobRun:
+    """Run the stage on ``settings.inputs.vcf`` and return the audited run."""
+    cfg = GenomicsConfig.from_settings(settings)
+    with job_run(spark, settings, STAGE, parent_run_id) as run:
+        paths = discover(settings.inputs.vcf)
+        sample_map = load_sample_map(settings.inputs.sample_map)
+        if not paths:
+            log.info("%s: no VCF/BCF inputs configured; nothing to ingest", STAGE)
+            return run
+        sources = [read_source(p) for p in paths]
+        readable = [s for s in sources if not s.problem]
+        counts = ingest_bronze(run, sources, cfg)
+        write_sequenced_samples(run, counts, readable, sample_map)
+        write_headers(run, readable)
+        if readable:
+            ingest_silver(run, readable, sample_map)
+        from pipelines.genomics.derived import write_derived
+
+        write_derived(run, cfg)
+    return run
+
+
+def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig) -> list:
+    """Read every file into bronze.variants_raw; quarantine what breaks a rule.
+
+    Returns the row counts per (file, sample, passed) for silver.sequenced_samples.
+    """
+    spark, settings = run.spark, run.settings
+    ref = settings.table("bronze", "variants_raw")
+    readable = [s for s in sources if not s.problem]
+    pieces = plan_pieces(readable, cfg.split_min_records)
+    typed = raw_frame(spark, sources, pieces, cfg.batch_rows).transform(
+        bronze.with_bronze_fields).persist()
+    try:
+        counts = (typed.groupBy("source_file", "sample", "sample_index",
+                                F.col("_rule").isNull().alias("ok")).count().collect())
+        run.count_in(sum(r["count"] for r in counts))
+        run.quarantine(bronze.select_quarantine(typed), ref)
+        if readable:
+            run.write(bronze.select_bronze(typed), ref, mode="replace",
+                      replace_where=in_predicate("source_file", [s.path for s in readable]),
+                      comments=bronze.BRONZE_COMMENTS,
+                      table_comment=bronze.BRONZE_TABLE_COMMENT)
+    finally:
+        typed.unpersist()
+    return counts
+
+
+def write_sequenced_samples(run: JobRun, counts: list, readable: list[VcfSource],
+                            sample_map: dict[str, str]) -> None:
+    """silver.sequenced_samples: one row per (file, sample) with its record counts."""
+    settings = run.settings
+    key = settings.pseudonym_key
+    agg: dict[tuple[str, str], list[int]] = {}
+    for r in counts:
+        if r["sample"] is None or r["source_file"] is None:
+            continue
+        slot = agg.setdefault((r["source_file"], r["sample"]), [0, 0])
+        slot[0 if r["ok"] else 1] += r["count"]
+    rows = [
+        (file_pseudonym(path, key), pseudonymise(f"sample:{sample}", key),
+         pseudonymise(sample_map.get(sample, sample), key), ok, bad)
+        for (path, sample), (ok, bad) in sorted(agg.items())
+    ]
+    df = run.spark.createDataFrame(
+        rows, "source_file string, sample string, patient_key string, n_records bigint, "
+              "n_quarantined bigint")
+    ref = settings.table("silver", "sequenced_samples")
+    files = [file_pseudonym(s.path, key) for s in readable]
+    if files:
+        run.write(df, ref, mode="replace", replace_where=in_predicate("source_file", files),
+                  primary=False,
+                  comments={"source_file": "Pseudonym of the source file (as in "
+                                           "silver.variants)",
+                            "sample": "Pseudonym of the sample name",
+                            "patient_key": "Pseudonymised patient id",
+                            "n_records": "Records ingested for this sample",
+                            "n_quarantined": "Records of this sample that were quarantined"},
+                  table_comment="Every (file, sample) ingested: who was sequenced, so a "
+                                "patient without variants still has a TMB of 0.")
+
+
+def write_headers(run: JobRun, sources: list[VcfSource]) -> None:
+    """bronze.vcf_headers: what each file declares, and what is wrong with it."""
+    if not sources:
+        return
+    rows = []
+    for s in sources:
+        issues = {(sec, i): text for sec, i, text in s.header_issues}
+        for section, defs in (("INFO", s.info), ("FORMAT", s.formats)):
+            for key, d in defs.items():
+                rows.append((s.path, section, key, d.number, d.type, d.description,
+                             issues.pop((section, key), None)))
+        for f in s.filters:
+            rows.append((s.path, "FILTER", f, None, None, None, None))
+        for (section, key), text in issues.items():
+            rows.append((s.path, section, key, None, None, None, text))
+    df = run.spark.createDataFrame(
+        rows, "source_file string, section string, id string, number string, type string, "
+              "description string, issue string")
+    run.write(df, run.settings.table("bronze", "vcf_headers"), mode="replace",
+              replace_where=in_predicate("source_file", [s.path for s in sources]),
+              primary=False,
+              comments={"section": "INFO, FORMAT, FILTER, contig or meta",
+                        "issue": "What breaks the VCF spec in this declaration and what "
+                                 "ingestion does about it"},
+              table_comment="Header declarations of every ingested VCF/BCF file.")
+
+
+def ingest_silver(run: JobRun, sources: list[VcfSource], sample_map: dict[str, str]) -> None:
+    """silver.variants for the files of this run (replaced per file)."""
+    spark, settings = run.spark, run.settings
+    key = settings.pseudonym_key
+    paths = [s.path for s in sources]
+    bronze_df = run.read(settings.table("bronze", "variants_raw")).filter(
+        F.col("source_file").isin(paths))
+    layout = spark.createDataFrame([annotation_layout(s) for s in sources], layout_ddl())
+    sm = (spark.createDataFrame(sorted(sample_map.items()), "sample string, patient_id string")
+          if sample_map else None)
+    variants = silver.build_variants(bronze_df, layout, sm, key)
+    run.write(variants, settings.table("silver", "variants"), mode="replace",
+              replace_where=in_predicate("source_file", [file_pseudonym(p, key)
+                                                         for p in paths]),
+              primary=False, comments=silver.SILVER_COMMENTS,
+              table_comment=silver.SILVER_TABLE_COMMENT)
+
+
+def read_if_exists(run: JobRun, schema: str, name: str) -> DataFrame | None:
+    from pipelines.lakehouse import delta
+
+    ref = run.settings.table(schema, name)
+    return run.read(ref) if delta.table_exists(run.spark, ref) else None
