@@ -55,7 +55,6 @@ FIXED = ("chrom", "pos", "id", "ref", "alt", "qual", "filter", "info")
 
 TARGET_ROWS = 65_536  # rows per Arrow batch: bounds worker memory whatever the sample count
 CHUNK_BYTES = 4 << 20  # decompressed bytes per read
-BLOCK_BYTES = 1 << 16  # one BGZF block: the unit of recovery after a corrupt block
 
 
 @cache
@@ -156,7 +155,11 @@ def iter_text_lines(path: str, kind: str) -> Iterator[pa.Array | ReadFailure]:
 
 
 def _recover_blocks(path: str, offset: int) -> bytes:
-    """Re-read from a good virtual offset one BGZF block at a time until the bad block."""
+    """Re-read from a good virtual offset line by line until the damaged block.
+
+    A big read that touches a damaged block returns nothing of that read; line reads lose
+    only the line that crosses into the damaged block (what htslib's own reader keeps).
+    """
     import pysam
 
     parts = []
@@ -164,10 +167,11 @@ def _recover_blocks(path: str, offset: int) -> bytes:
         with pysam.BGZFile(path, "rb") as fh:
             fh.seek(offset)
             while True:
-                chunk = fh.read(BLOCK_BYTES)
-                if not chunk:
+                before = fh.tell()
+                line = fh.readline()  # pysam returns the line without its newline
+                if not line and fh.tell() == before:
                     break
-                parts.append(chunk)
+                parts.append(line + b"\n")
     except OSError:
         pass
     return b"".join(parts)

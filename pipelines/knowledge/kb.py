@@ -209,7 +209,7 @@ def civic_evidence(path: Path, mapper: DiseaseMapper, skipped: Counter) -> list[
         why = _skip_reason(r["evidence_type"], r["evidence_direction"], r["significance"],
                            r.get("variant_origin", ""), r["therapies"])
         if why:
-            skipped[why] += 1
+            skipped[f"evidence: {why}"] += 1
             continue
         eid = f"EID{r['evidence_id']}"
         cite = (f"CIViC {eid}: {r.get('citation') or 'source'} ({r.get('source_type') or 'PubMed'}"
@@ -218,7 +218,7 @@ def civic_evidence(path: Path, mapper: DiseaseMapper, skipped: Counter) -> list[
                             r["evidence_level"] == "A", cite, r.get("evidence_civic_url"),
                             mapper)
         if not made:
-            skipped["profile not matchable from DNA variants"] += 1
+            skipped["evidence: profile not matchable from DNA variants"] += 1
         out += made
     return out
 
@@ -230,7 +230,7 @@ def civic_assertions(path: Path, mapper: DiseaseMapper, skipped: Counter) -> lis
                            "", r["therapies"])
         level = AMP_LEVEL.get(r.get("amp_category") or "")
         if why or level is None:
-            skipped[why or "assertion without AMP level"] += 1
+            skipped[f"assertion: {why or 'no AMP level'}"] += 1
             continue
         aid = f"AID{r['assertion_id']}"
         approved = r.get("regulatory_approval") == "true" or bool(r.get("nccn_guideline"))
@@ -243,7 +243,7 @@ def civic_assertions(path: Path, mapper: DiseaseMapper, skipped: Counter) -> lis
         made = _entries_for(r["molecular_profile"], r, "civic", aid, level, approved, cite,
                             r.get("assertion_civic_url"), mapper)
         if not made:
-            skipped["profile not matchable from DNA variants"] += 1
+            skipped["assertion: profile not matchable from DNA variants"] += 1
         out += made
     return out
 

@@ -1,0 +1,252 @@
+"""VCF/BCF reading without Spark: headers, pieces, Arrow rows, record-level checks.
+
+Counts and fields are checked against bcftools and pysam on the real files in
+``shared/data/vcf`` (PROVENANCE.md), never against numbers typed here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pysam
+import pytest
+
+from pipelines.genomics.reader import lines_to_batch, read_piece
+from pipelines.genomics.sources import (
+    VcfSource,
+    discover,
+    plan_pieces,
+    read_source,
+)
+from pipelines.lakehouse.errors import InputNotFoundError
+
+BCFTOOLS = shutil.which("bcftools") or "/usr/bin/bcftools"
+TCGA = "somatic_TCGA-A6-2686_COAD_tumor_normal.grch38.vcf.gz"
+GERMLINE = "germline_multisample_vep_snpeff.grch37.vcf.gz"
+G1000 = "germline_1000G_NYGC_chr22_100samples.grch38.vcf.gz"
+GNOMAD_BAD = "malformed_gnomad_r2_info_number_G.grch37.vcf"
+GNOMAD_FIXED = "control_gnomad_r2_info_number_G_fixed.grch37.vcf"
+ALL = (TCGA, GERMLINE, G1000, GNOMAD_BAD, GNOMAD_FIXED)
+
+
+def bcftools_records(path: Path | str) -> int:
+    out = subprocess.run([BCFTOOLS, "view", "-H", str(path)], capture_output=True, check=True)
+    return out.stdout.count(b"\n")
+
+
+def read_all(src: VcfSource, split_min_records: int = 10**12) -> pa.Table:
+    batches = [b for p in plan_pieces([src], split_min_records) for b in read_piece(src, p)]
+    return pa.Table.from_batches(batches)
+
+
+# ---------------------------------------------------------------------------- discovery
+def test_discover_expands_folders_skips_indexes_and_hidden(tmp_path, shared_data):
+    (tmp_path / "a.vcf").write_text("x")
+    (tmp_path / "b.bcf").write_text("x")
+    (tmp_path / "b.bcf.csi").write_text("x")
+    (tmp_path / ".parts").mkdir()
+    (tmp_path / ".parts" / "c.vcf.gz").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.VCF.GZ").write_text("x")
+    found = discover([str(tmp_path), str(tmp_path / "a.vcf")])
+    assert [Path(f).name for f in found] == ["a.vcf", "b.bcf", "d.VCF.GZ"]
+    assert len(discover([str(shared_data / "vcf")])) == 5
+
+
+def test_missing_input_is_one_clear_error(tmp_path):
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        discover([str(tmp_path / "nope.vcf.gz")])
+    assert discover(["", "  "]) == []
+
+
+# ---------------------------------------------------------------------------- headers
+def test_headers_of_the_real_files(shared_data):
+    d = shared_data / "vcf"
+    for name in ALL:
+        src = read_source(str(d / name))
+        assert src.problem == "", name
+        ref = pysam.VariantFile(str(d / name))
+        assert src.samples == tuple(ref.header.samples)
+        assert set(src.formats) == set(ref.header.formats)
+        # Every INFO key pysam knows from the header (Number=G ones included) is declared.
+        assert set(src.info) == set(ref.header.info)
+
+    tcga = read_source(str(d / TCGA))
+    assert tcga.kind == "bgzf" and tcga.eof_ok and tcga.contigs_declared == ()
+    assert any(sec == "contig" for sec, _, _ in tcga.header_issues)
+    assert tcga.index_usable and tcga.n_records_indexed == bcftools_records(d / TCGA)
+
+    germ = read_source(str(d / GERMLINE))
+    assert germ.csq_fields[:3] == ("Consequence", "Codons", "Amino_acids")
+    assert germ.ann_fields[:4] == ("Allele", "Annotation", "Annotation_Impact", "Gene_Name")
+
+    bad = read_source(str(d / GNOMAD_BAD))
+    fixed = read_source(str(d / GNOMAD_FIXED))
+    g_issues = {k for sec, k, _ in bad.header_issues if sec == "INFO"}
+    assert "GC" in g_issues and bad.info["GC"].number == "G"
+    assert not [k for sec, k, _ in fixed.header_issues if sec == "INFO"]
+    assert bad.kind == "vcf" and len(bad.contigs_declared) > 0
+
+
+def test_unreadable_files_are_described_not_raised(tmp_path, shared_data):
+    garbage = tmp_path / "garbage.vcf"
+    garbage.write_text("this is not a VCF\n")
+    empty = tmp_path / "empty.vcf.gz"
+    empty.write_bytes(b"")
+    assert "header" in read_source(str(garbage)).problem
+    assert "empty" in read_source(str(empty)).problem
+    # A bgzip file cut in the middle keeps its header but loses the EOF marker.
+    data = (shared_data / "vcf" / GERMLINE).read_bytes()
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    src = read_source(str(cut))
+    assert src.problem == "" and not src.eof_ok and not src.index_usable
+
+
+def test_plain_gzip_and_bcf_headers(tmp_path, shared_data):
+    plain = tmp_path / "plain.vcf.gz"
+    with open(shared_data / "vcf" / GNOMAD_FIXED, "rb") as fh, gzip.open(plain, "wb") as gz:
+        shutil.copyfileobj(fh, gz)
+    assert read_source(str(plain)).kind == "gzip"
+    bcf = tmp_path / "g.bcf"
+    subprocess.run([BCFTOOLS, "view", "-Ob", "-o", str(bcf), str(shared_data / "vcf" / G1000)],
+                   check=True)
+    subprocess.run([BCFTOOLS, "index", str(bcf)], check=True)
+    src = read_source(str(bcf))
+    assert src.kind == "bcf" and len(src.samples) == 100 and src.index_usable
+
+
+# ---------------------------------------------------------------------------- records
+@pytest.mark.parametrize("name", ALL)
+def test_rows_equal_bcftools_records_times_samples(shared_data, name):
+    path = shared_data / "vcf" / name
+    src = read_source(str(path))
+    table = read_all(src)
+    n = bcftools_records(path)
+    assert table.num_rows == n * max(1, len(src.samples))
+    assert table.column("_rule").null_count == table.num_rows
+    indexes = sorted(set(table.column("record_index").to_pylist()))
+    assert indexes == list(range(n))
+
+
+def test_fields_equal_what_pysam_reads(shared_data):
+    path = shared_data / "vcf" / G1000
+    src = read_source(str(path))
+    rows = read_all(src).to_pylist()
+    by_key = {(r["record_index"], r["sample"]): r for r in rows}
+    for i, rec in enumerate(pysam.VariantFile(str(path))):
+        if i % 7:
+            continue
+        for s in (0, 37, 99):
+            name = src.samples[s]
+            r = by_key[(i, name)]
+            assert (r["chrom"], int(r["pos"]), r["ref"]) == (rec.chrom, rec.pos, rec.ref)
+            assert tuple(r["alt"].split(",")) == rec.alts
+            assert float(r["qual"]) == pytest.approx(rec.qual, rel=1e-6)
+            assert r["filter"].split(";") == list(rec.filter.keys())
+            keys = r["format"].split(":")
+            values = dict(zip(keys, r["sample_data"].split(":"), strict=False))
+            gt = rec.samples[name]["GT"]
+            ours = tuple(None if a == "." else int(a)
+                         for a in values["GT"].replace("|", "/").split("/"))
+            assert ours == gt
+            if "DP" in values and values["DP"] != ".":
+                assert int(values["DP"]) == rec.samples[name]["DP"]
+
+
+def test_contig_pieces_reproduce_the_whole_file(shared_data):
+    src = read_source(str(shared_data / "vcf" / TCGA))
+    pieces = plan_pieces([src], split_min_records=1)
+    assert len(pieces) == len(src.index_counts) == 23
+    assert sorted(p.first_index for p in pieces)[0] == 0
+    whole = read_all(src)
+    split = read_all(src, split_min_records=1)
+    cols = ["record_index", "chrom", "pos", "ref", "alt", "info", "sample_data"]
+    key = [(c, "ascending") for c in cols]
+    assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
+
+
+def test_bcf_rows_match_the_vcf(tmp_path, shared_data):
+    vcf = shared_data / "vcf" / G1000
+    bcf = tmp_path / "g.bcf"
+    subprocess.run([BCFTOOLS, "view", "-Ob", "-o", str(bcf), str(vcf)], check=True)
+    subprocess.run([BCFTOOLS, "index", str(bcf)], check=True)
+    a = read_all(read_source(str(vcf)))
+    b = read_all(read_source(str(bcf)), split_min_records=1)
+    cols = ["record_index", "sample", "chrom", "pos", "ref", "alt", "filter"]
+    key = [(c, "ascending") for c in ["record_index", "sample"]]
+    assert a.select(cols).sort_by(key).equals(b.select(cols).sort_by(key))
+    gts_a = a.sort_by(key).column("sample_data").to_pylist()
+    gts_b = b.sort_by(key).column("sample_data").to_pylist()
+    assert [x.split(":")[0] for x in gts_a] == [x.split(":")[0] for x in gts_b]
+
+
+def test_truncated_bgzip_keeps_what_can_be_read(tmp_path, shared_data):
+    data = (shared_data / "vcf" / GERMLINE).read_bytes()
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    src = read_source(str(cut))
+    table = read_all(src)
+    rules = [r for r in table.column("_rule").to_pylist() if r]
+    assert rules == ["truncated_file"]
+    good = table.filter(pa.compute.is_null(table.column("_rule")))
+    n_records = len(set(good.column("record_index").to_pylist()))
+    # pysam (htslib) reads the same complete records before failing on the damaged block.
+    pysam_n = 0
+    with pytest.raises(OSError):
+        for _ in pysam.VariantFile(str(cut), ignore_truncation=True):
+            pysam_n += 1
+    assert n_records == pysam_n > 0
+    assert good.num_rows == n_records * len(src.samples)
+    fail = table.filter(pa.compute.is_valid(table.column("_rule"))).to_pylist()[0]
+    assert fail["record_index"] == n_records
+
+
+# ---------------------------------------------------------------------------- checks
+def _src(**kw) -> VcfSource:
+    from pipelines.genomics.sources import FieldDef
+
+    base = dict(path="/t.vcf", samples=("S1", "S2"), contigs_declared=("1", "2"),
+                info={"DP": FieldDef("1", "Integer"), "DB": FieldDef("0", "Flag")},
+                formats={"GT": FieldDef("1", "String"), "AD": FieldDef("R", "Integer")})
+    base.update(kw)
+    return VcfSource(**base)
+
+
+def test_record_checks_flag_header_problems():
+    lines = pa.array([
+        "1\t10\t.\tA\tG\t50\tPASS\tDP=3;DB\tGT:AD\t0/1:3,4\t0/0:5,0",      # 0 fine
+        "3\t10\t.\tA\tG\t50\tPASS\tDP=3\tGT\t0/1\t0/0",                    # 1 contig
+        "1\t11\t.\tA\tG\t50\tPASS\tDP=3;XX=1\tGT\t0/1\t0/0",               # 2 INFO key
+        "1\t12\t.\tA\tG\t50\tPASS\tDP=3;DP=4\tGT\t0/1\t0/0",               # 3 dup INFO
+        "1\t13\t.\tA\tG\t50\tPASS\tDP=3\tGT:ZZ\t0/1:1\t0/0:1",             # 4 FORMAT key
+        "1\t14\t.\tA\tG\t50\tPASS\tDP=3;;DB\tGT\t0/1\t0/0",                # 5 empty entry
+        "1\t15\t.\tA\tG\t50\tPASS\tDP=3\tGT\t0/1",                         # 6 short line
+    ])
+    b = lines_to_batch(_src(), lines, 100)
+    rows = b.to_pylist()
+    assert len(rows) == 6 * 2 + 1  # six good lines x two samples + one malformed line
+    rule = {}
+    for r in rows:
+        rule.setdefault(r["record_index"], set()).add(r["_rule"])
+    assert rule == {100: {None}, 101: {"unknown_contig"}, 102: {"undeclared_info"},
+                    103: {"duplicate_info"}, 104: {"undeclared_format"},
+                    105: {"malformed_info"}, 106: {"malformed_line"}}
+    short = next(r for r in rows if r["record_index"] == 106)
+    assert short["_raw"].startswith("1\t15") and short["sample"] is None
+    s2 = next(r for r in rows if r["record_index"] == 100 and r["sample"] == "S2")
+    assert (s2["sample_index"], s2["sample_data"], s2["format"]) == (1, "0/0:5,0", "GT:AD")
+
+
+def test_without_contig_lines_human_names_are_accepted():
+    lines = pa.array(["chr7\t5\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/1",
+                      "7\t5\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/1",
+                      "GL000192.1\t5\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/1",
+                      "chrZ\t5\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/1"])
+    b = lines_to_batch(_src(contigs_declared=()), lines, 0).to_pylist()
+    bad = {r["chrom"] for r in b if r["_rule"]}
+    assert bad == {"chrZ"}
