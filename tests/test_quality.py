@@ -124,6 +124,9 @@ PREDICATE_CASES = [
                                             "strict_min": True, "strict_max": True}),
     ("expect_column_values_to_be_between", {"column": "d", "max_value": "2024-06-30"}),
     ("expect_column_values_to_be_in_set", {"column": "s", "value_set": ["a", "b"]}),
+    ("expect_column_values_to_be_in_set", {"column": "s", "value_set": ["a"],
+                                           "row_condition": "x >= 0.5",
+                                           "condition_parser": "spark"}),
     ("expect_column_values_to_not_be_in_set", {"column": "s", "value_set": ["a"]}),
     ("expect_column_values_to_match_regex", {"column": "s", "regex": "^[ab]$"}),
     ("expect_column_values_to_not_match_regex", {"column": "s", "regex": "c"}),
@@ -142,6 +145,8 @@ PREDICATE_CASES = [
 def test_row_predicates_flag_exactly_the_rows_gx_counts(spark, settings):
     """Every supported type, on nulls and boundary values: our rows == GX's unexpected count."""
     assert {t for t, _ in PREDICATE_CASES} == set(COLUMN_PREDICATES)
+    assert len(PREDICATE_CASES) == len({json.dumps(kw, sort_keys=True) + t
+                                        for t, kw in PREDICATE_CASES})
     d = dt.date
     df = spark.createDataFrame([
         (0.0, "a", d(2024, 1, 1), d(2024, 1, 1)),

@@ -255,12 +255,25 @@ def _split(run, df: DataFrame, suite: Suite, quarantines, params, buf):
         buf.cached.append(annotated)
     data_cols = [F.col(f"`{c}`") for c in df.columns]
     good = annotated.filter(F.size("_gate_failures") == 0).select(*data_cols)
+    kept = [_withheld(c) if c in suite.quarantine_withhold else F.col(f"`{c}`")
+            for c in df.columns]
     bad = annotated.filter(F.size("_gate_failures") > 0).select(
-        *data_cols,
+        *kept,
         F.array_join(F.transform("_gate_failures", lambda x: x["rule"]), ", ").alias("_rule"),
         F.array_join(F.transform("_gate_failures", lambda x: x["reason"]), "; ").alias("_reason"),
     )
     return good, bad
+
+
+WITHHELD = "<withheld"
+
+
+def _withheld(c: str) -> Column:
+    """A withheld value in a quarantined record: its length only, never the content."""
+    col = F.col(f"`{c}`")
+    return F.when(col.isNull(), F.lit(None).cast("string")).otherwise(
+        F.concat(F.lit(WITHHELD + ": "), F.length(col.cast("string")).cast("string"),
+                 F.lit(" chars>"))).alias(c)
 
 
 # ---------------------------------------------------------------------------- stop message

@@ -196,4 +196,11 @@ def row_check(etype: str, kwargs: dict[str, Any], sensitive: frozenset[str] = fr
     """
     if etype not in COLUMN_PREDICATES:
         raise KeyError(f"{etype} has no row predicate; row-level types: {sorted(ROW_LEVEL)}")
-    return COLUMN_PREDICATES[etype](kwargs, frozenset(sensitive))
+    fails, reason = COLUMN_PREDICATES[etype](kwargs, frozenset(sensitive))
+    condition = kwargs.get("row_condition")
+    if condition:
+        # GX validates only the rows the condition selects (e.g. the ECOG findings).
+        if kwargs.get("condition_parser") != "spark":
+            raise ValueError("row_condition needs condition_parser 'spark' on Spark frames")
+        fails = fails & F.coalesce(F.expr(condition), F.lit(False))
+    return fails, reason

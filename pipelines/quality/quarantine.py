@@ -19,7 +19,6 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from rich.console import Console
-from rich.table import Table
 
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.errors import ConfigError, InputNotFoundError
@@ -89,18 +88,20 @@ def list_quarantines(spark: SparkSession, settings: Settings,
     if not summary:
         console.print("No quarantined rows.")
     else:
-        t = Table(title="Quarantined rows")
-        for col in ("table", "rule", "rows", "example reason", "last quarantined"):
-            t.add_column(col, justify="right" if col == "rows" else "left", overflow="fold")
+        # Plain lines, not a table: rules and reasons are long and must stay greppable.
         for s in summary:
-            t.add_row(s["table"], s["rule"], str(s["rows"]), _cut(s["example_reason"], 80),
-                      str(s["last_quarantined_at"])[:19])
-        console.print(t)
-        console.print("Show the rows of one table with `oncorank quarantine show TABLE`.")
+            _say(console, f"{s['table']}  {s['rows']:>7} row(s)  rule {s['rule']}  "
+                          f"(e.g. {_cut(s['example_reason'], 100)}; last "
+                          f"{str(s['last_quarantined_at'])[:19]})")
+        _say(console, "Show the rows of one table with `oncorank quarantine show TABLE`.")
     index = data_docs_index(settings)
     if index.is_file():
-        console.print(f"Validation results (Data Docs): {index.as_uri()}")
+        _say(console, f"Validation results (Data Docs): {index.as_uri()}")
     return summary
+
+
+def _say(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _cut(text: str | None, width: int) -> str:
@@ -122,17 +123,15 @@ def show_quarantine(spark: SparkSession, settings: Settings, table: str, limit: 
     shown = [{"quarantine_id": r["quarantine_id"], "source": r["source"],
               "record_index": r["record_index"], "rule": r["rule"], "reason": r["reason"],
               "record": r["record"], "quarantined_at": r["quarantined_at"]} for r in rows]
-    t = Table(title=f"{target.key}: {total} quarantined row(s)"
-                    + (f", first {len(shown)}" if total > len(shown) else ""))
-    for col in ("id", "source", "rule", "reason", "record"):
-        t.add_column(col, overflow="fold")
+    _say(console, f"{target.key}: {total} quarantined row(s)"
+                  + (f", first {len(shown)} shown" if total > len(shown) else ""))
     for s in shown:
-        where = s["source"] or ""
+        where = s["source"] or "-"
         if s["record_index"] is not None:
             where += f"#{s['record_index']}"
-        t.add_row(s["quarantine_id"][:12], where, s["rule"], s["reason"],
-                  _cut(s["record"], RECORD_WIDTH))
-    console.print(t)
+        _say(console, f"- {s['quarantine_id'][:12]}  {where}  rule {s['rule']}")
+        _say(console, f"    reason: {s['reason']}")
+        _say(console, f"    record: {_cut(s['record'], RECORD_WIDTH)}")
     return shown
 
 
@@ -150,7 +149,7 @@ def replay_quarantine(spark: SparkSession, settings: Settings, table: str,
     """Re-run the quarantined rows of ``table``; write those now accepted. Returns counts."""
     from pipelines.lakehouse.audit import job_run
     from pipelines.quality import replay, suites
-    from pipelines.quality.gate import GATE_RULE_PREFIX, validate_and_split
+    from pipelines.quality.gate import GATE_RULE_PREFIX, WITHHELD, validate_and_split
 
     console = console or Console()
     target, qref = _quarantine_of(spark, settings, table)
@@ -172,7 +171,11 @@ def replay_quarantine(spark: SparkSession, settings: Settings, table: str,
         run.count_in(considered)
         target_cols = delta.read_table(spark, target).schema
         is_gate = F.col("rule").startswith(GATE_RULE_PREFIX)
-        candidates = _gate_rows(q.filter(is_gate), target_cols)
+        gate_rows = q.filter(is_gate)
+        for c in (suite.quarantine_withhold if suite else ()):
+            # The value was never stored: only a re-run of the stage can bring the row back.
+            gate_rows = gate_rows.filter(~F.col("record").contains(f'"{c}":"{WITHHELD}'))
+        candidates = _gate_rows(gate_rows, target_cols)
         if entry is not None:
             stage_rows = q.filter(~is_gate)
             if entry.rules is not None:
@@ -209,7 +212,7 @@ def replay_quarantine(spark: SparkSession, settings: Settings, table: str,
         q.unpersist()
     summary = {"table": target.key, "considered": considered, "accepted": accepted,
                "still_quarantined": considered - accepted, "run_id": run.run_id}
-    console.print(f"{target.key}: replayed {considered} quarantined row(s): {accepted} now "
+    _say(console, f"{target.key}: replayed {considered} quarantined row(s): {accepted} now "
                   f"accepted and written, {considered - accepted} still quarantined.")
     return summary
 

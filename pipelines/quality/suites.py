@@ -1,7 +1,8 @@
 """Expectation suites as data: ``expectations/<schema>.<table>.json``.
 
-A suite file names the table, its natural key, the columns whose values never appear in
-messages, and a list of expectations. Each expectation is a Great Expectations 1.x
+A suite file names the table, its natural key (``keys``, used by replay), the columns whose values
+never appear in messages or reasons (``sensitive_columns``), the columns whose values are not
+copied into quarantined records (``quarantine_withhold``), and a list of expectations. Each expectation is a Great Expectations 1.x
 expectation type with its keyword arguments, plus our own ``severity``:
 
 ``stop``
@@ -45,8 +46,8 @@ REF_PATTERN = re.compile(r"\{ref:([a-z_]+)\.([A-Za-z0-9_]+)\}")
 GX_SEVERITY = {"stop": "critical", "quarantine": "warning", "warn": "info"}
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KWARGS = ("column_list",)
-_SUITE_KEYS = {"table", "description", "keys", "sensitive_columns", "expectations", "source",
-               "contract"}
+_SUITE_KEYS = {"table", "description", "keys", "sensitive_columns", "quarantine_withhold",
+               "expectations", "source", "contract"}
 _EXPECTATION_KEYS = {"type", "kwargs", "severity", "name", "notes"}
 
 
@@ -95,6 +96,9 @@ class Suite:
     expectations: tuple[ExpectationSpec, ...]
     keys: tuple[str, ...] = ()
     sensitive_columns: frozenset[str] = field(default_factory=frozenset)
+    # Columns whose value is not copied into quarantined records (e.g. a note's raw text):
+    # only its length is kept, and such rows come back by re-running the stage, not by replay.
+    quarantine_withhold: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     source: str = ""
     digest: str = ""
@@ -119,7 +123,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
     The expectation types and keyword arguments are checked against Great Expectations
     itself, so a typo fails when the suite is loaded, not in the middle of a job.
     """
-    from pipelines.quality.predicates import ROW_LEVEL
+    from pipelines.quality.predicates import MULTI_ROW, ROW_LEVEL
 
     def fail(msg: str) -> ConfigError:
         return ConfigError(f"Expectation suite {source}: {msg}")
@@ -148,6 +152,9 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
         if severity == "quarantine" and etype not in ROW_LEVEL:
             raise fail(f"{where} ({etype}) is not a row-level expectation, so it cannot "
                        f"quarantine rows; use stop or warn (row-level: {sorted(ROW_LEVEL)})")
+        if severity == "quarantine" and "row_condition" in kwargs and etype in MULTI_ROW:
+            raise fail(f"{where} ({etype}): row_condition is supported for quarantine only on "
+                       "single-row expectation types")
         if severity == "quarantine" and "mostly" in kwargs:
             raise fail(f"{where} ({etype}): 'mostly' lets failing rows pass, which cannot go "
                        "with severity quarantine; drop it or use stop/warn")
@@ -165,6 +172,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
         expectations=tuple(specs),
         keys=tuple(data.get("keys", ())),
         sensitive_columns=frozenset(data.get("sensitive_columns", ())),
+        quarantine_withhold=frozenset(data.get("quarantine_withhold", ())),
         description=data.get("description", ""),
         source=source,
         digest=digest,
