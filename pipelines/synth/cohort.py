@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 import shutil
 from collections import Counter
 from contextlib import ExitStack
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 
 import pysam
@@ -31,7 +34,14 @@ from pysam import bcftools
 
 from pipelines.lakehouse.errors import ConfigError, OncorankError
 from pipelines.synth import fhir
-from pipelines.synth.genomics import count_pass, genome_model, header_lines, patient_records
+from pipelines.synth.bgzf import write_bgzf
+from pipelines.synth.genomics import (
+    GenomeModel,
+    count_pass,
+    genome_model,
+    header_lines,
+    patient_records,
+)
 from pipelines.synth.notes import Identity, NoteWriter
 from pipelines.synth.patient import (
     STREAM_COURSES,
@@ -120,9 +130,44 @@ def _clean_vcf_dir(vcf_dir: Path) -> None:
 
 
 def _write_vcf_gz(path: Path, text: str) -> None:
-    with pysam.BGZFile(str(path), "wb") as fh:
-        fh.write(text.encode())
+    write_bgzf(path, text.encode())
     pysam.tabix_index(str(path), preset="vcf", force=True)
+
+
+@cache
+def _genome() -> tuple[World, GenomeModel]:
+    world = load_world()
+    return world, genome_model(world)
+
+
+def _vcf_job(job: tuple[int, int, str, bool, str, str]) -> tuple[int, int]:
+    """Write patient ``index``'s VCF (in a worker process or inline); return
+    (records, PASS records). A pure function of (seed, index): the order in which workers
+    finish cannot change a byte of output."""
+    seed, index, fmt, multi_sample, vcf_dir, parts_dir = job
+    world, model = _genome()
+    p = simulate_patient(world, seed, index)
+    lines = patient_records(world, model, p, seed)
+    text = "\n".join(header_lines([p.patient_id], world) + lines) + "\n"
+    if multi_sample:
+        _write_vcf_gz(Path(parts_dir) / f"{p.patient_id}.vcf.gz", text)
+    elif fmt == "bcf":
+        part = Path(parts_dir) / f"{p.patient_id}.vcf.gz"
+        _write_vcf_gz(part, text)
+        _to_bcf(part, Path(vcf_dir) / f"{p.patient_id}.bcf")
+        part.unlink()
+        Path(str(part) + ".tbi").unlink()
+    else:
+        _write_vcf_gz(Path(vcf_dir) / f"{p.patient_id}.vcf.gz", text)
+    return len(lines), count_pass(lines)
+
+
+def _default_workers(patients: int) -> int:
+    # Worker processes pay ~1 s each to start (spawn, so that a caller holding a JVM or
+    # threads is never forked); worth it only for larger cohorts.
+    if patients < 400:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def _to_bcf(src: Path, dest: Path) -> None:
@@ -235,7 +280,7 @@ def _params(world: World, seed: int, patients: int, fmt: str, multi_sample: bool
 
 
 def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
-                    multi_sample: bool = False) -> dict:
+                    multi_sample: bool = False, workers: int | None = None) -> dict:
     """Write a synthetic cohort of ``patients`` patients under ``out``; return a summary.
 
     Parameters
@@ -245,6 +290,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     seed : random seed; the output is byte-identical for the same seed and size.
     fmt : ``"vcf"`` (bgzipped VCF + .tbi) or ``"bcf"`` (BCF + .csi).
     multi_sample : one cohort-wide file instead of one file per patient.
+    workers : processes writing VCFs (default: one per core, up to 8, for 400+ patients).
 
     Examples
     --------
@@ -260,8 +306,9 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OncorankError(f"Output path {out} is a file; give a folder for the cohort.")
-    world = load_world()
-    model = genome_model(world)
+    world, model = _genome()
+    n = int(patients)
+    workers = _default_workers(n) if workers is None else max(1, int(workers))
     dirs = {k: out / k for k in ("vcf", "fhir", "csv", "notes", "truth")}
     _clean_vcf_dir(dirs["vcf"])
     for d in dirs.values():
@@ -274,8 +321,8 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     by_type: Counter = Counter()
     first_lines: Counter = Counter()
     events = 0
-    parts: list[Path] = []
     ext = ".bcf" if fmt == "bcf" else ".vcf.gz"
+    jobs = ((seed, i, fmt, multi_sample, str(dirs["vcf"]), str(parts_dir)) for i in range(n))
 
     with ExitStack() as stack:
         def open_text(path: Path):
@@ -305,8 +352,15 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
             fh_fhir[resource["resourceType"]].write(json.dumps(resource) + "\n")
             counts[f"fhir_{resource['resourceType']}"] += 1
 
+        if workers > 1:
+            pool = stack.enter_context(
+                multiprocessing.get_context("spawn").Pool(workers))
+            vcf_results = pool.imap(_vcf_job, jobs, chunksize=16)
+        else:
+            vcf_results = map(_vcf_job, jobs)
+
         note_no = 0
-        for i in range(int(patients)):
+        for i, (n_records, n_pass) in enumerate(vcf_results):
             p = simulate_patient(world, seed, i)
             pid = p.patient_id
             ident = Identity(world, p, seed, patient_rng(seed, i, STREAM_IDENTITY))
@@ -315,23 +369,8 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
             first_lines[p.first_line] += 1
             events += p.os_event
 
-            # ---- genomics
-            lines = patient_records(world, model, p, seed)
-            n_pass = count_pass(lines)
-            counts["variants"] += len(lines)
-            text = "\n".join(header_lines([pid], world) + lines) + "\n"
-            if multi_sample:
-                part = parts_dir / f"{pid}.vcf.gz"
-                _write_vcf_gz(part, text)
-                parts.append(part)
-            elif fmt == "bcf":
-                part = parts_dir / f"{pid}.vcf.gz"
-                _write_vcf_gz(part, text)
-                _to_bcf(part, dirs["vcf"] / f"{pid}.bcf")
-                part.unlink()
-                Path(str(part) + ".tbi").unlink()
-            else:
-                _write_vcf_gz(dirs["vcf"] / f"{pid}.vcf.gz", text)
+            # ---- genomics (written by _vcf_job)
+            counts["variants"] += n_records
             w_map.writerow((pid, pid))
 
             # ---- structured clinical data (CSV and FHIR)
@@ -393,6 +432,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
 
     suffix = ".bcf" if fmt == "bcf" else ".vcf.gz"
     if multi_sample:
+        parts = [parts_dir / f"PT{i + 1:06d}.vcf.gz" for i in range(n)]
         _merge_all(parts, dirs["vcf"] / f"cohort{suffix}", fmt, parts_dir)
     shutil.rmtree(parts_dir, ignore_errors=True)
 
@@ -401,7 +441,6 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
 
     files = sorted(str(f.relative_to(out)) for d in dirs.values() for f in d.iterdir()
                    if f.is_file() and not f.name.startswith(("PT",)))
-    n = int(patients)
     return {
         "out": str(out),
         "patients": n,
@@ -410,6 +449,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
         "multi_sample": multi_sample,
         "vcf_files": (1 if multi_sample else n),
         "vcf_extension": ext,
+        "workers": workers,
         "variants": counts["variants"],
         "notes": counts["notes"],
         "phi_spans": counts["phi_spans"],
@@ -443,7 +483,8 @@ def _write_truth(world: World, p: Patient, n_pass: int, target_mb: float, w_trut
         "" if p.msi_h is None else ("MSI-H" if p.msi_h else "MSS"), int(p.erbb2_amp),
         p.first_line, _f(p.choice_probabilities[p.first_line], 4), p.second_line or "",
         _f(p.second_line_start, 4), _f(p.lp_prognostic), _f(p.event_time, 4),
-        _f(p.censor_time, 4), p.censor_reason, _f(p.os_months, 4), p.os_event, _f(ttnt, 4),
+        _f(p.censor_time, 4), "" if p.os_event else p.censor_reason, _f(p.os_months, 4),
+        p.os_event, _f(ttnt, 4),
         ttnt_event, _iso(p.death_date), _iso(p.last_followup_date),
         _f(p.rmst[p.first_line], 4), ranked[0], _f(p.rmst[ranked[0]], 4)))
     for a in p.candidates:

@@ -16,6 +16,8 @@ function of the allele for the same reason. Driver REF/ALT are the real GRCh38 a
 
 from __future__ import annotations
 
+import zlib
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,9 @@ BASES = np.array(list("ACGT"))
 AMINO = ("Ala", "Arg", "Asn", "Asp", "Cys", "Gln", "Glu", "Gly", "His", "Ile", "Leu", "Lys",
          "Met", "Phe", "Pro", "Ser", "Thr", "Trp", "Tyr", "Val")
 TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
+OTHERS = {b: [o for o in "ACGT" if o != b] for b in "ACGT"}
+_TRANSITION_IDX = np.array(["ACGT".index(TRANSITION[b]) for b in "ACGT"])
+_OTHERS_IDX = np.array([["ACGT".index(o) for o in OTHERS[b]] for b in "ACGT"])
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -40,11 +45,15 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def ref_bases(contig_index: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """The pseudo-reference base at each (contig, position): same answer for every patient."""
+def _ref_index(contig_index: np.ndarray, pos: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         key = pos.astype(np.uint64) * np.uint64(64) + contig_index.astype(np.uint64)
-    return BASES[(_mix(key) & np.uint64(3)).astype(np.int64)]
+    return (_mix(key) & np.uint64(3)).astype(np.int64)
+
+
+def ref_bases(contig_index: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The pseudo-reference base at each (contig, position): same answer for every patient."""
+    return BASES[_ref_index(contig_index, pos)]
 
 
 def _mix_int(x: int) -> int:
@@ -55,11 +64,18 @@ def _mix_int(x: int) -> int:
     return x ^ (x >> 31)
 
 
+def _allele_code(allele: str) -> int:
+    return zlib.crc32(allele.encode()) & 0xFFFFFF
+
+
 def _allele_hash(contig_index: int, pos: int, allele: str) -> int:
-    h = 0
-    for ch in allele:
-        h = (h * 131 + ord(ch)) & 0xFFFFFF
-    return _mix_int((pos * 64 + contig_index) ^ (h << 40))
+    """Hash of (site, "REF>ALT"): what a passenger allele's annotation is derived from."""
+    return _mix_int((pos * 64 + contig_index) ^ (_allele_code(allele) << 40))
+
+
+# _allele_code of every SNV "R>A", indexed [ref, alt] in ACGT order (vectorised path).
+_SNV_CODES = np.array([[_allele_code(f"{r}>{a}") for a in "ACGT"] for r in "ACGT"],
+                      dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,14 @@ class GenomeModel:
     gene_weights: np.ndarray
     snv_consequences: tuple[tuple[str, str], ...]
     snv_cum: np.ndarray
+    snv_cum_list: list
     indel_fraction: float
     multiallelic_fraction: float
     filters: tuple[tuple[str, float], ...]
     target_size_mb: float
+    gene_starts: np.ndarray
+    gene_ends: np.ndarray
+    gene_contigs: np.ndarray
 
 
 def genome_model(world: World | None = None) -> GenomeModel:
@@ -91,10 +111,13 @@ def genome_model(world: World | None = None) -> GenomeModel:
     return GenomeModel(
         contigs=contigs, contig_index={c: i for i, c in enumerate(contigs)}, genes=genes,
         gene_weights=w / w.sum(), snv_consequences=tuple((c[0], c[1]) for c in cons),
-        snv_cum=cum / cum[-1], indel_fraction=float(g["indel_fraction"]),
+        snv_cum=cum / cum[-1], snv_cum_list=(cum / cum[-1]).tolist(), indel_fraction=float(g["indel_fraction"]),
         multiallelic_fraction=float(g["multiallelic_fraction"]),
         filters=tuple((k, float(v["fraction"])) for k, v in g["filters"].items()),
-        target_size_mb=float(g["target_size_mb"]))
+        target_size_mb=float(g["target_size_mb"]),
+        gene_starts=np.array([a for _, _, a, _ in genes], dtype=np.int64),
+        gene_ends=np.array([b for _, _, _, b in genes], dtype=np.int64),
+        gene_contigs=np.array([contigs.index(c) for _, c, _, _ in genes], dtype=np.int64))
 
 
 def header_lines(samples: list[str], world: World | None = None) -> list[str]:
@@ -186,31 +209,44 @@ def _protein_change(site: int, h: int, consequence: str, gene_pos: int, span: in
     return ""
 
 
+def _snv_consequence_index(model: GenomeModel, h: int) -> int:
+    k = bisect_right(model.snv_cum_list, (h % 1_000_003) / 1_000_003)
+    return min(k, len(model.snv_consequences) - 1)
+
+
+def _snv_csq(model: GenomeModel, alt: str, k: int, h: int, site: int, gene_pos: int,
+             gene: tuple[str, str, int, int]) -> str:
+    consequence, impact = model.snv_consequences[k]
+    hgvsp = _protein_change(site, h, consequence, gene_pos, gene[3] - gene[2] + 1)
+    return _csq(alt, consequence, impact, gene[0], hgvsp=hgvsp)
+
+
 def _passenger_csq(model: GenomeModel, gi: int, pos: int, ref: str, alt: str,
                    gene: tuple[str, str, int, int]) -> tuple[str, str]:
     """(CSQ entry, consequence) for a passenger allele; a function of the allele only."""
     h = _allele_hash(gi, pos, ref + ">" + alt)
     if len(ref) == len(alt):
-        u = (h % 1_000_003) / 1_000_003
-        k = int(np.searchsorted(model.snv_cum, u, side="right"))
-        consequence, impact = model.snv_consequences[min(k, len(model.snv_consequences) - 1)]
-        allele = alt
+        k = _snv_consequence_index(model, h)
+        site = _mix_int(pos * 64 + gi)
+        return _snv_csq(model, alt, k, h, site, pos - gene[2], gene), model.snv_consequences[k][0]
+    if abs(len(ref) - len(alt)) % 3:
+        consequence, impact = "frameshift_variant", "HIGH"
+    elif len(ref) > len(alt):
+        consequence, impact = "inframe_deletion", "MODERATE"
     else:
-        diff = abs(len(ref) - len(alt))
-        if diff % 3:
-            consequence, impact = "frameshift_variant", "HIGH"
-        elif len(ref) > len(alt):
-            consequence, impact = "inframe_deletion", "MODERATE"
-        else:
-            consequence, impact = "inframe_insertion", "MODERATE"
-        allele = "-" if len(ref) > len(alt) else alt[1:]
+        consequence, impact = "inframe_insertion", "MODERATE"
+    allele = "-" if len(ref) > len(alt) else alt[1:]
     site = _mix_int(pos * 64 + gi)
     hgvsp = _protein_change(site, h, consequence, pos - gene[2], gene[3] - gene[2] + 1)
     return _csq(allele, consequence, impact, gene[0], hgvsp=hgvsp), consequence
 
 
 def patient_records(world: World, model: GenomeModel, patient: Patient, seed: int) -> list[str]:
-    """The sorted data lines of a patient's single-sample tumour VCF."""
+    """The sorted data lines of a patient's single-sample tumour VCF.
+
+    Numbers are drawn in bulk with numpy; the loop only assembles strings (this function is
+    the generator's hot path: ~350 records per patient on average, up to ~2,000).
+    """
     rng = patient_rng(seed, patient.index, STREAM_GENOME)
     purity = float(rng.uniform(0.35, 0.9))
     records = [_driver_line(world, k, rng, purity) for k in patient.vcf_drivers]
@@ -220,16 +256,16 @@ def patient_records(world: World, model: GenomeModel, patient: Patient, seed: in
     n_fail = int(rng.poisson(n_true * fail_rate / (1 - fail_rate)))
     n = n_true + n_fail
     gene_idx = rng.choice(len(model.genes), size=n, p=model.gene_weights)
-    starts = np.array([g[2] for g in model.genes])[gene_idx]
-    ends = np.array([g[3] for g in model.genes])[gene_idx]
+    starts = model.gene_starts[gene_idx]
+    ends = model.gene_ends[gene_idx]
     pos = (starts + (rng.random(n) * (ends - starts + 1)).astype(np.int64)).astype(np.int64)
-    gi = np.array([model.contig_index[model.genes[i][1]] for i in range(len(model.genes))])
-    contig = gi[gene_idx]
+    contig = model.gene_contigs[gene_idx]
     is_fail = np.zeros(n, dtype=bool)
     is_fail[rng.permutation(n)[:n_fail]] = True
     fail_kind = rng.random(n)
     kind = rng.random(n)
-    refs = ref_bases(contig, pos)
+    ref_idx = _ref_index(contig, pos)
+    refs = BASES[ref_idx]
     transition = rng.random(n) < 0.65
     alt_choice = rng.integers(0, 3, size=n)
     vaf = rng.beta(2.2, 5.0, size=n) * purity * 1.6
@@ -238,52 +274,74 @@ def patient_records(world: World, model: GenomeModel, patient: Patient, seed: in
     ins_bases = BASES[rng.integers(0, 4, size=(n, 6))]
     second_alt = rng.integers(0, 3, size=n)
 
-    seen = {(gi_, p_) for gi_, p_, _ in records}
-    fail_names = [name for name, _ in model.filters]
+    # Filters, depths and allele fractions, all vectorised.
     fail_cum = np.cumsum([f for _, f in model.filters]) / fail_rate
-    for j in range(n):
-        c, p = int(contig[j]), int(pos[j])
+    filt_idx = np.where(is_fail, np.minimum(np.searchsorted(fail_cum, fail_kind, side="right"),
+                                            len(model.filters) - 1) + 1, 0)
+    filt_names = ["PASS"] + [name for name, _ in model.filters]
+    low = np.array([False] + [name == "LowQual" for name, _ in model.filters])[filt_idx]
+    bias = np.array([False] + [name == "strand_bias" for name, _ in model.filters])[filt_idx]
+    depth = np.where(low, 5 + depth % 11, depth)
+    vaf = np.where(bias, 0.06, np.clip(vaf, 0.03, 0.97))
+    alt1 = np.maximum(2, np.rint(depth * vaf)).astype(np.int64)
+
+    # SNV alleles and the annotation of the first ALT, vectorised (the scalar path in
+    # _passenger_csq computes the same values; indels and second ALTs go through it).
+    alt_idx = np.where(transition, _TRANSITION_IDX[ref_idx], _OTHERS_IDX[ref_idx, alt_choice])
+    site_key = pos.astype(np.uint64) * np.uint64(64) + contig.astype(np.uint64)
+    site = _mix(site_key)
+    h1 = _mix(site_key ^ (_SNV_CODES[ref_idx, alt_idx] << np.uint64(40)))
+    cons1 = np.minimum(np.searchsorted(model.snv_cum, (h1 % np.uint64(1_000_003))
+                                       / 1_000_003, side="right"),
+                       len(model.snv_consequences) - 1)
+
+    seen = {(gi_, p_) for gi_, p_, _ in records}
+    L = (contig.tolist(), pos.tolist(), gene_idx.tolist(), refs.tolist(), kind.tolist(),
+         indel_len.tolist(), BASES[alt_idx].tolist(), second_alt.tolist(),
+         depth.tolist(), filt_idx.tolist(), alt1.tolist(), low.tolist(), h1.tolist(),
+         site.tolist(), cons1.tolist())
+    indel_cut, del_cut = model.indel_fraction, model.indel_fraction / 2
+    multi_cut = 1.0 - model.multiallelic_fraction
+    for j, (c, p, g, ref, k, length, alt, second, dp, fi, a1, is_low, h, st, k1) in enumerate(
+            zip(*L, strict=True)):
         if (c, p) in seen:
             continue
         seen.add((c, p))
-        gene = model.genes[int(gene_idx[j])]
-        ref = str(refs[j])
-        if kind[j] < model.indel_fraction:
-            length = int(indel_len[j])
-            if kind[j] < model.indel_fraction / 2:   # deletion of `length` bases after POS
+        gene = model.genes[g]
+        snv_csq = None
+        if k < indel_cut:
+            if k < del_cut:                          # deletion of `length` bases after POS
                 nxt = ref_bases(np.full(length, c), np.arange(p + 1, p + 1 + length))
-                ref_allele, alts = ref + "".join(nxt), [ref]
+                ref_allele, alts = ref + "".join(nxt.tolist()), [ref]
             else:                                     # insertion after POS
-                ref_allele, alts = ref, [ref + "".join(ins_bases[j, :length])]
+                ref_allele, alts = ref, [ref + "".join(ins_bases[j, :length].tolist())]
         else:
-            others = [b for b in "ACGT" if b != ref]
-            alt = TRANSITION[ref] if transition[j] else others[int(alt_choice[j])]
             ref_allele, alts = ref, [alt]
-            if kind[j] > 1.0 - model.multiallelic_fraction:
-                rest = [b for b in others if b != alt]
-                alts.append(rest[int(second_alt[j]) % len(rest)])
-        dp = int(depth[j])
-        filt = "PASS"
-        if is_fail[j]:
-            filt = fail_names[int(np.searchsorted(fail_cum, fail_kind[j], side="right"))
-                              if fail_kind[j] < 1 else len(fail_names) - 1]
-            if filt == "LowQual":
-                dp = int(5 + dp % 11)
-        f = float(np.clip(vaf[j], 0.03, 0.97)) if filt != "strand_bias" else 0.06
-        alt_reads = [max(2, int(round(dp * f)))]
-        if len(alts) == 2:
-            alt_reads = [max(2, alt_reads[0] * 2 // 3), max(2, alt_reads[0] // 3)]
+            snv_csq = _snv_csq(model, alt, k1, h, st, p - gene[2], gene)
+            if k > multi_cut:
+                rest = [b for b in OTHERS[ref] if b != alt]
+                alts.append(rest[second % len(rest)])
+        alt_reads = [a1] if len(alts) == 1 else [max(2, a1 * 2 // 3), max(2, a1 // 3)]
         ref_reads = max(0, dp - sum(alt_reads))
         dp = ref_reads + sum(alt_reads)
-        gt = "0/1" if len(alts) == 1 else "1/2"
-        ad = ",".join(str(x) for x in [ref_reads, *alt_reads])
-        af = ",".join(f"{a / dp:.3f}" for a in alt_reads)
-        qual = 8.0 + 9.5 * sum(alt_reads) if filt != "LowQual" else 3.0 + 2.5 * sum(alt_reads)
-        csq = ",".join(_passenger_csq(model, c, p, ref_allele, a, gene)[0] for a in alts)
-        info = f"SOMATIC;CSQ={csq}" if filt == "PASS" else f"CSQ={csq}"
-        line = (f"{model.contigs[c]}\t{p}\t.\t{ref_allele}\t{','.join(alts)}\t{qual:.1f}\t"
-                f"{filt}\t{info}\tGT:AD:DP:AF\t{gt}:{ad}:{dp}:{af}")
-        records.append((c, p, line))
+        if len(alts) == 1:
+            gt, ad, af = "0/1", f"{ref_reads},{a1}", f"{a1 / dp:.3f}"
+        else:
+            gt = "1/2"
+            ad = f"{ref_reads},{alt_reads[0]},{alt_reads[1]}"
+            af = f"{alt_reads[0] / dp:.3f},{alt_reads[1] / dp:.3f}"
+        total_alt = sum(alt_reads)
+        qual = 3.0 + 2.5 * total_alt if is_low else 8.0 + 9.5 * total_alt
+        if snv_csq is None:
+            csq = _passenger_csq(model, c, p, ref_allele, alts[0], gene)[0]
+        else:
+            csq = snv_csq
+        if len(alts) == 2:
+            csq += "," + _passenger_csq(model, c, p, ref_allele, alts[1], gene)[0]
+        filt = filt_names[fi]
+        info = f"SOMATIC;CSQ={csq}" if fi == 0 else f"CSQ={csq}"
+        records.append((c, p, f"{model.contigs[c]}\t{p}\t.\t{ref_allele}\t{','.join(alts)}\t"
+                              f"{qual:.1f}\t{filt}\t{info}\tGT:AD:DP:AF\t{gt}:{ad}:{dp}:{af}"))
     records.sort(key=lambda r: (r[0], r[1]))
     return [r[2] for r in records]
 
