@@ -166,7 +166,7 @@ def _driver_line(world: World, key: str, rng: np.random.Generator, purity: float
         cn = int(rng.integers(6, 21))
         csq = _csq("duplication", d["consequence"], d["impact"], d["gene"], d["gene_id"],
                    d["transcript"], canonical="YES")
-        info = (f"SVTYPE=DUP;END={d['end']};SVLEN={d['end'] - d['pos'] + 1};CN={cn};"
+        info = (f"SVTYPE=DUP;END={d['end']};SVLEN={d['end'] - d['pos']};CN={cn};"
                 f"SOMATIC;CSQ={csq}")
         sample = "0/1:.:.:."
         qual = "."
