@@ -291,6 +291,8 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     fmt : ``"vcf"`` (bgzipped VCF + .tbi) or ``"bcf"`` (BCF + .csi).
     multi_sample : one cohort-wide file instead of one file per patient.
     workers : processes writing VCFs (default: one per core, up to 8, for 400+ patients).
+        They are spawned, so a script calling this at import time needs the usual
+        ``if __name__ == "__main__":`` guard; ``workers=1`` never starts a process.
 
     Examples
     --------
