@@ -1,0 +1,1 @@
+"""Per-patient treatment rankings (``score`` stage) and population drift."""
