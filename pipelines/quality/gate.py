@@ -53,8 +53,25 @@ def apply_gate(run, df: DataFrame, ref: TableRef) -> tuple[DataFrame, DataFrame 
 
 
 def parameters(run) -> dict[str, Any]:
-    """Values of ``{"$PARAMETER": name}`` placeholders for this run."""
-    return {"today": run.started_at.date().isoformat()}
+    """Values of ``{"$PARAMETER": name}`` placeholders for this run.
+
+    ``today`` is the job's start date (UTC); ``today_plus_max_shift`` is the latest date a
+    de-identified (shifted) date can take, since shifts go up to the privacy module's maximum;
+    ``catalog_regimens`` and ``catalog_cancer_types`` come from the regimen catalog, so the
+    suites never hold a copy that could drift from it.
+    """
+    import inspect
+
+    from pipelines.catalog import regimen_catalog
+    from pipelines.lakehouse.privacy import date_shift_days_col
+
+    max_shift = inspect.signature(date_shift_days_col).parameters["max_days"].default
+    today = run.started_at.date()
+    catalog = regimen_catalog()
+    return {"today": today.isoformat(),
+            "today_plus_max_shift": (today + dt.timedelta(days=max_shift)).isoformat(),
+            "catalog_regimens": sorted(r.name for r in catalog.regimens),
+            "catalog_cancer_types": sorted(catalog.cancer_types)}
 
 
 def resolve(value: Any, params: dict[str, Any]) -> Any:
