@@ -1,0 +1,534 @@
+"""Stages ``ingest-clinical`` and ``comorbidities`` (all table I/O of the clinical domain).
+
+ingest-clinical
+    FHIR R4 (``[inputs] fhir``) and/or the CSV layout (``[inputs] clinical_csv``) ->
+    ``bronze.fhir_resources`` / ``bronze.clinical_csv_<table>`` (as received; the job's primary
+    output: rows in = records received = written + quarantined) -> ``restricted.patient_identity``,
+    ``silver.patients``, ``silver.diagnoses``, ``silver.medication_exposures``,
+    ``silver.treatment_lines``, ``silver.outcomes``. Every silver table is a snapshot of the
+    configured inputs (MERGE with delete of rows no longer present), so a re-run changes nothing.
+    Records rejected on the way to silver are quarantined with the reason, and each family of
+    records is checked: received = accepted + quarantined.
+comorbidities
+    ``silver.patients`` + ``silver.diagnoses`` (+ ``silver.note_findings`` when it exists) ->
+    ``silver.comorbidities``, one row per patient.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines.clinical import csv_input, fhir, silver
+from pipelines.clinical.columns import stage_group
+from pipelines.clinical.lines import LineRule, treatment_lines
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.audit import JobRun, job_run
+from pipelines.lakehouse.errors import ConfigError, ReconciliationError
+from pipelines.lakehouse.privacy import pseudonymise_col
+
+log = logging.getLogger("oncorank")
+
+INGEST_STAGE = "ingest-clinical"
+COMORBIDITY_STAGE = "comorbidities"
+META = ["_rule", "_reason", "_source", "_record_index"]
+
+PATIENT_COMMENTS = {
+    "patient_key": "Pseudonymised patient id (HMAC-SHA256 of the source id); joins every table",
+    "sex": "Administrative sex: male | female | other | unknown",
+    "birth_year": "Year of birth (the full birth date is only in restricted.patient_identity)",
+    "age_at_diagnosis": "Completed years between birth and diagnosis_date",
+    "cancer_type": "OncoTree code (NSCLC, BRCA, COADREAD, MEL...) from the CSV or ICD-10 prefix",
+    "stage": "Overall stage group I | II | III | IV (sub-stages collapsed); null when unknown",
+    "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day)",
+    "index_date": "Start of the first line of therapy; the diagnosis date when untreated",
+    "ecog": "ECOG performance status 0-4: latest observation on or before the index date",
+    "smoking_status": "never | former | current (latest on or before the index date)",
+    "source": "Where the patient came from: fhir, csv or fhir,csv",
+}
+OUTCOME_COMMENTS = {
+    "index_date": "Start of line 1 (time zero); the diagnosis date when untreated",
+    "os_months": "Overall survival: months (days / 30.4375) from index to death or last follow-up",
+    "os_event": "1 = died, 0 = alive at last follow-up (censored)",
+    "ttnt_months": "Time to next treatment: months from index to line 2 start or death",
+    "ttnt_event": "1 = next line started or died, 0 = censored; null when never treated",
+    "last_followup_date": "End of follow-up: death date, else the latest recorded care",
+    "death_date": "Date of death, null when not known to have died",
+    "first_line_treatment": "Catalog regimen of line 1 (null when unmapped or untreated)",
+}
+LINE_COMMENTS = {
+    "line_number": "1 = first line of therapy",
+    "treatment": "Regimen name from pipelines/resources/regimens.yaml (null when unmapped)",
+    "drugs": "Ingredients of the line, in order of first start",
+    "start_date": "Start of the line (first drug start)",
+    "end_date": "Last drug activity, cut at the day before the next line starts",
+}
+DIAGNOSIS_COMMENTS = {
+    "diagnosis_id": "Stable id of the coded diagnosis (source record and coding)",
+    "code": "Code as received (ICD-10 with or without dot, SNOMED CT concept id)",
+    "code_system": "ICD-10-CM | ICD-10 | SNOMED-CT | other system URI",
+    "onset_date": "Onset (or recorded) date; partial dates imputed to the first day",
+    "abatement_date": "End of the condition when recorded",
+    "ongoing": "True when the source lists the condition as active without an end",
+    "verification_status": "FHIR verificationStatus (refuted / entered-in-error never count)",
+    "mapped_from": "SNOMED CT code this ICD-10-CM row was mapped from (resources/snomed_icd10cm)",
+}
+
+
+# ============================================================================ ingest-clinical
+def ingest_clinical(spark, settings, parent_run_id: str | None = None) -> JobRun:
+    """Run the ingest-clinical stage; see the module docstring.
+
+    >>> ingest_clinical(spark, settings).rows_in  # doctest: +SKIP
+    2134
+    """
+    rule = LineRule.from_settings(settings)
+    with job_run(spark, settings, INGEST_STAGE, parent_run_id) as run:
+        fhir_bronze = _land_fhir(run) if settings.inputs.fhir else None
+        csv_bronze = _land_csv(run) if settings.inputs.clinical_csv else {}
+        if fhir_bronze is None and not csv_bronze:
+            log.info("%s: no clinical input configured; nothing to ingest", INGEST_STAGE)
+        else:
+            _build_silver(run, fhir_bronze, csv_bronze, rule)
+    return run
+
+
+def _materialise(df: DataFrame) -> DataFrame:
+    """Compute an intermediate result once and cut its lineage.
+
+    A local checkpoint rather than ``persist``: a persisted frame still carries (and prints, on
+    every adaptive re-plan) its whole upstream plan, and the parsed-FHIR plans are large, so
+    chaining persisted frames made query planning, not execution, the bottleneck.
+    """
+    start = time.perf_counter()
+    out = df.localCheckpoint(eager=True)
+    log.debug("%s: intermediate result materialised in %.1fs", INGEST_STAGE,
+              time.perf_counter() - start)
+    return out
+
+
+def _land_fhir(run: JobRun) -> DataFrame:
+    ref = run.table("bronze", "fhir_resources")
+    records = _materialise(fhir.with_bronze_columns(
+        fhir.read_fhir_files(run.spark, run.settings.inputs.fhir)))
+    run.count_in(records.count())
+    bad = records.where(F.col("problem").isNotNull()).select(
+        "source_file", "record_index", "source_format", "resource",
+        F.lit("unparseable_resource").alias("_rule"), F.col("problem").alias("_reason"),
+        F.col("source_file").alias("_source"), F.col("record_index").alias("_record_index"))
+    run.quarantine(bad, ref)
+    run.write(
+        records.where(F.col("problem").isNull()).select(*fhir.BRONZE_COLUMNS), ref,
+        keys=["record_id"], delete_missing=True,
+        table_comment="FHIR R4 resources as received (NDJSON lines, Bundle entries, files)",
+        comments={"record_id": "Hash of source_file and record_index (stable per input)",
+                  "record_index": "1-based NDJSON line or Bundle entry number",
+                  "resource": "The resource JSON exactly as received"})
+    return _materialise(run.read(ref))
+
+
+def _land_csv(run: JobRun) -> dict[str, DataFrame]:
+    out = {}
+    for table, path in csv_input.csv_files(run.settings.inputs.clinical_csv).items():
+        ref = run.table("bronze", f"clinical_csv_{table}")
+        rows = _materialise(csv_input.read_csv_table(run.spark, table, path))
+        run.count_in(rows.count())
+        cols = csv_input.bronze_columns(table)
+        bad = csv_input.corrupt_rows(rows).select(
+            *cols, csv_input.CORRUPT, F.lit("malformed_row").alias("_rule"),
+            F.lit("the line does not split into the header's fields").alias("_reason"),
+            F.col("source_file").alias("_source"), F.col("record_index").alias("_record_index"))
+        run.quarantine(bad, ref)
+        run.write(rows.where(F.col(csv_input.CORRUPT).isNull()).select(*cols), ref,
+                  keys=["record_id"], delete_missing=True,
+                  table_comment=f"{path.name} as received (all values as strings)")
+        out[table] = _materialise(run.read(ref))
+    return out
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_family(name: str, total: DataFrame, parsed: DataFrame) -> None:
+    """Every received record of a family is accepted or quarantined, never both, never lost."""
+    n_total = total.select("record_id").distinct().count()
+    ok = parsed.where(F.col("_rule").isNull()).select("record_id").distinct()
+    bad = parsed.where(F.col("_rule").isNotNull()).select("record_id").distinct()
+    n_ok, n_bad = ok.count(), bad.count()
+    both = ok.join(bad, "record_id", "inner").count()
+    if n_ok + n_bad != n_total or both:
+        raise ReconciliationError(
+            f"{name}: {n_total} records received but {n_ok} accepted + {n_bad} quarantined "
+            f"({both} both); the run is marked failed.")
+
+
+def _quarantine(run: JobRun, parsed: DataFrame, target, record_cols: list[str],
+                bronze: DataFrame | None = None) -> int:
+    """Quarantine rejected records (``_rule`` set), one row per record.
+
+    With ``bronze`` the row as received is stored (restricted targets only); otherwise the
+    listed parsed columns, with ``pid`` replaced by its pseudonym so no source identifier
+    reaches a silver-schema quarantine.
+    """
+    key = run.settings.pseudonym_key
+    bad = parsed.where(F.col("_rule").isNotNull()).dropDuplicates(["record_id"])
+    if bronze is not None:
+        rows = bronze.join(bad.select("record_id", "_rule", "_reason"), "record_id", "inner")
+        src = F.col("source_file")
+        rows = rows.select("*", src.alias("_source"),
+                           F.col("record_index").alias("_record_index"))
+    else:
+        cols = [pseudonymise_col(F.col("pid"), key).alias("patient_key") if c == "pid"
+                else F.col(c) for c in record_cols]
+        # FHIR rows point at bronze.fhir_resources; CSV rows name their (non-identifying) file.
+        source = F.col("_source") if "_source" in bad.columns else F.col("source_file")
+        index = F.col("_record_index") if "_record_index" in bad.columns else F.col(
+            "record_index")
+        rows = bad.select(*cols, "_rule", "_reason", source.alias("_source"),
+                          index.alias("_record_index"))
+    return run.quarantine(rows, target, primary=False)
+
+
+def _with_known(parsed: DataFrame, known: DataFrame, what: str) -> DataFrame:
+    """Reject rows whose patient id is not an accepted patient of either source."""
+    flagged = parsed.join(known.select("pid", F.lit(True).alias("_known")), "pid", "left")
+    unknown = F.col("_rule").isNull() & F.col("_known").isNull()
+    return flagged.withColumn("_rule", F.when(unknown, F.lit("unknown_subject"))
+                              .otherwise(F.col("_rule"))).withColumn(
+        "_reason", F.when(unknown, F.lit(f"{what} refers to a patient_id that is not an "
+                                         "accepted patient")).otherwise(F.col("_reason"))
+    ).drop("_known")
+
+
+def _latest_before(df: DataFrame, value: str, index: DataFrame) -> DataFrame:
+    """Per pid, ``value`` of the latest observation on or before the patient's index date."""
+    j = df.where(F.col(value).isNotNull()).join(index, "pid", "inner").where(
+        F.col("obs_date") <= F.col("index_date"))
+    w = Window.partitionBy("pid").orderBy(F.col("obs_date").desc(), F.col(value).desc())
+    return j.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").select("pid", value)
+
+
+# ---------------------------------------------------------------------------- silver
+def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
+                  rule: LineRule) -> None:
+    spark, settings = run.spark, run.settings
+    key = settings.pseudonym_key
+    identity_ref = run.table("restricted", "patient_identity")
+    diag_ref = run.table("silver", "diagnoses")
+    expo_ref = run.table("silver", "medication_exposures")
+    alias_df, rx_df, alias_pattern = silver.drug_maps(spark)
+    empty = spark.createDataFrame([], "pid string")
+
+    # ---- patients (rejects hold names/MRNs/birth dates: restricted quarantine only)
+    fhir_pat = csv_pat = None
+    pat_refs = spark.createDataFrame([], "ref_key string, target_id string")
+    if fbr is not None:
+        fp = _materialise(silver.dedupe_patients(fhir.parse_patients(fbr)))
+        _check_family("FHIR Patient", fbr.where(F.col("resource_type") == "Patient"), fp)
+        _quarantine(run, fp, identity_ref, [], bronze=fbr.select(*fhir.BRONZE_COLUMNS))
+        fhir_pat = fp.where(F.col("_rule").isNull())
+        resolvable = fp.where(F.col("_rule").isNull() | (F.col("_rule") == "duplicate_patient"))
+        pat_refs = _materialise(fhir.reference_map(
+            fbr.join(resolvable.select("record_id"), "record_id", "left_semi"), "Patient"))
+    if "patients" in cbr:
+        cp = _materialise(silver.dedupe_patients(csv_input.parse_patients(cbr["patients"])))
+        _check_family("patients.csv", cbr["patients"], cp)
+        _quarantine(run, cp, identity_ref, [], bronze=cbr["patients"])
+        csv_pat = cp.where(F.col("_rule").isNull())
+    known = empty
+    for p in (fhir_pat, csv_pat):
+        if p is not None:
+            known = known.unionByName(p.select("pid"))
+    known = _materialise(known.distinct())
+
+    # ---- diagnoses
+    diag_parts = []
+    diag_cols = ["pid", "diagnosis_id", "code", "code_system", "display", "onset_date",
+                 "abatement_date", "ongoing", "verification_status", "stage_text", "source"]
+    if fbr is not None:
+        fc = _materialise(fhir.parse_conditions(fbr, pat_refs))
+        _check_family("FHIR Condition", fbr.where(F.col("resource_type") == "Condition"), fc)
+        _quarantine(run, fc, diag_ref, ["record_id", "resource_type", "resource_id", "pid",
+                                        "onset_raw", "abatement_raw"])
+        diag_parts.append(fc.where(F.col("_rule").isNull()).select(
+            "pid", F.substring(F.sha2(F.concat_ws("#", "record_id", F.col("coding_index")
+                                                  .cast("string")), 256), 1, 20)
+            .alias("diagnosis_id"),
+            "code", "code_system", "display", "onset_date", "abatement_date", "ongoing",
+            "verification_status", "stage_text", F.lit("fhir").alias("source")))
+    if "diagnoses" in cbr:
+        cd = _materialise(_with_known(csv_input.parse_diagnoses(cbr["diagnoses"]), known,
+                                      "diagnoses.csv row"))
+        _check_family("diagnoses.csv", cbr["diagnoses"], cd)
+        _quarantine(run, cd, diag_ref, ["record_id", "pid", "code", "code_system", "onset_raw"])
+        diag_parts.append(cd.where(F.col("_rule").isNull()).select(
+            "pid", F.col("record_id").alias("diagnosis_id"), "code", "code_system",
+            F.lit(None).cast("string").alias("display"), "onset_date",
+            F.lit(None).cast("date").alias("abatement_date"), F.lit(False).alias("ongoing"),
+            F.lit(None).cast("string").alias("verification_status"),
+            F.lit(None).cast("string").alias("stage_text"), F.lit("csv").alias("source")))
+    diagnoses = spark.createDataFrame([], ", ".join(
+        f"{c} {t}" for c, t in zip(diag_cols, ["string"] * 5 + ["date", "date", "boolean"]
+                                   + ["string"] * 3, strict=True)))
+    for part in diag_parts:
+        diagnoses = diagnoses.unionByName(part)
+    diagnoses = _materialise(silver.with_mapped_icd10(diagnoses, silver.snomed_map_df(spark)))
+
+    # ---- medication exposures
+    expo_cols = ["pid", "exposure_id", "drug", "rxcui", "display", "start_date", "end_date",
+                 "status", "antineoplastic", "source"]
+    exposures = spark.createDataFrame(
+        [], "pid string, exposure_id string, drug string, rxcui string, display string, "
+            "start_date date, end_date date, status string, antineoplastic boolean, "
+            "source string")
+    if fbr is not None:
+        fm = _materialise(fhir.parse_medications(fbr, pat_refs, alias_df, rx_df, alias_pattern))
+        _check_family("FHIR MedicationRequest/Administration",
+                      fbr.where(F.col("resource_type").isin(*fhir.MEDICATION_TYPES)), fm)
+        _quarantine(run, fm, expo_ref, ["record_id", "resource_type", "resource_id", "pid",
+                                        "display", "start_raw", "end_raw"])
+        exposures = exposures.unionByName(_exposure_rows(fm))
+    if "treatments" in cbr:
+        ct = _with_known(csv_input.parse_treatments(cbr["treatments"]), known,
+                         "treatments.csv row")
+        ct = _materialise(fhir.with_drug_names(
+            ct.withColumn("source", F.lit("csv")), alias_df, rx_df, alias_pattern,
+            antineoplastic_only=False))
+        _check_family("treatments.csv", cbr["treatments"], ct)
+        _quarantine(run, ct, expo_ref, ["record_id", "pid", "display", "rxcui", "start_raw",
+                                        "end_raw"])
+        exposures = exposures.unionByName(_exposure_rows(ct))
+    exposures = _materialise(exposures.select(*expo_cols))
+
+    # ---- observations (FHIR): ECOG, stage, smoking, progression
+    obs = spark.createDataFrame([], "pid string, kind string, obs_date date, ecog int, "
+                                    "stage string, smoking string, progressed boolean")
+    activity = spark.createDataFrame([], "pid string, last_activity_date date")
+    if fbr is not None:
+        fo = _materialise(fhir.parse_observations(fbr, pat_refs))
+        _quarantine(run, fo.where(F.col("kind") != "progression"),
+                    run.table("silver", "patients"),
+                    ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"])
+        _quarantine(run, fo.where(F.col("kind") == "progression"),
+                    run.table("silver", "treatment_lines"),
+                    ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"])
+        obs = fo.where(F.col("_rule").isNull()).select(*obs.columns)
+        activity = fhir.activity_dates(fbr, pat_refs)
+    obs = _materialise(obs)
+
+    # ---- CSV outcomes (need patients for death-before-birth)
+    patients = _materialise(silver.combine_patients(
+        spark,
+        None if fhir_pat is None else fhir_pat.select(
+            "pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date"),
+        None if csv_pat is None else csv_pat.select(
+            "pid", "name", "mrn", "birth_date", "sex", "cancer_type", "stage", "ecog",
+            "diagnosis_date", "smoking_status")))
+    csv_out = spark.createDataFrame([], "pid string, death_date date, last_followup_date date, "
+                                        "progression_date date")
+    if "outcomes" in cbr:
+        co = _with_known(csv_input.parse_outcomes(cbr["outcomes"]), known, "outcomes.csv row")
+        co = silver.dedupe_patients(co).join(
+            patients.select("pid", F.col("birth_date").alias("_birth")), "pid", "left")
+        bad_death = F.col("_rule").isNull() & (F.col("death_date") < F.col("_birth"))
+        co = _materialise(co.withColumn(
+            "_rule", F.when(bad_death, F.lit("death_before_birth")).otherwise(F.col("_rule")))
+            .withColumn("_reason", F.when(bad_death, F.lit("death_date is before birth_date"))
+                        .otherwise(F.col("_reason"))))
+        _check_family("outcomes.csv", cbr["outcomes"], co)
+        _quarantine(run, co, run.table("silver", "outcomes"),
+                    ["record_id", "pid", "death_raw", "followup_raw", "progression_raw"])
+        csv_out = co.where(F.col("_rule").isNull()).select(*csv_out.columns)
+    csv_out = _materialise(csv_out)
+
+    # ---- cancer, lines, index date
+    summary = silver.cancer_summary(diagnoses, silver.cancer_prefix_df(spark))
+    base = patients.join(summary, "pid", "left").select(
+        "*",
+        F.coalesce("cancer_type", "dx_cancer_type").alias("_cancer_type"),
+        F.coalesce("diagnosis_date", "dx_cancer_date", "dx_any_malignancy_date")
+        .alias("_diagnosis_date"),
+    ).drop("cancer_type", "diagnosis_date").withColumnRenamed(
+        "_cancer_type", "cancer_type").withColumnRenamed("_diagnosis_date", "diagnosis_date")
+    base = _materialise(base)
+    progression = obs.where(F.col("progressed")).select(
+        "pid", F.col("obs_date").alias("progression_date")).unionByName(
+        csv_out.where(F.col("progression_date").isNotNull()).select("pid", "progression_date"))
+    lines = _materialise(treatment_lines(
+        silver.lines_input(exposures, base, progression), rule))
+    firsts = lines.groupBy("pid").agg(
+        F.min(F.when(F.col("line_number") == 1, F.col("start_date"))).alias("first_line_start"),
+        F.first(F.when(F.col("line_number") == 1, F.col("treatment")), ignorenulls=True)
+        .alias("first_line_treatment"),
+        F.min(F.when(F.col("line_number") == 2, F.col("start_date"))).alias("line2_start"))
+    base = _materialise(base.join(firsts, "pid", "left").withColumn(
+        "index_date", F.coalesce("first_line_start", "diagnosis_date")))
+    index = base.select("pid", "index_date")
+
+    ecog_obs = _latest_before(obs.where(F.col("kind") == "ecog"), "ecog", index)
+    smoke_obs = _latest_before(obs.where(F.col("kind") == "smoking"), "smoking", index)
+    stage_obs = obs.where((F.col("kind") == "stage") & F.col("stage").isNotNull()).withColumn(
+        "_rn", F.row_number().over(Window.partitionBy("pid").orderBy("obs_date"))).where(
+        "_rn = 1").select("pid", F.col("stage").alias("obs_stage"))
+    inferred_iv = F.when(
+        (F.col("has_metastasis") == 1)
+        & (F.col("metastasis_date").isNull() | (F.col("metastasis_date") <= F.col("index_date"))),
+        F.lit("IV"))
+    final = (
+        base.join(ecog_obs.withColumnRenamed("ecog", "obs_ecog"), "pid", "left")
+        .join(smoke_obs, "pid", "left").join(stage_obs, "pid", "left")
+        .select(
+            "*",
+            F.coalesce("obs_ecog", "ecog").alias("_ecog"),
+            F.coalesce("smoking", "smoking_status").alias("_smoking"),
+            F.coalesce("stage", stage_group(F.col("dx_stage_text")), "obs_stage", inferred_iv)
+            .alias("_stage"),
+        )
+    )
+    final = _materialise(final)
+    patient_key = pseudonymise_col(F.col("pid"), key).alias("patient_key")
+
+    # ---- writes (derived outputs: the bronze landing is the reconciled primary output)
+    run.write(final.select(patient_key, F.col("pid").alias("source_patient_id"), "name", "mrn",
+                           "birth_date", "source"),
+              identity_ref, keys=["patient_key"], delete_missing=True, primary=False,
+              table_comment="Identity map: patient_key -> source id, name, MRN, birth date. "
+                            "Restricted: the report job for the care team only.")
+    run.write(final.select(
+        patient_key, "sex", F.year("birth_date").alias("birth_year"),
+        F.floor(F.months_between("diagnosis_date", "birth_date") / 12).cast("int")
+        .alias("age_at_diagnosis"),
+        "cancer_type", F.col("_stage").alias("stage"), "diagnosis_date", "index_date",
+        F.col("_ecog").cast("int").alias("ecog"), F.col("_smoking").alias("smoking_status"),
+        "source"),
+        run.table("silver", "patients"), keys=["patient_key"], delete_missing=True,
+        primary=False, comments=PATIENT_COMMENTS,
+        table_comment="One row per patient: demographics, cancer, index date (pseudonymised)")
+    run.write(diagnoses.select(
+        "diagnosis_id", patient_key, "code", "code_system", "display", "onset_date",
+        "abatement_date", "ongoing", "verification_status", "mapped_from", "source"),
+        diag_ref, keys=["diagnosis_id"], delete_missing=True, primary=False,
+        comments=DIAGNOSIS_COMMENTS,
+        table_comment="Coded diagnoses (every coding; SNOMED CT also mapped to ICD-10-CM)")
+    run.write(exposures.select("exposure_id", patient_key, *expo_cols[2:]), expo_ref,
+              keys=["exposure_id"], delete_missing=True, primary=False,
+              table_comment="Medication exposures; antineoplastic ones form treatment_lines",
+              comments={"drug": "Canonical ingredient (null when not a recognised "
+                                "antineoplastic in a FHIR medication list)"})
+    run.write(lines.select(patient_key, "line_number", "treatment", "drugs", "start_date",
+                           "end_date"),
+              run.table("silver", "treatment_lines"), keys=["patient_key", "line_number"],
+              delete_missing=True, primary=False, comments=LINE_COMMENTS,
+              table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
+    _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key)
+
+
+def _exposure_rows(parsed: DataFrame) -> DataFrame:
+    return parsed.where(F.col("_rule").isNull()).select(
+        "pid",
+        F.substring(F.sha2(F.concat_ws("#", "record_id", F.coalesce("drug", F.lit(""))), 256),
+                    1, 20).alias("exposure_id"),
+        "drug", "rxcui", "display", "start_date", "end_date", "status", "antineoplastic",
+        "source")
+
+
+def _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key) -> None:
+    care = (activity.select("pid", F.col("last_activity_date").alias("d"))
+            .unionByName(diagnoses.select("pid", F.col("onset_date").alias("d")))
+            .unionByName(exposures.select("pid", F.col("start_date").alias("d")))
+            .unionByName(csv_out.select("pid", F.col("last_followup_date").alias("d")))
+            .groupBy("pid").agg(F.max("d").alias("followup_date")))
+    df = (final.where(F.col("index_date").isNotNull())
+          .select("pid", "index_date", "first_line_start", "first_line_treatment",
+                  "line2_start", "deceased", F.col("death_date").alias("fhir_death"))
+          .join(csv_out.select("pid", F.col("death_date").alias("csv_death")), "pid", "left")
+          .join(care, "pid", "left")
+          .withColumn("death_date", F.coalesce("fhir_death", "csv_death"))
+          .withColumn("followup_date", F.greatest("followup_date", "index_date"))
+          .transform(silver.with_outcomes))
+    bad = df.where(F.col("death_date") < F.col("index_date")).select(
+        F.concat(F.lit("outcome:"), pseudonymise_col(F.col("pid"), run.settings.pseudonym_key))
+        .alias("record_id"),
+        pseudonymise_col(F.col("pid"), run.settings.pseudonym_key).alias("patient_key"),
+        "index_date", "death_date", F.lit("death_before_index").alias("_rule"),
+        F.lit("death date is before the index date (first treatment or diagnosis)")
+        .alias("_reason"), F.lit("silver").alias("_source"),
+        F.lit(None).cast("long").alias("_record_index"))
+    run.quarantine(bad, run.table("silver", "outcomes"), primary=False)
+    good = df.where(F.col("death_date").isNull() | (F.col("death_date") >= F.col("index_date")))
+    run.write(good.select(
+        patient_key, "index_date", "os_months", "os_event", "ttnt_months", "ttnt_event",
+        F.col("last_followup_date_out").alias("last_followup_date"), "death_date",
+        "first_line_treatment"),
+        run.table("silver", "outcomes"), keys=["patient_key"], delete_missing=True,
+        primary=False, comments=OUTCOME_COMMENTS,
+        table_comment="Survival labels per patient (definitions in pipelines/clinical/README.md)")
+
+
+# ============================================================================ comorbidities
+def compute_comorbidities(spark, settings, parent_run_id: str | None = None) -> JobRun:
+    """Run the comorbidities stage: one silver.comorbidities row per silver.patients row.
+
+    Settings ``[comorbidities]``: ``lookback_days`` (365), ``include_undated`` (true).
+
+    >>> compute_comorbidities(spark, settings).rows_written  # doctest: +SKIP
+    40
+    """
+    from pipelines.clinical.comorbidity import (
+        comorbidity_flags,
+        contraindication_flags,
+        filter_lookback,
+        usable_icd10,
+    )
+
+    section = settings.section("comorbidities")
+    try:
+        lookback = int(section.get("lookback_days", 365))
+    except (TypeError, ValueError):
+        raise ConfigError(f"[comorbidities] lookback_days must be a whole number of days, got "
+                          f"{section.get('lookback_days')!r}.") from None
+    include_undated = bool(section.get("include_undated", True))
+    with job_run(spark, settings, COMORBIDITY_STAGE, parent_run_id) as run:
+        pref = run.table("silver", "patients")
+        if not (settings.inputs.fhir or settings.inputs.clinical_csv) and not delta.table_exists(
+                spark, pref):
+            log.info("%s: no clinical input configured; nothing to compute", COMORBIDITY_STAGE)
+            return run
+        patients = run.read(pref).select("patient_key", "index_date").persist()
+        run.count_in(patients.count())
+        dref = run.table("silver", "diagnoses")
+        diagnoses = run.read(dref) if delta.table_exists(spark, dref) else spark.createDataFrame(
+            [], "patient_key string, code string, code_system string, onset_date date, "
+                "abatement_date date, ongoing boolean, verification_status string")
+        fref = run.table("silver", "note_findings")
+        findings = run.read(fref) if delta.table_exists(spark, fref) else None
+        icd = usable_icd10(diagnoses).join(patients, "patient_key", "inner")
+        windowed = filter_lookback(icd, lookback, include_undated)
+        ids = patients.select("patient_key")
+        flags = comorbidity_flags(windowed, id_col="patient_key", ids=ids)
+        ci = contraindication_flags(icd, findings, ids)
+        out = (patients.join(flags, "patient_key", "left").join(ci, "patient_key", "left")
+               .withColumn("lookback_days", F.lit(lookback)))
+        run.write(out, run.table("silver", "comorbidities"), keys=["patient_key"],
+                  delete_missing=True, comments=_comorbidity_comments(lookback),
+                  table_comment="Charlson (Quan 2005) and Elixhauser (Quan 2005, van Walraven) "
+                                "components and scores at the index date; contraindication "
+                                "flags for the ranking")
+        patients.unpersist()
+    return run
+
+
+def _comorbidity_comments(lookback: int) -> dict[str, str]:
+    from pipelines.clinical.codes import charlson_components, contraindication_rules
+    from pipelines.clinical.codes import elixhauser_components as elix
+
+    out = {c.column: f"Charlson: {c.label} (weight {c.weight})" for c in charlson_components()}
+    out.update({c.column: f"Elixhauser: {c.label} (van Walraven {c.weight:+d})" for c in elix()})
+    out.update({r.column: f"Contraindication: {r.label} (codes or notes, any time)"
+                for r in contraindication_rules()})
+    out["charlson_index"] = (f"Charlson index (1987 weights) from ICD-10 codes in the {lookback} "
+                             "days up to the index date, hierarchy applied; no age points")
+    out["elixhauser_vw"] = "van Walraven Elixhauser score (can be negative)"
+    out["lookback_days"] = "Lookback window used for the cci_/elix_ components"
+    return out
