@@ -323,3 +323,33 @@ def test_true_survival_of_the_simulator_is_what_the_model_estimates(cox_s, split
 def test_age_bands():
     got = age_band(pd.Series([40, 50, 64.9, 65, 80, None])).tolist()
     assert got == ["<50", "50-64", "50-64", "65-74", "75+", None]
+
+
+def test_per_group_learners_route_each_patient_to_its_cancer_type(cohort):
+    """per_group=True: one learner per cancer type (own baseline hazard), a pooled learner for
+    groups below min_group_size, and every output in the caller's row order."""
+    features, _, _ = cohort
+    a = features.iloc[:600].copy()
+    b = features.iloc[600:1200].copy().assign(cancer_type="LUNG_OTHER")
+    c = features.iloc[1200:1230].copy().assign(cancer_type="TINY")
+    frame = pd.concat([a, b, c], ignore_index=True).sample(frac=1.0, random_state=0)
+    y = make_target(frame.os_event, frame.os_months)
+    m = TreatmentResponseModel(family="coxph", modifiers=MODIFIERS, n_bootstrap=2,
+                               per_group=True, min_group_size=100).fit(frame, y)
+    assert set(m.group_models_) == {"NSCLC", "LUNG_OTHER"} and m.pooled_ is not None
+    sample = frame.head(30)
+    pred = m.predict_treatments(sample)
+    assert list(pred.columns) == PREDICTION_COLUMNS
+    assert list(dict.fromkeys(pred.patient_key)) == list(sample.patient_key)
+    nsclc = sample[sample.cancer_type == "NSCLC"]
+    direct = m.group_models_["NSCLC"].predict_treatments(nsclc)
+    mine = pred[pred.patient_key.isin(nsclc.patient_key)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, direct)
+    assert m.predict_risk(sample).shape == (30,) and np.isfinite(m.propensity(sample)).all()
+    times, s = m.survival_curves(sample, "osimertinib")
+    assert s.shape == (30, len(times))
+    assert len(m.explain(sample.head(4), "osimertinib", top_k=2)) == 8
+    est, se = m.treatment_log_hr("osimertinib", REFERENCE, {"egfr_mut": 1})
+    assert est < 0 and se > 0
+    again = pickle.loads(pickle.dumps(m))
+    pd.testing.assert_frame_equal(again.predict_treatments(sample), pred)

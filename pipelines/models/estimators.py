@@ -469,6 +469,9 @@ class SparkXGBSurvival(XGBSurvival):
         model = est.fit(sdf)
         self.booster_ = model.get_booster()
         self.booster_.set_param({"device": "cpu"})
+        # Spark named the columns f0..fN; local scoring passes plain arrays.
+        self.booster_.feature_names = None
+        self.booster_.feature_types = None
         # survival:cox predictions are hazard ratios exp(margin); Breslow aggregated in Spark.
         scored = model.transform(sdf).select("_t", "_d", F.col("prediction").alias("hr"))
         per_time = scored.groupBy("_t").agg(F.sum("hr").alias("w"), F.sum("_d").alias("d"))

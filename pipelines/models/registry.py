@@ -248,14 +248,21 @@ def log_model_run(settings: Settings, model, *, train: pd.DataFrame, metrics: di
         mlflow.log_artifact(str(tdir / FEATURES_ARTIFACT))
         example = _signature_frame(model, train.head(50))
         out = model.predict_treatments(example)
-        signature = infer_signature(example, out)
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
         with warnings.catch_warnings():
-            # No input example on purpose: it would store patient rows in the artifact store.
+            # No input example on purpose: it would store patient rows in the artifact store;
+            # the pickled python_model is our own class (the cloudpickle warning is expected).
             warnings.simplefilter("ignore", UserWarning)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=TreatmentResponsePyfunc(model), signature=signature,
-                pip_requirements=_pip_requirements(),
-            )
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
+                signature = infer_signature(example, out)
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=TreatmentResponsePyfunc(model),
+                    signature=signature, pip_requirements=_pip_requirements(),
+                )
+            finally:
+                pyfunc_log.setLevel(level)
         mlflow.set_tag("oncorank.model_uri", info.model_uri)
         return run.info.run_id
 

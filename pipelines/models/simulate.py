@@ -54,14 +54,15 @@ def treatment_log_hr(treatment: np.ndarray, egfr, pdl1_high, kras) -> np.ndarray
     return out
 
 
-def simulate_cohort(n: int, seed: int = 0, horizon: float = 24.0,
-                    key_prefix: str = "sim") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def simulate_cohort(n: int, seed: int = 0, horizon: float = 24.0, key_prefix: str = "sim",
+                    with_oracle: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(features, oracle, truth): a first-line NSCLC cohort of ``n`` patients.
 
     ``features`` has the ``gold.patient_features`` columns the models use (patient_key,
     cancer_type, sex, age_at_diagnosis, stage, ecog, charlson_index, egfr_mut, kras_g12c,
     pdl1_tps, pdl1_high, tmb, treatment, os_months, os_event); ``oracle`` has patient_key,
-    treatment, true_rmst; ``truth`` holds the planted effects.
+    treatment, true_rmst (empty when ``with_oracle`` is false, for large benchmark cohorts);
+    ``truth`` holds the planted effects.
     """
     rng = np.random.default_rng(seed)
     age = np.clip(rng.normal(65, 9, n), 30, 90).round()
@@ -108,7 +109,7 @@ def simulate_cohort(n: int, seed: int = 0, horizon: float = 24.0,
     })
     grid = np.linspace(0, horizon, 481)
     oracle = []
-    for t in TREATMENTS:
+    for t in TREATMENTS if with_oracle else ():
         e = prognosis + treatment_log_hr(np.full(n, t), egfr, pdl1_high, kras)
         s = np.exp(-WEIBULL_LAMBDA * np.outer(np.exp(e), grid ** WEIBULL_SHAPE))
         rmst = np.trapezoid(s, grid, axis=1)
@@ -116,4 +117,7 @@ def simulate_cohort(n: int, seed: int = 0, horizon: float = 24.0,
     truth = {"seed": seed, "horizon_months": horizon, "planted_hr": dict(PLANTED_HR),
              "prognostic_log_hr": dict(PROGNOSTIC), "weibull_shape": WEIBULL_SHAPE,
              "reference": REFERENCE}
-    return features, pd.concat(oracle, ignore_index=True), truth
+    oracle_df = pd.concat(oracle, ignore_index=True) if oracle else pd.DataFrame(
+        {"patient_key": pd.Series(dtype=str), "treatment": pd.Series(dtype=str),
+         "true_rmst": pd.Series(dtype=float)})
+    return features, oracle_df, truth

@@ -22,8 +22,8 @@ Configuration (``[models]`` section of the config file, all optional)::
     n_bootstrap = 20                  # or a table per family
     validation_fraction = 0.25
     seed = 0
-    min_training_rows = 50
-    min_events = 10
+    min_training_rows = 20            # a demo cohort is small; real use wants hundreds
+    min_events = 5
     spark_min_rows = 500000           # at or above: train xgboost.spark (survival:cox)
     exclude_features = ["stage"]      # stage_num carries the stage
     oracle = ""                       # truth/treatment_oracle.csv of a generated cohort
@@ -59,8 +59,8 @@ DEFAULTS: dict = {
     "n_bootstrap": {"coxph": 20, "default": 10},
     "validation_fraction": 0.25,
     "seed": 0,
-    "min_training_rows": 50,
-    "min_events": 10,
+    "min_training_rows": 20,
+    "min_events": 5,
     "spark_min_rows": 500_000,
     "exclude_features": ["stage"],
     "oracle": "",
