@@ -30,7 +30,7 @@ def biomarker_prevalence(features: pd.DataFrame, flags: list[str],
     A null flag means "not known" (not sequenced, nothing in the notes), so prevalence is
     positives / known, never positives / all patients.
     """
-    groups = features.groupby(by, dropna=False) if by else [(None, features)]
+    groups = features.groupby(by, dropna=False, observed=True) if by else [(None, features)]
     rows = []
     for level, part in groups:
         for flag in flags:

@@ -96,7 +96,8 @@ def km_by_group(df: pd.DataFrame, time_col: str, event_col: str, group_col: str,
                 min_size: int = MIN_GROUP_SIZE) -> dict[str, pd.DataFrame]:
     """Kaplan–Meier table per group with at least ``min_size`` patients."""
     out = {}
-    for level, part in df.dropna(subset=[time_col, event_col, group_col]).groupby(group_col):
+    for level, part in df.dropna(subset=[time_col, event_col, group_col]).groupby(
+            group_col, observed=True):
         if len(part) >= min_size:
             out[str(level)] = kaplan_meier(part[time_col], part[event_col])
     return out
