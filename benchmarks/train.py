@@ -66,7 +66,7 @@ def _design(n: int, seed: int):
     return X[~test], y[~test], X[test], y[test]
 
 
-def child(model: str, n: int, seed: int, device: str) -> dict:
+def child(model: str, n: int, seed: int, device: str, threads: int = 2) -> dict:
     import numpy as np
 
     from pipelines.models.estimators import (
@@ -81,11 +81,11 @@ def child(model: str, n: int, seed: int, device: str) -> dict:
     if model == "coxph":
         est = CoxPH(alpha=1e-2)
     elif model == "rsf":
-        est = RandomSurvivalForest(n_estimators=100, min_samples_leaf=15, n_jobs=2,
+        est = RandomSurvivalForest(n_estimators=100, min_samples_leaf=15, n_jobs=threads,
                                    random_state=seed)
     elif model in ("xgb_cox", "xgb_aft"):
         est = XGBSurvival(objective=f"survival:{model[4:]}", n_estimators=300, max_depth=3,
-                          learning_rate=0.05, n_jobs=2, device=device, random_state=seed)
+                          learning_rate=0.05, n_jobs=threads, device=device, random_state=seed)
     elif model == "xgb_spark":
         from pyspark.sql import SparkSession
 
@@ -138,9 +138,9 @@ def _tree_rss_kb(root: int) -> int:
     return sum(rss.get(p, 0) for p in tree)
 
 
-def run_one(model: str, n: int, seed: int, device: str, timeout: int) -> dict:
+def run_one(model: str, n: int, seed: int, device: str, timeout: int, threads: int = 2) -> dict:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, __file__, "--child", model, str(n), str(seed), device]
+    cmd = [sys.executable, __file__, "--child", model, str(n), str(seed), device, str(threads)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)
@@ -194,11 +194,14 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="XGBoost device (cuda = the GPU route; needs an NVIDIA GPU)")
     p.add_argument("--rsf-max-n", type=int, default=10000)
+    p.add_argument("--threads", type=int, default=2, help="threads for XGBoost and the forest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=int, default=1800, help="seconds per model and size")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     ns = p.parse_args(argv)
-    print(f"# benchmarks/train.py on {machine()}, device={ns.device}", flush=True)
+    omp = os.environ.get("OMP_WAIT_POLICY", "PASSIVE (set by pipelines.models)")
+    print(f"# benchmarks/train.py on {machine()}, device={ns.device}, threads={ns.threads}, "
+          f"OMP_WAIT_POLICY={omp}", flush=True)
     results = []
     for n in ns.sizes:
         for model in ns.models:
@@ -206,7 +209,7 @@ def main(argv=None) -> None:
                 results.append({"model": model, "n": n,
                                 "error": f"skipped: n > --rsf-max-n {ns.rsf_max_n}"})
                 continue
-            r = run_one(model, n, ns.seed, ns.device, ns.timeout)
+            r = run_one(model, n, ns.seed, ns.device, ns.timeout, ns.threads)
             results.append(r)
             print(json.dumps(r), flush=True)
     print()
@@ -227,6 +230,6 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         model, n, seed, device = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-        print(json.dumps(child(model, n, seed, device)), flush=True)
+        print(json.dumps(child(model, n, seed, device, int(sys.argv[6]))), flush=True)
     else:
         main()

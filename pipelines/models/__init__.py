@@ -11,3 +11,12 @@ Modules
 ``registry``    MLflow tracking, the model card, registry and the ``champion`` alias.
 ``stage``       the ``train`` stage; ``byoc`` the bring-your-own-cohort command.
 """
+
+import os as _os
+
+# OpenMP worker threads (XGBoost, scikit-learn) spin while they wait for work by default. On a
+# shared or busy machine that turns a 1-second XGBoost fit into a minute (measured: 1.3 s vs
+# 74 s for 4,000 rows on 2 cores at load 20, benchmarks/RESULTS.md). PASSIVE makes them sleep
+# instead. It must be set before the OpenMP runtime loads, hence here, before any model import;
+# an explicit setting in the environment wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -331,8 +331,8 @@ class XGBSurvival(SurvivalEstimator):
             "subsample": self.subsample, "colsample_bytree": self.colsample_bytree,
             "lambda": self.reg_lambda, "seed": self.random_state, "verbosity": 0,
         }
-        # OpenMP threads spin while they wait: on a shared, busy machine all-core training
-        # can be 10-50x slower than one thread, so the thread count is settable per process.
+        # Thread count settable per process (ONCORANK_XGB_THREADS); see also OMP_WAIT_POLICY
+        # in pipelines/models/__init__.py for busy machines.
         threads = self.n_jobs or int(os.environ.get("ONCORANK_XGB_THREADS", "0") or 0)
         if threads:
             params["nthread"] = threads
