@@ -47,8 +47,9 @@ class OutputFormat(StrEnum):
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show stack traces.")] = False):
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # --debug shows oncorank's own detail (and stack traces), not the Py4J wire protocol.
+    logging.getLogger("oncorank").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _settings(config: Path | None = None, lakehouse: Path | None = None, env: str | None = None,
