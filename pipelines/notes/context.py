@@ -1,9 +1,10 @@
 """ConText: is a mention negated, possible, historical, hypothetical or about a family member?
 
 This is the algorithm of Harkema et al. (ConText, J Biomed Inform 2009) and Chapman et al.
-(NegEx, 2001) over annotations that Spark NLP produced: the sentence span, its tokens and the
-trigger chunks that a ``RegexMatcher`` found with the rules in ``resources/context_rules.tsv``.
-The same function serves the ``extract-note-findings`` stage and ``oncorank notes context``.
+(NegEx, 2001) within the sentences that Spark NLP's ``SentenceDetector`` found: the trigger
+terms of ``resources/context_rules.tsv`` are matched in that sentence (:func:`find_triggers`,
+compiled once per worker) and its tokens counted for the rules' scope limits. The same
+functions serve the ``extract-note-findings`` stage and ``oncorank notes context``.
 
 How a trigger modifies a target:
 
@@ -164,19 +165,115 @@ def pattern_regex(pattern: str) -> str:
     return left + body + right
 
 
+# A phrase without regex syntax: words of letters/digits joined by spaces, "/", "-" or "'".
+_PLAIN = re.compile(r"[a-z0-9](?:[a-z0-9/'-]| (?! ))*", re.IGNORECASE)
+
+
+def _plain(pattern: str) -> bool:
+    return bool(_PLAIN.fullmatch(pattern)) and pattern[-1].isalnum()
+
+
+def trie_regex(phrases: list[str]) -> str:
+    r"""One regex matching any of ``phrases`` (plain phrases, see :func:`_plain`), shaped as a
+    character trie so the engine tests each position against the first letters once instead of
+    trying every phrase in turn. At each node a longer continuation is tried before the phrase
+    that ends there, so the longest phrase starting at a position wins, as in a longest-first
+    alternation. Spaces match any run of whitespace; both ends need a word edge.
+
+    >>> print(trie_regex(["no", "no evidence of", "not"]))
+    (?<!\w)no(?:\s+evidence\s+of(?!\w)|t(?!\w)|(?!\w))
+    """
+    root: dict = {}
+    for phrase in phrases:
+        node = root
+        for ch in phrase.lower():
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict) -> str:
+        alts = []
+        for ch in sorted(k for k in node if k):
+            token = r"\s+" if ch == " " else (ch if ch.isalnum() else "\\" + ch)
+            alts.append(token + render(node[ch]))
+        if "" in node:
+            alts.append(r"(?!\w)")
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return r"(?<!\w)" + render(root)
+
+
 def matcher_rules(rules: tuple[Rule, ...] | None = None) -> list[tuple[str, str]]:
-    """``(regex, identifier)`` pairs for Spark NLP's RegexMatcher: one alternation per group of
-    rules with the same attributes, longest phrases first so the alternation prefers them."""
+    """``(regex, identifier)`` pairs for Spark NLP's RegexMatcher: per group of rules with the
+    same attributes, one character trie of its plain phrases and one longest-first alternation
+    of the phrases that use regex syntax (both carry the group's identifier).
+
+    The trie is what makes the matcher fast: a plain alternation of a few hundred phrases makes
+    the JVM regex engine try each phrase at every character of the note.
+    """
     rules = rules or load_rules()
     groups: dict[str, list[str]] = {}
     for rule in rules:
         groups.setdefault(rule.group_id, []).append(rule.pattern)
     out = []
     for gid, patterns in groups.items():
-        ordered = sorted(set(patterns), key=lambda p: (-len(p), p))
-        alternation = "|".join(f"(?:{pattern_regex(p)})" for p in ordered)
-        out.append((f"(?i)(?:{alternation})", gid))
+        plain = sorted({p for p in patterns if _plain(p)})
+        other = sorted({p for p in patterns if not _plain(p)}, key=lambda p: (-len(p), p))
+        if plain:
+            out.append((f"(?i){trie_regex(plain)}", gid))
+        if other:
+            alternation = "|".join(f"(?:{pattern_regex(p)})" for p in other)
+            out.append((f"(?i)(?:{alternation})", gid))
     return out
+
+
+@lru_cache(maxsize=4)
+def compiled_rules(rules: tuple[Rule, ...] | None = None
+                   ) -> tuple[tuple[re.Pattern, str, str, int | None, frozenset[str]], ...]:
+    """The matcher rules compiled once per Python worker, with their trigger attributes."""
+    return tuple((re.compile(rx), *parse_group_id(gid)) for rx, gid in matcher_rules(rules))
+
+
+def find_triggers(text: str, sentence: Span, rules: tuple[Rule, ...] | None = None
+                  ) -> list[Trigger]:
+    """Every trigger match inside ``sentence`` (each rule scans the sentence on its own, so
+    matches of different rules may overlap; :func:`resolve_triggers` sorts that out)."""
+    chunk = text[sentence.begin:sentence.end]
+    out = []
+    for rx, category, direction, scope, applies in compiled_rules(rules):
+        for m in rx.finditer(chunk):
+            if m.end() > m.start():
+                out.append(Trigger(sentence.begin + m.start(), sentence.begin + m.end(),
+                                   category, direction, scope, applies))
+    return out
+
+
+# A sentence detector without abbreviation handling ends a sentence after a title ("seen by
+# Dr. | Watanabe"); the name belongs to the sentence before.
+_TITLE_END = re.compile(r"(?<!\w)(?:Dr|Mr|Mrs|Ms|Mx|Prof|Drs)\.\s*$")
+
+
+def merge_title_breaks(text: str, sentences: list[Span]) -> list[Span]:
+    """Join each sentence that ends with a title ("Dr.") to the sentence after it."""
+    out: list[Span] = []
+    for s in sorted(sentences):
+        if out and _TITLE_END.search(text, out[-1].begin, out[-1].end) and \
+                "\n\n" not in text[out[-1].end:s.begin]:
+            out[-1] = Span(out[-1].begin, s.end)
+        else:
+            out.append(s)
+    return out
+
+
+# A token is a run of non-space characters that neither starts nor ends with punctuation, or
+# one punctuation character: "(EGFR)" is three tokens, "non-small" and "w/o" are one.
+_TOKEN = re.compile(r"""[.,;:!?*()"'-]|[^\s.,;:!?*()"'-](?:\S*[^\s.,;:!?*()"'-])?""")
+
+
+def tokenize(text: str, sentence: Span) -> list[Span]:
+    """Token spans inside ``sentence`` (what ``max_scope`` counts)."""
+    chunk = text[sentence.begin:sentence.end]
+    return [Span(sentence.begin + m.start(), sentence.begin + m.end())
+            for m in _TOKEN.finditer(chunk)]
 
 
 # ------------------------------------------------------------------------- algorithm

@@ -1,10 +1,10 @@
 """Oncology findings of one note from Spark NLP's matches (pure Python, no Spark).
 
 Inputs per note are what the Spark NLP pipeline produced on the de-identified text: sentence
-and token spans, ConText trigger chunks, concept chunks (identifier = row of
-``resources/concepts.tsv``) and section-header chunks (identifier = row of
-``resources/sections.tsv``). Each concept mention becomes one finding with its normalised
-concept, category, value, ConText status, section, span and a short snippet.
+spans, concept chunks (identifier = row of ``resources/concepts.tsv``) and section-header
+chunks (identifier = row of ``resources/sections.tsv``). Each concept mention becomes one
+finding with its normalised concept, category, value, ConText status (triggers matched in the
+mention's sentence, see :mod:`.context`), section, span and a short snippet.
 
 >>> rows = concept_rows()
 >>> rows[0].concept, rows[0].category
@@ -13,6 +13,7 @@ concept, category, value, ConText status, section, span and a short snippet.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import re
@@ -133,24 +134,28 @@ def snippet(text: str, sentence: ctx.Span, begin: int, end: int) -> str:
     return ("…" if lo > sentence.begin else "") + s + ("…" if hi < sentence.end else "")
 
 
-def extract(text: str, sentences: list[ctx.Span], tokens: list[ctx.Span],
-            triggers: list[ctx.Trigger], concepts: list[Chunk],
+def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
             headers: list[Chunk]) -> list[Finding]:
     """All findings of one note (see the module docstring)."""
     rows, sections = concept_rows(), section_rows()
     header_list = sorted((h.begin, h.end, sections[int(h.ident[1:])])
                          for h in _without_nested(headers))
     mentions = _without_nested(concepts)
-    # A trigger word inside a concept phrase ("never" in "never smoker", "no" in "no history
-    # of smoking") belongs to that phrase: it must not modify the next mention.
-    triggers = [t for t in triggers
-                if t.category == ctx.TERMINATE
-                or not any(t.begin < m.end and m.begin < t.end for m in mentions)]
+    begins = [s.begin for s in sentences]
+    per_sentence: dict[ctx.Span, tuple[list[ctx.Span], list[ctx.Trigger]]] = {}
     out = []
     for c in mentions:
         row = rows[int(c.ident[1:])]
-        sent = next((s for s in sentences if s.begin <= c.begin < s.end),
-                    ctx.Span(c.begin, c.end))
+        i = bisect.bisect_right(begins, c.begin) - 1
+        sent = sentences[i] if i >= 0 and c.begin < sentences[i].end else ctx.Span(c.begin, c.end)
+        if sent not in per_sentence:
+            # A trigger word inside a concept phrase ("never" in "never smoker", "no" in "no
+            # history of smoking") belongs to that phrase: it must not modify the next mention.
+            triggers = [t for t in ctx.find_triggers(text, sent)
+                        if t.category == ctx.TERMINATE
+                        or not any(t.begin < m.end and m.begin < t.end for m in mentions)]
+            per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
+        tokens, triggers = per_sentence[sent]
         result = ctx.classify(sent, tokens, triggers, ctx.Span(c.begin, c.end))
         status = result.status
         section = None

@@ -1,15 +1,21 @@
-"""Spark NLP pipelines for notes: documents, sentences, tokens and rule matches.
+"""Spark NLP pipelines for notes: documents, sentences and rule matches.
 
 Everything here is open-source Spark NLP configured from the data files in
 ``resources/`` (no pretrained model is downloaded):
 
-* ``DocumentAssembler`` → ``SentenceDetector`` → ``Tokenizer`` give sentences and tokens;
-* ``RegexMatcher`` stages find ConText trigger terms, PHI candidates, oncology concepts and
-  section headers; each rule's identifier tells the Python side what matched.
+* ``DocumentAssembler`` → ``SentenceDetector`` give the sentences ConText works in;
+* ``RegexMatcher`` stages find PHI candidates, oncology concepts and section headers over the
+  whole document; each rule's identifier tells the Python side what matched.
 
 The annotation columns are then reduced to plain ``(begin, end, text, identifier)`` arrays,
 so the Python steps (:mod:`.context`, :mod:`.deid`, :mod:`.findings`) receive small Arrow
-batches through ``mapInPandas`` rather than Spark NLP's full annotation structs.
+batches through ``mapInArrow`` rather than Spark NLP's full annotation structs. ConText trigger
+terms and tokens are matched in Python, once per worker compiled, and only in the sentences
+that hold a mention: a note has a few such sentences among dozens, and scanning every sentence
+with every trigger rule on the JVM cost more than the rest of the pipeline together.
+
+Fitting a rule-only pipeline reads no data, but it is a Spark job: :func:`model` fits each
+pipeline once per Spark application and reuses the ``PipelineModel``.
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ def _regex_matcher(rules: list[tuple[str, str]], input_col: str, output_col: str
 
 
 def base_stages(text_col: str) -> list:
-    """Document → sentences → tokens, configured for clinical notes."""
-    from sparknlp.annotator import SentenceDetector, Tokenizer
+    """Document → sentences, configured for clinical notes."""
+    from sparknlp.annotator import SentenceDetector
     from sparknlp.base import DocumentAssembler
 
     document = (
@@ -55,20 +61,31 @@ def base_stages(text_col: str) -> list:
         # lines without final punctuation.
         .setCustomBounds(["\n\n", "\r\n\r\n"])
         .setMaxLength(2000)
+        # The abbreviation pass costs two thirds of the detector's time; in notes it only
+        # keeps "Dr." / "Mr." from ending a sentence, which merge_title_breaks restores.
+        .setUseAbbreviations(False)
     )
-    token = Tokenizer().setInputCols(["sentence"]).setOutputCol("token")
-    return [document, sentence, token]
-
-
-def context_stages() -> list:
-    """The ConText trigger matcher (reads ``sentence``, writes ``context_trigger``)."""
-    return [_regex_matcher(context.matcher_rules(), "sentence", "context_trigger")]
+    return [document, sentence]
 
 
 def fit(stages: list, spark, text_col: str) -> PipelineModel:
     """Fit a rule-only pipeline (fitting reads no data; it only materialises the rules)."""
     empty = spark.createDataFrame([("",)], f"{text_col} string")
     return Pipeline(stages=stages).fit(empty)
+
+
+_MODELS: dict[tuple[str, str], PipelineModel] = {}
+
+
+def model(spark, kind: str) -> PipelineModel:
+    """The fitted pipeline ``kind`` (deid | findings | context) of this Spark application,
+    fitted on first use."""
+    key = (spark.sparkContext.applicationId, kind)
+    if key not in _MODELS:
+        stages = {"deid": deid_stages, "findings": findings_stages,
+                  "context": context_command_stages}[kind]()
+        _MODELS[key] = fit(stages, spark, "text")
+    return _MODELS[key]
 
 
 def spans(col: str) -> Column:
@@ -84,46 +101,39 @@ def spans(col: str) -> Column:
     )
 
 
-def token_spans(col: str = "token") -> Column:
-    """Token annotations → ``array<struct<b, e>>`` (only offsets travel to Python)."""
-    return F.transform(F.col(col), lambda a: F.struct(a["begin"].alias("b"),
-                                                      (a["end"] + 1).alias("e")))
-
-
 def annotate(model: PipelineModel, df: DataFrame, keep: list[str],
              span_cols: list[str]) -> DataFrame:
     """Run ``model`` and keep ``keep`` columns plus compact span arrays for ``span_cols``."""
     out = model.transform(df)
     cols = [F.col(c) for c in keep]
     for c in span_cols:
-        cols.append(token_spans(c).alias(c) if c == "token" else spans(c).alias(c))
+        cols.append(spans(c).alias(c))
     return out.select(*cols)
 
 
 # ----------------------------------------------------------------------------- models
 def deid_stages() -> list:
-    """Sentences/tokens plus the PHI RegexMatcher (on the whole document: a name or an
-    address may straddle what the sentence detector calls a boundary)."""
+    """The PHI RegexMatcher over the whole document (a name or an address may straddle what a
+    sentence detector calls a boundary); tokens for the name lexicon come from Python."""
     from pipelines.notes import deid
 
-    return [*base_stages("text"), _regex_matcher(deid.matcher_rules(), "document", "phi")]
+    return [base_stages("text")[0], _regex_matcher(deid.matcher_rules(), "document", "phi")]
 
 
 def findings_stages() -> list:
-    """Sentences/tokens plus ConText triggers (per sentence), concepts and section headers
-    (on the document, so a sentence split inside "ECOG 1." loses nothing)."""
+    """Sentences plus concepts and section headers (on the document, so a sentence split
+    inside "ECOG 1." loses nothing)."""
     from pipelines.notes import findings
 
     return [
         *base_stages("text"),
-        *context_stages(),
         _regex_matcher(findings.concept_matcher_rules(), "document", "concept"),
         _regex_matcher(findings.section_matcher_rules(), "document", "section_header"),
     ]
 
 
 def context_command_stages() -> list:
-    return [*base_stages("text"), *context_stages()]
+    return base_stages("text")
 
 
 def _fields(schema, names: list[str]) -> str:
@@ -158,30 +168,23 @@ def deid_row(r: dict) -> dict:
 
     text = r["text"] or ""
     cands = [deid.Candidate(a["b"], a["e"], a["i"]) for a in _spans(r["phi"])]
-    toks = [(a["b"], a["e"]) for a in _spans(r["token"])]
+    toks = [(t.begin, t.end) for t in context.tokenize(text, context.Span(0, len(text)))]
     res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0))
     return {"text_deid": res.text,
             "phi_spans": [{"begin": s.begin, "end": s.end, "type": s.type} for s in res.spans]}
 
 
-def _triggers(rows) -> list:
-    out = []
-    for a in _spans(rows):
-        cat, direction, scope, applies = context.parse_group_id(a["i"])
-        out.append(context.Trigger(a["b"], a["e"], cat, direction, scope, applies))
-    return out
+def _sentences(text: str, rows) -> list:
+    return context.merge_title_breaks(text, [context.Span(a["b"], a["e"]) for a in _spans(rows)])
 
 
 def findings_row(r: dict) -> dict:
     from pipelines.notes import findings
 
     text = r["text"] or ""
-    sents = [context.Span(a["b"], a["e"]) for a in _spans(r["sentence"])]
-    toks = [context.Span(a["b"], a["e"]) for a in _spans(r["token"])]
     concepts = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["concept"])]
     headers = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["section_header"])]
-    found = findings.extract(text, sents, toks, _triggers(r["context_trigger"]), concepts,
-                             headers)
+    found = findings.extract(text, _sentences(text, r["sentence"]), concepts, headers)
     return {"findings": [
         {"finding_id": findings.finding_id(r["note_id"], f), "concept": f.concept,
          "category": f.category, "value": f.value, "context": f.context, "section": f.section,
@@ -191,14 +194,13 @@ def findings_row(r: dict) -> dict:
 
 def context_row(r: dict) -> dict:
     text = r["text"] or ""
-    sents = [context.Span(a["b"], a["e"]) for a in _spans(r["sentence"])]
-    toks = [context.Span(a["b"], a["e"]) for a in _spans(r["token"])]
     target = context.find_target(text, r["target"] or "")
     if target is None:
         return {"status": "affirmed", "modifiers": [], "target_found": False}
-    sent = next((s for s in sents if s.begin <= target.begin < s.end),
+    sent = next((s for s in _sentences(text, r["sentence"]) if s.begin <= target.begin < s.end),
                 context.Span(0, len(text)))
-    res = context.classify(sent, toks, _triggers(r["context_trigger"]), target)
+    res = context.classify(sent, context.tokenize(text, sent),
+                           context.find_triggers(text, sent), target)
     return {"status": res.status, "modifiers": sorted(m.lower() for m in res.modifiers),
             "target_found": True}
 
@@ -211,27 +213,24 @@ FINDINGS = ("array<struct<finding_id:string,concept:string,category:string,value
 # ----------------------------------------------------------------------------- DataFrame API
 def deidentify(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
     """``df`` (text, shift_days, passthrough...) → passthrough + text_deid + phi_spans."""
-    model = fit(deid_stages(), spark, "text")
     keep = list(dict.fromkeys([*passthrough, "text", "shift_days"]))
-    ann = annotate(model, df.select(*keep), keep, ["phi", "token"])
+    ann = annotate(model(spark, "deid"), df.select(*keep), keep, ["phi"])
     return _run_python(ann, passthrough, f"text_deid string, phi_spans {PHI_SPANS}", deid_row)
 
 
 def extract_findings(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
     """``df`` (note_id, text, passthrough...) → passthrough + findings array."""
-    model = fit(findings_stages(), spark, "text")
     keep = list(dict.fromkeys([*passthrough, "note_id", "text"]))
-    ann = annotate(model, df.select(*keep), keep,
-                   ["sentence", "token", "context_trigger", "concept", "section_header"])
+    ann = annotate(model(spark, "findings"), df.select(*keep), keep,
+                   ["sentence", "concept", "section_header"])
     return _run_python(ann, list(dict.fromkeys([*passthrough, "note_id"])),
                        f"findings {FINDINGS}", findings_row)
 
 
 def context_status(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
     """``df`` (text = sentence, target, passthrough...) → passthrough + status, modifiers."""
-    model = fit(context_command_stages(), spark, "text")
     keep = list(dict.fromkeys([*passthrough, "text", "target"]))
-    ann = annotate(model, df.select(*keep), keep, ["sentence", "token", "context_trigger"])
+    ann = annotate(model(spark, "context"), df.select(*keep), keep, ["sentence"])
     return _run_python(ann, passthrough,
                        "status string, modifiers array<string>, target_found boolean",
                        context_row)
