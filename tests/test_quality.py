@@ -73,6 +73,7 @@ def items(spark):
 # ---------------------------------------------------------------------------- suites as data
 def test_every_packaged_suite_loads_and_is_valid_for_gx():
     found = suites.all_suites()
+    assert len(found) >= 10
     for key, suite in found.items():
         assert Path(suite.source).name == f"{key}.json"
         assert suite.expectations, key
@@ -80,6 +81,19 @@ def test_every_packaged_suite_loads_and_is_valid_for_gx():
             assert e.severity in suites.SEVERITIES
             if e.severity == "quarantine":
                 assert e.type in ROW_LEVEL
+
+
+def test_packaged_schema_expectations_name_only_contract_columns():
+    """A schema expectation stops the job, so it may only require the contract's columns."""
+    for key, suite in suites.all_suites().items():
+        raw = json.loads(Path(suite.source).read_text())
+        contract = raw.get("contract", "")
+        (schema,) = [e for e in suite.expectations
+                     if e.type == "expect_table_columns_to_match_set"]
+        assert schema.severity == "stop" and schema.kwargs["exact_match"] is False, key
+        words = set(contract.replace(",", " ").replace(":", " ").replace("(", " ").split())
+        missing = [c for c in schema.kwargs["column_set"] if c not in words]
+        assert not missing, f"{key}: {missing} are not in its contract ({contract})"
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -236,6 +250,16 @@ def test_cross_table_check_is_skipped_until_the_referenced_table_exists(spark, q
     (row,) = delta.read_table(spark, qsettings.table("ops", "data_quality")).collect()
     assert (row.status, row.success) == ("skipped", None)
     assert "silver.qa_patients" in row.details and run.rows_written == 1
+    # Once the referenced table exists, the same suite checks it (the cached GX suite is
+    # rebuilt because the applicable expectations changed).
+    delta.write_table(spark, spark.createDataFrame([("pk2",)], "patient_key string"),
+                      qsettings.table("silver", "qa_patients"), mode="overwrite")
+    with job_run(spark, qsettings, "qa-items") as run:
+        run.count_in(1)
+        run.write(items(spark).limit(1), target, keys=["item_id"])
+    assert (run.rows_written, run.rows_quarantined) == (0, 1)
+    (q,) = delta.read_table(spark, qsettings.quarantine_table(target)).collect()
+    assert q.rule == "gx:patient exists"
 
 
 def test_schema_drift_stops_before_anything_is_written(spark, qsettings, tmp_path):
@@ -288,6 +312,21 @@ def test_stop_message_names_expectation_and_examples_but_redacts_identifiers(spa
     assert "expect_column_proportion_of_non_null_values_to_be_between(sex) failed" in msg
     assert "observed 0.0" in msg
     assert not delta.table_exists(spark, target)
+
+
+def test_an_empty_batch_is_not_stopped_by_share_of_rows_expectations(spark, qsettings,
+                                                                      tmp_path):
+    write_suite(tmp_path / "suites", "silver.qa_items", [
+        ITEMS_SUITE[0],
+        {"type": "expect_column_proportion_of_non_null_values_to_be_between",
+         "kwargs": {"column": "vaf", "min_value": 0.1}, "severity": "stop"}])
+    with job_run(spark, qsettings, "qa-items") as run:
+        run.write(items(spark).limit(0), qsettings.table("silver", "qa_items"), keys=["item_id"])
+    rows = {r.expectation_type: r for r in
+            delta.read_table(spark, qsettings.table("ops", "data_quality")).collect()}
+    assert rows["expect_table_columns_to_match_set"].status == "passed"
+    skipped = rows["expect_column_proportion_of_non_null_values_to_be_between"]
+    assert (skipped.status, skipped.details) == ("skipped", "no rows to measure")
 
 
 def test_quality_status_summarises_the_latest_validation_per_table(spark, qsettings, tmp_path):

@@ -87,12 +87,22 @@ def _view_name(table_key: str) -> str:
     return "_gate_ref_" + table_key.replace(".", "__")
 
 
-def _plan(run, df: DataFrame, suite: Suite):
+# Expectations about a share or a statistic of the rows: an empty batch has none to measure
+# (GX reports them failed), so they are skipped there instead of stopping an empty write.
+STATISTIC_PREFIXES = ("expect_column_proportion_of_", "expect_column_mean_",
+                      "expect_column_median_", "expect_column_stdev_", "expect_column_sum_",
+                      "expect_column_min_", "expect_column_max_", "expect_column_quantile_")
+
+
+def _plan(run, df: DataFrame, suite: Suite, n_rows: int):
     """Split the suite into applicable expectations (with GX kwargs) and skipped ones."""
     columns = set(df.columns)
     active: list[tuple[ExpectationSpec, dict]] = []
     skipped: list[tuple[ExpectationSpec, str]] = []
     for spec in suite.expectations:
+        if n_rows == 0 and spec.type.startswith(STATISTIC_PREFIXES):
+            skipped.append((spec, "no rows to measure"))
+            continue
         missing = [c for c in spec.columns if c not in columns]
         if missing and not spec.is_schema:
             skipped.append((spec, f"column(s) {missing} not in the data; the schema "
@@ -128,15 +138,18 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
 
     t0 = time.perf_counter()
     validated_at = dt.datetime.now(dt.UTC)
+    # Materialise the (cached) frame first: an error in the producing step then surfaces as
+    # the step's own error, not as every expectation failing inside GX.
+    n_rows = df.count()
     params = parameters(run)
-    active, skipped = _plan(run, df, suite)
+    active, skipped = _plan(run, df, suite, n_rows)
     gx, identifier = engine.validate(run.settings, ref.key, active, df, params, run.run_id)
     page = str(engine.page_for(run.settings, identifier)) if identifier is not None else None
     buf = results.pending(run)
     if identifier is not None:
         buf.identifiers.append(identifier)
 
-    rows = next((r.element_count for r in gx.values() if r.element_count is not None), None)
+    rows = n_rows
     stops: list[tuple[ExpectationSpec, dict, Any]] = []
     quarantines: list[tuple[ExpectationSpec, dict]] = []
     suite_label = f"{suite.source.rsplit('/', 1)[-1]}@{suite.digest}"
@@ -162,16 +175,17 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
         buf.outcomes.append((results.Outcome(
             ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
             r.success, status, action, r.observed_value, r.unexpected_count,
-            r.element_count if r.element_count is not None else rows, r.error, suite_label,
+            rows, r.error, suite_label,
             page), validated_at))
     for spec, why in skipped:
         buf.outcomes.append((results.Outcome(
             ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
-            None, "skipped", "skipped", details=why, suite=suite_label, data_docs=page),
+            None, "skipped", "skipped", rows_validated=rows, details=why, suite=suite_label,
+            data_docs=page),
             validated_at))
 
     if stops:
-        raise DataQualityError(_stop_message(run, df, ref, suite, stops, params))
+        raise DataQualityError(_stop_message(run, df, ref, suite, stops, params, rows))
     if not quarantines:
         buf.gate_seconds[ref.key] = buf.gate_seconds.get(ref.key, 0) + time.perf_counter() - t0
         return df, None
@@ -332,8 +346,7 @@ def _examples(run, df: DataFrame, suite: Suite, spec: ExpectationSpec, kwargs, r
     return f"{r.unexpected_count} unexpected row(s)"
 
 
-def _stop_message(run, df, ref: TableRef, suite: Suite, stops, params) -> str:
-    rows = next((r.element_count for _, _, r in stops if r.element_count is not None), None)
+def _stop_message(run, df, ref: TableRef, suite: Suite, stops, params, rows: int) -> str:
     parts = []
     for spec, kwargs, r in stops:
         count = (f" for {r.unexpected_count} of {rows} rows"
