@@ -28,6 +28,8 @@ BIOMARKER_COMMENTS = {
     "tmb_high": "tmb >= tmb_high_threshold (10 mutations/Mb, the FDA TMB-H threshold)",
     "tmb_variants": "Distinct PASS variants counted for TMB",
     "pass_variants": "Distinct PASS variants of any consequence",
+    "annotated_variants": "PASS variants with a VEP/SnpEff consequence (TMB is null when "
+                          "PASS variants exist but none is annotated)",
     "target_size_mb": "Sequenced target size TMB is divided by",
     "tmb_class": "Which consequences TMB counts (consequences.yaml class, or all)",
     "altered_genes": "Genes with a PASS protein-altering, copy-number or fusion alteration",
@@ -71,11 +73,14 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
     site = ["patient_key", "chrom", "pos", "ref", "alt"]
     passed = variants.filter(F.col("is_pass") & F.col("patient_key").isNotNull())
     counts = (
-        passed.select(*site, tmb_condition(cfg).alias("_counted")).groupBy(*site)
-        .agg(F.max("_counted").alias("_counted"))
+        passed.select(*site, tmb_condition(cfg).alias("_counted"),
+                      F.col("consequence").isNotNull().alias("_annotated"))
+        .groupBy(*site)
+        .agg(F.max("_counted").alias("_counted"), F.max("_annotated").alias("_annotated"))
         .groupBy("patient_key")
         .agg(F.count(F.lit(1)).alias("pass_variants"),
-             F.sum(F.col("_counted").cast("int")).alias("tmb_variants"))
+             F.sum(F.col("_counted").cast("int")).alias("tmb_variants"),
+             F.sum(F.col("_annotated").cast("int")).alias("annotated_variants"))
     )
     hits = match_variants(facts, flag_rules_df).groupBy("patient_key").agg(
         F.collect_set("rule_id").alias("_flags"))
@@ -84,6 +89,10 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
         F.array_sort(F.collect_set("gene")).alias("altered_genes"))
     patients = samples.filter(F.col("patient_key").isNotNull()).groupBy("patient_key").agg(
         F.count(F.lit(1)).alias("n_samples"))
+    # Counting by consequence needs annotation: PASS calls none of which is annotated give an
+    # unknown TMB (null), not zero.
+    unknowable = F.lit(cfg.tmb_class != "all") & (F.col("pass_variants") > 0) & (
+        F.col("annotated_variants") == 0)
     out = (
         patients.join(counts, "patient_key", "left")
         .join(hits, "patient_key", "left")
@@ -91,7 +100,10 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
         .withColumn("tmb_variants", F.coalesce("tmb_variants", F.lit(0)).cast("long"))
         .withColumn("pass_variants", F.coalesce("pass_variants", F.lit(0)).cast("long"))
         .withColumn("target_size_mb", F.lit(float(cfg.target_size_mb)))
-        .withColumn("tmb", F.round(F.col("tmb_variants") / F.lit(cfg.target_size_mb), 3))
+        .withColumn("annotated_variants",
+                    F.coalesce("annotated_variants", F.lit(0)).cast("long"))
+        .withColumn("tmb", F.when(
+            ~unknowable, F.round(F.col("tmb_variants") / F.lit(cfg.target_size_mb), 3)))
         .withColumn("tmb_high", F.col("tmb") >= F.lit(cfg.tmb_high_threshold))
         .withColumn("tmb_class", F.lit(cfg.tmb_class))
         .withColumn("altered_genes", F.coalesce(
@@ -100,7 +112,7 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
     for flag in flag_names():
         out = out.withColumn(flag, F.coalesce(F.array_contains("_flags", flag), F.lit(False)))
     return out.select("patient_key", "tmb", "tmb_high", "tmb_variants", "pass_variants",
-                      "target_size_mb", "tmb_class", *flag_names(), "altered_genes",
+                      "annotated_variants", "target_size_mb", "tmb_class", *flag_names(), "altered_genes",
                       "n_samples")
 
 

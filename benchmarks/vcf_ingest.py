@@ -1,0 +1,269 @@
+"""VCF ingestion throughput: bcftools (native floor) vs a plain pysam loop vs our Spark stage.
+
+Generates (or takes) a bgzipped, tabix-indexed single-sample somatic VCF shaped like the
+synthetic cohort's (GT:AD:DP:AF, a 12-field VEP CSQ, PASS/LowQual/strand_bias, ~1%
+multi-allelic), then runs, each in a fresh process on the same file:
+
+* ``bcftools``     ``bcftools view -Ou FILE > /dev/null`` (decode every record; 1 thread);
+* ``pysam-min``    ``for rec in VariantFile(FILE): rec.pos`` (htslib parse + one attribute);
+* ``pysam-full``   the same loop reading every field bronze stores (INFO and FORMAT dicts);
+* ``spark-bronze`` our reader + typing + Delta write of ``bronze.variants_raw`` (the
+  ingestion proper), on ``local[N]``;
+* ``spark-stage``  the whole ``ingest-variants`` stage (bronze, silver, biomarkers,
+  actionability) on ``local[N]``.
+
+Peak memory is the largest summed RSS of the measured process and all its descendants (the
+JVM and Python workers for Spark), sampled every 0.2 s from /proc. Spark timings exclude
+JVM start-up; records/s is records of the file / wall seconds.
+
+    .venv/bin/python benchmarks/vcf_ingest.py --records 1000000 --cores 1,2
+    .venv/bin/python benchmarks/vcf_ingest.py --records 5000000 --engines bcftools,pysam-min,spark-bronze --cores 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONTIGS = [(f"chr{i}", n) for i, n in enumerate(
+    [248956422, 242193529, 198295559, 190214555, 181538259, 170805979, 159345973, 145138636,
+     138394717, 133797422, 135086622, 133275309, 114364328, 107043718, 101991189, 90338345,
+     83257441, 80373285, 58617616, 64444167, 46709983, 50818468], start=1)]
+CSQ = ("Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|EXON|HGVSc|HGVSp|"
+       "CANONICAL")
+CONSEQUENCES = [("missense_variant", "MODERATE", 0.66), ("synonymous_variant", "LOW", 0.24),
+                ("stop_gained", "HIGH", 0.05), ("splice_region_variant", "LOW", 0.05)]
+GENES = ["APC", "ATM", "CDH1", "FBXW7", "PTEN", "RB1", "SMAD4", "TTN", "MUC16", "LRP1B"]
+AMINO = ["Ala", "Arg", "Asn", "Asp", "Cys", "Gln", "Glu", "Gly", "His", "Ile", "Leu", "Lys"]
+
+
+# ---------------------------------------------------------------------------- the file
+def generate(path: Path, records: int, seed: int = 1) -> Path:
+    """Write ``path`` (.vcf.gz + .tbi) with ``records`` data lines."""
+    import pysam
+
+    rnd = random.Random(seed)
+    total = sum(n for _, n in CONTIGS)
+    plain = path.with_suffix("")  # .vcf
+    weights = [c[2] for c in CONSEQUENCES]
+    with open(plain, "w") as fh:
+        fh.write("##fileformat=VCFv4.2\n##source=oncorank-benchmark\n")
+        for c, n in CONTIGS:
+            fh.write(f"##contig=<ID={c},length={n}>\n")
+        fh.write('##FILTER=<ID=PASS,Description="All filters passed">\n'
+                 '##FILTER=<ID=LowQual,Description="Low quality">\n'
+                 '##FILTER=<ID=strand_bias,Description="Strand bias">\n'
+                 '##INFO=<ID=SOMATIC,Number=0,Type=Flag,Description="Somatic">\n'
+                 f'##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations '
+                 f'from Ensembl VEP. Format: {CSQ}">\n'
+                 '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+                 '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\n'
+                 '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+                 '##FORMAT=<ID=AF,Number=A,Type=Float,Description="Allele fraction">\n'
+                 "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tTUMOUR\n")
+        for contig, length in CONTIGS:
+            k = records * length // total
+            if contig == CONTIGS[-1][0]:
+                k = records - records * (total - length) // total
+            positions = sorted(rnd.sample(range(1, length), k))
+            buf = []
+            for p in positions:
+                ref = rnd.choice("ACGT")
+                alts = [rnd.choice([b for b in "ACGT" if b != ref])]
+                if rnd.random() < 0.01:
+                    alts.append(rnd.choice([b for b in "ACGT" if b != ref and b != alts[0]]))
+                dp = rnd.randint(20, 300)
+                reads = [max(2, int(dp * rnd.uniform(0.05, 0.5))) for _ in alts]
+                ad = ",".join(map(str, [max(0, dp - sum(reads)), *reads]))
+                af = ",".join(f"{r / dp:.3f}" for r in reads)
+                gt = "0/1" if len(alts) == 1 else "1/2"
+                u = rnd.random()
+                filt = "PASS" if u < 0.9 else ("LowQual" if u < 0.97 else "strand_bias")
+                gene = rnd.choice(GENES)
+                entries = []
+                for a in alts:
+                    cons, impact, _ = rnd.choices(CONSEQUENCES, weights)[0]
+                    aa = rnd.randint(1, 3000)
+                    hgvsp = f"p.{rnd.choice(AMINO)}{aa}{rnd.choice(AMINO)}" \
+                        if cons == "missense_variant" else ""
+                    entries.append(f"{a}|{cons}|{impact}|{gene}|ENSG0000{GENES.index(gene)}|"
+                                   f"Transcript|ENST0000{GENES.index(gene)}|protein_coding|"
+                                   f"{rnd.randint(1, 30)}/30|c.{aa * 3}{ref}>{a}|{hgvsp}|YES")
+                info = ("SOMATIC;" if filt == "PASS" else "") + "CSQ=" + ",".join(entries)
+                buf.append(f"{contig}\t{p}\t.\t{ref}\t{','.join(alts)}\t{rnd.randint(10, 900)}"
+                           f"\t{filt}\t{info}\tGT:AD:DP:AF\t{gt}:{ad}:{dp}:{af}\n")
+                if len(buf) >= 50_000:
+                    fh.write("".join(buf))
+                    buf = []
+            fh.write("".join(buf))
+    pysam.tabix_index(str(plain), preset="vcf", force=True)  # bgzip + .tbi, removes plain
+    return Path(str(plain) + ".gz")
+
+
+# ---------------------------------------------------------------------------- measuring
+def _tree_rss(pid: int) -> int:
+    """Summed RSS (bytes) of ``pid`` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * page
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def run_measured(cmd: list[str], env: dict | None = None, stdout=None) -> tuple[float, int, str]:
+    """(wall seconds, peak tree RSS, stdout) of a command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=stdout is None)
+    peak = 0
+    done = threading.Event()
+
+    def poll():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            done.wait(0.2)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    out, err = proc.communicate()
+    done.set()
+    thread.join()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed: {(err or '')[-2000:]}")
+    return wall, peak, out or ""
+
+
+PYSAM_CHILD = r"""
+import json, sys, time, pysam
+path, mode = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter(); n = 0
+for rec in pysam.VariantFile(path):
+    n += 1
+    if mode == "min":
+        rec.pos
+    else:
+        (rec.chrom, rec.pos, rec.id, rec.ref, rec.alts, rec.qual, list(rec.filter.keys()),
+         dict(rec.info.items()), [dict(s.items()) for s in rec.samples.values()])
+print(json.dumps({"records": n, "seconds": time.perf_counter() - t0}))
+"""
+
+SPARK_CHILD = r"""
+import json, sys, time, shutil
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from pipelines.lakehouse.settings import Inputs, Settings
+from pipelines.lakehouse.session import spark_session
+from pipelines.lakehouse.audit import job_run
+from pipelines.genomics import stage
+from pipelines.genomics.config import GenomicsConfig
+from pipelines.genomics.sources import read_source
+path, master, what, _, lakehouse, memory = sys.argv[1:7]
+s = Settings(lakehouse=Path(lakehouse), spark_master=master, driver_memory=memory,
+             shuffle_partitions=int(master[6:-1]) * 2, inputs=Inputs(vcf=(path,)))
+spark = spark_session(s)
+spark.range(1).count()
+t0 = time.perf_counter()
+if what == "stage":
+    run = stage.ingest_variants(spark, s)
+else:
+    with job_run(spark, s, "benchmark-bronze") as run:
+        stage.ingest_bronze(run, [read_source(path)], GenomicsConfig())
+seconds = time.perf_counter() - t0
+print(json.dumps({"records_in": run.rows_in, "rows_written": run.rows_written,
+                  "seconds": seconds}))
+"""
+
+
+def measure(engine: str, path: Path, records: int, cores: int, work: Path,
+            memory: str) -> dict:
+    py = sys.executable
+    if engine == "bcftools":
+        with open(os.devnull, "wb") as null:
+            wall, peak, _ = run_measured(["bcftools", "view", "-Ou", str(path)], stdout=null)
+        seconds = wall
+    elif engine in ("pysam-min", "pysam-full"):
+        wall, peak, out = run_measured([py, "-c", PYSAM_CHILD, str(path), engine[6:]])
+        seconds = json.loads(out.strip().splitlines()[-1])["seconds"]
+    else:
+        lake = work / f"lake-{engine}-{cores}"
+        shutil.rmtree(lake, ignore_errors=True)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        wall, peak, out = run_measured(
+            [py, "-c", SPARK_CHILD, str(path), f"local[{cores}]", engine[6:], str(REPO),
+             str(lake), memory], env=env)
+        res = json.loads(out.strip().splitlines()[-1])
+        seconds = res["seconds"]
+        assert res["records_in"] == records, res
+        shutil.rmtree(lake, ignore_errors=True)
+    return {"engine": engine, "cores": cores if engine.startswith("spark") else 1,
+            "records": records, "seconds": round(seconds, 2),
+            "records_per_s": round(records / seconds), "peak_rss_mb": round(peak / 2**20)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=5_000_000)
+    ap.add_argument("--vcf", help="use this bgzipped, indexed VCF instead of generating one")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    ap.add_argument("--engines", default="bcftools,pysam-min,pysam-full,spark-bronze,"
+                                         "spark-stage")
+    ap.add_argument("--cores", default="1,2", help="Spark local[N] values to run")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--driver-memory", default="4g")
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="vcf-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.vcf:
+        path = Path(args.vcf)
+        out = subprocess.run(["bcftools", "view", "-H", str(path)], capture_output=True,
+                             check=True)
+        records = out.stdout.count(b"\n")
+    else:
+        path = work / f"bench_{args.records}.vcf.gz"
+        if not path.exists():
+            t0 = time.perf_counter()
+            generate(path, args.records)
+            print(f"generated {path} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        records = args.records
+    results = []
+    for engine in args.engines.split(","):
+        cores = [int(c) for c in args.cores.split(",")] if engine.startswith("spark") else [1]
+        for c in cores:
+            for _ in range(args.repeats):
+                r = measure(engine, path, records, c, work, args.driver_memory)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+    print(json.dumps({"file": str(path), "bytes": path.stat().st_size, "records": records,
+                      "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(),
+                      "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
