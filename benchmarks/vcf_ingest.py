@@ -17,7 +17,8 @@ JVM and Python workers for Spark), sampled every 0.2 s from /proc. Spark timings
 JVM start-up; records/s is records of the file / wall seconds.
 
     .venv/bin/python benchmarks/vcf_ingest.py --records 1000000 --cores 1,2
-    .venv/bin/python benchmarks/vcf_ingest.py --records 5000000 --engines bcftools,pysam-min,spark-bronze --cores 2
+    .venv/bin/python benchmarks/vcf_ingest.py --records 5000000 --cores 2 \
+        --engines bcftools,pysam-min,spark-bronze
 """
 
 from __future__ import annotations

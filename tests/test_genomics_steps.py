@@ -17,7 +17,8 @@ from pipelines.knowledge.alterations import parse_alteration
 from pipelines.lakehouse.privacy import pseudonymise
 
 KEY = b"test-key"
-CSQ = "Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|EXON|HGVSc|HGVSp|CANONICAL"
+CSQ = ("Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|EXON|HGVSc|HGVSp|"
+       "CANONICAL")
 ANN = ("Allele | Annotation | Annotation_Impact | Gene_Name | Gene_ID | Feature_Type | "
        "Feature_ID | Transcript_BioType | Rank | HGVS.c | HGVS.p")
 

@@ -112,8 +112,8 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
     for flag in flag_names():
         out = out.withColumn(flag, F.coalesce(F.array_contains("_flags", flag), F.lit(False)))
     return out.select("patient_key", "tmb", "tmb_high", "tmb_variants", "pass_variants",
-                      "annotated_variants", "target_size_mb", "tmb_class", *flag_names(), "altered_genes",
-                      "n_samples")
+                      "annotated_variants", "target_size_mb", "tmb_class", *flag_names(),
+                      "altered_genes", "n_samples")
 
 
 def biomarker_comments() -> dict[str, str]:
