@@ -475,3 +475,27 @@ def test_load_oracle_pseudonymises_source_ids(tmp_path):
     assert o["patient_key"].tolist() == [pseudonymise("PT000001", KEY)]
     with pytest.raises(InputNotFoundError):
         load_oracle(tmp_path / "nope", KEY)
+
+
+@pytest.mark.slow
+def test_planted_pairs_come_from_the_generators_truth(tmp_path):
+    from pipelines.ranking.evaluation import planted_pairs
+    from pipelines.synth import generate_cohort
+
+    generate_cohort(tmp_path / "cohort", patients=30, seed=1)
+    truth = tmp_path / "cohort" / "truth"
+    pairs = planted_pairs(truth, KEY)
+    oracle = load_oracle(truth, KEY)
+    patients = pd.read_csv(truth / "patients.csv", dtype=str, keep_default_na=False)
+    assert len(pairs) > 0
+    # Every matching therapy is a candidate of that patient, and the alteration was planted.
+    assert len(pairs.merge(oracle, on=["patient_key", "treatment"])) == len(pairs)
+    drivers = patients.set_index("patient_id")
+    for r in pairs.itertuples():
+        planted = drivers.loc[r.patient_id, "drivers"].split(";") + [
+            drivers.loc[r.patient_id, "msi_status"]]
+        assert r.alteration in planted
+    # The oracle itself, used as a ranking, scores the maximum.
+    best = oracle.assign(rank=oracle.groupby("patient_key")["true_rmst"].rank(
+        ascending=False, method="first"))
+    assert ranking_accuracy(best, oracle, pairs)["normalized_policy_value"] == pytest.approx(1.0)

@@ -48,6 +48,41 @@ def load_oracle(truth_dir: str | Path, pseudonym_key: bytes) -> pd.DataFrame:
     return oracle[["patient_key", "patient_id", "treatment", "true_rmst"]]
 
 
+def planted_pairs(truth_dir: str | Path, pseudonym_key: bytes) -> pd.DataFrame:
+    """Patients of a generated cohort with a planted actionable alteration, and its matching
+    therapy (``resources/planted_matches.yaml``).
+
+    Reads ``truth/patients.csv`` (``patient_id, cancer_type, drivers`` — ``;``-separated driver
+    concepts — and ``msi_status``). Returns ``patient_key, patient_id, alteration, treatment``;
+    a patient with two matching alterations keeps the first in the file's order.
+    """
+    from importlib import resources
+
+    import yaml
+
+    path = Path(truth_dir) / "patients.csv"
+    if not path.is_file():
+        raise InputNotFoundError(f"Truth file {path} does not exist; generate a cohort with "
+                                 "`oncorank synth` and pass its truth/ folder.")
+    matches = yaml.safe_load(resources.files("pipelines.ranking.resources")
+                             .joinpath("planted_matches.yaml").read_text())
+    truth = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"patient_id", "cancer_type", "drivers"} - set(truth.columns)
+    if missing:
+        raise SchemaMismatchError(f"Truth file {path} lacks column(s) {sorted(missing)}.")
+    rows = []
+    for r in truth.itertuples(index=False):
+        table = matches.get(r.cancer_type, {})
+        found = [d.strip() for d in r.drivers.split(";") if d.strip()]
+        if getattr(r, "msi_status", "") == "MSI-H":
+            found.append("MSI-H")
+        hit = next((d for d in found if d in table), None)
+        if hit:
+            rows.append((pseudonymise(r.patient_id, pseudonym_key), r.patient_id, hit,
+                         table[hit]))
+    return pd.DataFrame(rows, columns=["patient_key", "patient_id", "alteration", "treatment"])
+
+
 def ranking_accuracy(
     rankings: pd.DataFrame,
     oracle: pd.DataFrame,
