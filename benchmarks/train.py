@@ -87,12 +87,14 @@ def child(model: str, n: int, seed: int, device: str, threads: int = 2) -> dict:
         est = XGBSurvival(objective=f"survival:{model[4:]}", n_estimators=300, max_depth=3,
                           learning_rate=0.05, n_jobs=threads, device=device, random_state=seed)
     elif model == "xgb_spark":
-        from pyspark.sql import SparkSession
+        from pipelines.lakehouse.session import spark_session
+        from pipelines.lakehouse.settings import Settings
 
         t0 = time.perf_counter()
-        SparkSession.builder.master("local[2]").appName("bench-train").config(
-            "spark.ui.enabled", "false").config("spark.driver.memory", "6g").config(
-            "spark.sql.shuffle.partitions", "2").getOrCreate()
+        # the product's session factory (Java, worker Python and local IP set the same way)
+        spark_session(Settings(lakehouse=Path("/tmp/oncorank-bench-lakehouse"),
+                               spark_master="local[2]", driver_memory="6g",
+                               shuffle_partitions=2), app_name="bench-train")
         extra["spark_start_s"] = time.perf_counter() - t0
         est = SparkXGBSurvival(n_estimators=300, max_depth=3, learning_rate=0.05,
                                num_workers=2, device=device, random_state=seed)

@@ -49,6 +49,7 @@ NON_FEATURES = frozenset({
     "birth_year", "board_date", "source", "built_at",
 })
 TREATMENT_SOURCE = "__treatment__"
+PREDICT_CHUNK = 20_000  # (patient, candidate) rows per batch of survival curves
 
 PREDICTION_COLUMNS = [
     "patient_key", "treatment", "predicted_rmst", "rmst_lower", "rmst_upper", "surv_12",
@@ -472,29 +473,32 @@ class TreatmentResponseModel(BaseEstimator):
         treat = np.array([t for c in cands for t in c], dtype=object).astype(str)
         if len(rows) == 0:
             return pd.DataFrame(columns=PREDICTION_COLUMNS)
-        Xl = Xe[rows]
-        h = self.horizon_months
-        l12, l24 = self.landmarks_()
-        point = self._curves(self.point_, Xl, treat)
-        reps = np.stack([self._curves(r, Xl, treat) for r in self.replicates_]) if (
-            self.replicates_) else point[None]
+        # Each learner's curves are reduced at once to (RMST, S(12), S(24)): holding every
+        # replicate's full curves would need rows x times x replicates floats (GBs at 100k).
+        point = np.empty((len(rows), 3))
+        reps = np.empty((max(len(self.replicates_), 1), len(rows), 3))
+        for start in range(0, len(rows), PREDICT_CHUNK):
+            sl = slice(start, start + PREDICT_CHUNK)
+            Xl, tl = Xe[rows[sl]], treat[sl]
+            point[sl] = self._summaries(self._curves(self.point_, Xl, tl))
+            for b, r in enumerate(self.replicates_):
+                reps[b, sl] = self._summaries(self._curves(r, Xl, tl))
+        if not self.replicates_:
+            reps[0] = point
 
-        def summarise(fn):
-            p = fn(point)
-            r = fn(reps)
-            if len(reps) < 2:
+        def summarise(k):
+            p, r = point[:, k], reps[:, :, k]
+            if len(r) < 2:
                 return p, p, p
-            pct = np.nanpercentile if np.isnan(r).any() else np.percentile
-            lo, hi = pct(r, [2.5, 97.5], axis=0)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: unseen treatment
+                pct = np.nanpercentile if np.isnan(r).any() else np.percentile
+                lo, hi = pct(r, [2.5, 97.5], axis=0)
             return p, np.minimum(lo, p), np.maximum(hi, p)
 
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: unseen treatment
-            rm = summarise(lambda s: rmst_from_curves(self.times_, s, h))
-            s12 = summarise(lambda s: value_at(self.times_, s, l12))
-            s24 = summarise(lambda s: value_at(self.times_, s, l24))
+        rm, s12, s24 = summarise(0), summarise(1), summarise(2)
         prop, n_sim = self._overlap(frame, Xe, rows, treat)
         unseen = np.isnan(rm[0])
         out = pd.DataFrame({
@@ -508,6 +512,13 @@ class TreatmentResponseModel(BaseEstimator):
             "n_similar_treated": n_sim.astype(int),
         })
         return out[PREDICTION_COLUMNS]
+
+    def _summaries(self, curves: np.ndarray) -> np.ndarray:
+        """(RMST at the horizon, S at the two landmarks) of each curve: (n, 3)."""
+        l12, l24 = self.landmarks_()
+        return np.column_stack([rmst_from_curves(self.times_, curves, self.horizon_months),
+                                value_at(self.times_, curves, l12),
+                                value_at(self.times_, curves, l24)])
 
     def landmarks_(self) -> tuple[float, float]:
         """The two landmark times reported as ``surv_12`` / ``surv_24``."""
