@@ -34,7 +34,8 @@ def top_choices(rankings: pd.DataFrame) -> pd.DataFrame:
 
 def top_choice_share(top: pd.DataFrame, features: pd.DataFrame, by: str) -> pd.DataFrame:
     """How often each treatment ranks first, within each level of ``by``."""
-    data = top.merge(features[["patient_key", by]], on="patient_key", how="inner")
+    data = top[["patient_key", "top_treatment"]].merge(features[["patient_key", by]],
+                                                       on="patient_key", how="inner")
     counts = (data.groupby([by, "top_treatment"], dropna=False).size()
               .rename("patients").reset_index())
     counts["share"] = counts["patients"] / counts.groupby(by, dropna=False)[
