@@ -83,8 +83,11 @@ def test_tmb_counts_equal_the_generators_pass_calls(spark, cohort):
                  .groupBy("patient_key").count().collect())
     for r in rows(spark, settings, "biomarkers"):
         t = truth[r["patient_key"]]
-        assert r["tmb_variants"] - extra.get(r["patient_key"], 0) == int(t["pass_variants"])
-        assert r["tmb"] == pytest.approx(float(t["measured_tmb"]), abs=0.1)
+        records = r["tmb_variants"] - extra.get(r["patient_key"], 0)
+        assert records == int(t["pass_variants"])
+        assert r["tmb"] == pytest.approx(r["tmb_variants"] / r["target_size_mb"], abs=5e-4)
+        assert records / r["target_size_mb"] == pytest.approx(float(t["measured_tmb"]),
+                                                             abs=5e-4)
 
 
 def test_actionable_matches_follow_labels_and_tumour_types(spark, cohort):
