@@ -238,7 +238,8 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         y_all = make_target(features["os_event"].astype(int), features["os_months"].astype(float))
         tr_idx, va_idx = train_test_split(
             np.arange(n), test_size=cfg["validation_fraction"], random_state=cfg["seed"],
-            stratify=y_all["event"] if y_all["event"].sum() >= 2 else None)
+            stratify=y_all["event"] if min(y_all["event"].sum(), (~y_all["event"]).sum()) >= 2
+            else None)
         train, val = features.iloc[tr_idx].reset_index(drop=True), features.iloc[va_idx].reset_index(
             drop=True)
         y_tr, y_va = y_all[tr_idx], y_all[va_idx]

@@ -360,7 +360,7 @@ class TreatmentResponseModel(BaseEstimator):
             treated, sds = {}, {}
             for k, c in enumerate(model.classes_):
                 lg = _logit(p[:, k])
-                treated[c] = lg[tg == c]
+                treated[c] = np.sort(lg[tg == c])
                 sds[c] = float(lg.std()) or 1.0
             self.propensity_[g] = _Propensity(list(model.classes_), model, mean, scale,
                                               treated, sds)
@@ -547,8 +547,9 @@ class TreatmentResponseModel(BaseEstimator):
                 width = self.caliper_sd * model.logit_sd[c]
                 if model.model is None:
                     n_sim[idx] = len(treated)
-                else:
-                    n_sim[idx] = (np.abs(lg[:, None] - treated[None, :]) <= width).sum(axis=1)
+                else:  # treated logits are sorted: count those within the caliper by bisection
+                    n_sim[idx] = (np.searchsorted(treated, lg + width, side="right")
+                                  - np.searchsorted(treated, lg - width, side="left"))
         return prop, n_sim
 
     def propensity(self, features: pd.DataFrame) -> np.ndarray:
