@@ -269,6 +269,11 @@ def merge_title_breaks(text: str, sentences: list[Span]) -> list[Span]:
 _TOKEN = re.compile(r"""[.,;:!?*()"'-]|[^\s.,;:!?*()"'-](?:\S*[^\s.,;:!?*()"'-])?""")
 
 
+def token_offsets(text: str) -> list[tuple[int, int]]:
+    """``(begin, end)`` of every token of ``text`` (what the name lexicon walks)."""
+    return [m.span() for m in _TOKEN.finditer(text)]
+
+
 def tokenize(text: str, sentence: Span) -> list[Span]:
     """Token spans inside ``sentence`` (what ``max_scope`` counts)."""
     chunk = text[sentence.begin:sentence.end]

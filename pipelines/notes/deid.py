@@ -159,7 +159,9 @@ def lexicon_names(text: str, tokens: list[tuple[int, int]]) -> list[PhiSpan]:
     words = [(b, e, text[b:e]) for b, e in tokens]
     for i in range(len(words) - 1):
         b, e, w = words[i]
-        if not (_is_name_word(w, stop) and w.lower() in first) or w.isupper():
+        # Most tokens are not capitalised: skip them before the costlier checks.
+        if not w[:1].isupper() or w.isupper() or not (_is_name_word(w, stop)
+                                                      and w.lower() in first):
             continue
         j = i + 1
         if j < len(words) - 1 and re.fullmatch(r"[A-Z]\.?", words[j][2]):

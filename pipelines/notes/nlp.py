@@ -7,7 +7,7 @@ Everything here is open-source Spark NLP configured from the data files in
 * ``RegexMatcher`` stages find PHI candidates, oncology concepts and section headers over the
   whole document; each rule's identifier tells the Python side what matched.
 
-The annotation columns are then reduced to plain ``(begin, end, text, identifier)`` arrays,
+The annotation columns are then reduced to plain ``(begin, end, identifier)`` arrays,
 so the Python steps (:mod:`.context`, :mod:`.deid`, :mod:`.findings`) receive small Arrow
 batches through ``mapInArrow`` rather than Spark NLP's full annotation structs. ConText trigger
 terms and tokens are matched in Python, once per worker compiled, and only in the sentences
@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pipelines.notes import context
 
 # Spark NLP spans are inclusive ``[begin, end]``; the Python side uses ``[begin, end)``.
-SPAN_FIELDS = "array<struct<b:int,e:int,r:string,i:string>>"
+SPAN_FIELDS = "array<struct<b:int,e:int,i:string>>"
 
 
 def _regex_matcher(rules: list[tuple[str, str]], input_col: str, output_col: str):
@@ -89,13 +89,13 @@ def model(spark, kind: str) -> PipelineModel:
 
 
 def spans(col: str) -> Column:
-    """Annotation array → ``array<struct<b, e, r, i>>`` with exclusive ends."""
+    """Annotation array → ``array<struct<b, e, i>>`` with exclusive ends (the matched text is
+    not carried: the Python side slices the note it already has)."""
     return F.transform(
         F.col(col),
         lambda a: F.struct(
             a["begin"].alias("b"),
             (a["end"] + 1).alias("e"),
-            a["result"].alias("r"),
             a["metadata"]["identifier"].alias("i"),
         ),
     )
@@ -168,7 +168,7 @@ def deid_row(r: dict) -> dict:
 
     text = r["text"] or ""
     cands = [deid.Candidate(a["b"], a["e"], a["i"]) for a in _spans(r["phi"])]
-    toks = [(t.begin, t.end) for t in context.tokenize(text, context.Span(0, len(text)))]
+    toks = context.token_offsets(text)
     res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0))
     return {"text_deid": res.text,
             "phi_spans": [{"begin": s.begin, "end": s.end, "type": s.type} for s in res.spans]}
