@@ -1,27 +1,38 @@
-"""Benchmark: clinical-notes NLP throughput and ConText accuracy, oncorank vs medspaCy.
+"""Benchmark: clinical-notes NLP throughput and ConText accuracy, oncorank vs medspaCy/negspacy.
 
-Run from the repository root (2-core machine; one Spark session per process)::
+Run from the repository root (2-core machine; one Spark session per child process)::
 
-    .venv/bin/python benchmarks/notes_nlp.py --replicate 4 --peer-python /tmp/medspacy/bin/python
+    .venv/bin/python benchmarks/notes_nlp.py --replicate 4 \\
+        --medspacy-python /tmp/nlp/medspacy-venv/bin/python \\
+        --negspacy-python /tmp/nlp/negspacy-venv/bin/python --out /tmp/notes_nlp.json
+
+(the peer venvs: see ``benchmarks/notes_nlp_peer.py``).
 
 * Throughput: the MTSamples oncology notes (shared/data/notes), replicated, through
-  de-identification + finding extraction (Spark NLP + Python ConText), on local[1] and
-  local[2] in separate processes; Spark start-up and pipeline fitting are timed apart from
-  the steady-state run (a warm-up pass precedes the timed pass).
-* Peer: medspaCy 1.3.1 (spaCy tokenizer + simple sentencizer + TargetMatcher with the same
-  concept regexes + ConText with its default rules) on the same notes, in its own venv
-  (``--peer-python``; medspaCy's pins conflict with ours, so it is not a project dependency).
-* Accuracy: negated / historical P, R, F1 on the NegEx dev sentences for oncorank (same code as
-  ``oncorank notes context``) and for medspaCy's ConText.
+  de-identification + finding extraction (the ``deidentify_frame`` → ``findings_frame`` steps
+  of the two stages, Spark NLP + Python), on ``local[1]`` and ``local[2]`` in separate
+  processes. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
+  warm-up) are timed apart from the steady-state second pass. Output goes to Spark's ``noop`` sink: nothing is
+  collected to the driver. Besides wall time, the CPU seconds of the whole process tree
+  (driver, JVM, Python workers) are read from /proc, because a shared machine stretches wall
+  time but not CPU time.
+* Peer: medspaCy 1.3.1 (spaCy tokenizer + sentence splitter + TargetMatcher with the same
+  concept regexes + ConText with its default rules) on the same notes, in the same run, with
+  spaCy's simple sentencizer and with medspaCy's default PyRuSH splitter.
+* Accuracy: negated / historical P, R, F1 on the NegEx dev sentences (1-1600) for oncorank
+  (same code as ``oncorank notes context``), medspaCy ConText and negspacy. Every system is given
+  the same target span (located by oncorank's target matcher), so only the context logic differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +40,30 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ONCORANK_SHARED_DATA", REPO.parent / "shared" / "data"))
 NOTES = SHARED / "notes" / "mtsamples_oncology_notes.jsonl"
 NEGEX = SHARED / "negation" / "negex_rsAnnotations-1-120-random.dev.tsv"
+PEER = Path(__file__).resolve().parent / "notes_nlp_peer.py"
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and all its live descendants."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / _HZ
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += [p for p, pp in parent.items() if pp == pid]
+    return total
 
 
 def _notes(replicate: int) -> list[str]:
@@ -36,18 +71,27 @@ def _notes(replicate: int) -> list[str]:
     return texts * replicate
 
 
-def run_oncorank(master: str, replicate: int) -> dict:
+def _timed(fn) -> tuple[float, float, object]:
+    me = os.getpid()
+    c0, w0 = tree_cpu(me), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - w0, tree_cpu(me) - c0, out
+
+
+# ----------------------------------------------------------------------------- oncorank children
+def child_throughput(master: str, replicate: int) -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.lakehouse.session import spark_session
     from pipelines.lakehouse.settings import Settings
     from pipelines.notes.stage import deidentify_frame, findings_frame
 
+    cores = int(master[6:-1])
+    scratch = Path(tempfile.mkdtemp(prefix="oncorank-bench-"))
     t0 = time.perf_counter()
-    spark = spark_session(Settings(lakehouse=Path("/tmp/oncorank-bench/lakehouse"),
-                                   spark_master=master, driver_memory="3g"))
+    spark = spark_session(Settings(lakehouse=scratch / "lakehouse", spark_master=master,
+                                   driver_memory="3g"))
     startup = time.perf_counter() - t0
     texts = _notes(replicate)
-    cores = int(master[6:-1])
     rows = [(f"n{i}", f"PT{i % 50:06d}", "note", "2020-01-01", t) for i, t in enumerate(texts)]
     df = (spark.createDataFrame(rows, "note_id string, patient_id string, note_type string, "
                                       "note_date string, text string")
@@ -55,135 +99,147 @@ def run_oncorank(master: str, replicate: int) -> dict:
                       "text").repartition(cores * 2).cache())
     df.count()
 
-    def once(frame):
+    def both(frame):
         deid = deidentify_frame(spark, frame, b"bench").drop("phi_spans")
-        return findings_frame(spark, deid).count()
+        findings_frame(spark, deid).write.format("noop").mode("overwrite").save()
 
-    t1 = time.perf_counter()
-    once(df.limit(20))  # warm-up: fit pipelines, start Python workers
-    warm = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    n_findings = once(df)
-    secs = time.perf_counter() - t2
+    # The first full pass fits the pipelines, starts the Python workers and warms the JIT;
+    # the second is the steady state that a long job sees.
+    warm_wall, warm_cpu, _ = _timed(lambda: both(df))
+    wall, cpu, _ = _timed(lambda: both(df))
+    deid = deidentify_frame(spark, df, b"bench").drop("phi_spans").cache()
+    deid.count()
+    findings_frame(spark, deid).count()
+    ex_wall, ex_cpu, n_findings = _timed(lambda: findings_frame(spark, deid).count())
     spark.stop()
-    return {"system": "oncorank (Spark NLP)", "master": master, "notes": len(texts),
-            "chars": sum(map(len, texts)), "findings": n_findings, "seconds": secs,
-            "notes_per_s": len(texts) / secs, "notes_per_s_per_core": len(texts) / secs / cores,
-            "spark_startup_s": startup, "warmup_s": warm}
+    n, chars = len(texts), sum(map(len, texts))
+    return {"system": "oncorank (Spark NLP + Python ConText)", "master": master,
+            "cores": cores, "notes": n, "chars": chars, "findings": n_findings,
+            "spark_startup_s": round(startup, 1), "first_pass_s": round(warm_wall, 1),
+            "deid_extract": {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                             "notes_per_s": round(n / wall, 1),
+                             "notes_per_s_per_core": round(n / wall / cores, 1),
+                             "notes_per_cpu_s": round(n / cpu, 1)},
+            "extract_only": {"wall_s": round(ex_wall, 2), "cpu_s": round(ex_cpu, 2),
+                             "notes_per_s": round(n / ex_wall, 1),
+                             "notes_per_s_per_core": round(n / ex_wall / cores, 1),
+                             "notes_per_cpu_s": round(n / ex_cpu, 1)}}
 
 
-def negex_oncorank() -> dict:
+def negex_rows() -> list[list[str]]:
+    with NEGEX.open(encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+
+
+def child_negex() -> dict:
     sys.path.insert(0, str(REPO))
-    import csv
-
     from pipelines.lakehouse.session import spark_session
     from pipelines.lakehouse.settings import Settings
     from pipelines.notes.commands import context_statuses
+    from pipelines.notes.context import find_target
 
-    rows = list(csv.reader(NEGEX.open(encoding="utf-8"), delimiter="\t",
-                           quoting=csv.QUOTE_NONE))[1:]
-    spark = spark_session(Settings(lakehouse=Path("/tmp/oncorank-bench/lakehouse"),
-                                   spark_master="local[2]"))
+    rows = negex_rows()
+    scratch = Path(tempfile.mkdtemp(prefix="oncorank-bench-"))
+    spark = spark_session(Settings(lakehouse=scratch / "lakehouse", spark_master="local[2]"))
     res = context_statuses(spark, [(r[2], r[1]) for r in rows])
     spark.stop()
-    return {"negated": _prf([(r[3] == "Negated", x.status == "negated")
-                             for r, x in zip(rows, res, strict=True)]),
-            "historical": _prf([(r[4] == "Historical", "historical" in x.modifiers)
-                                for r, x in zip(rows, res, strict=True)])}
+    spans = []
+    for r in rows:
+        span = find_target(r[2], r[1])
+        spans.append([r[2], span.begin, span.end] if span else [r[2], 0, len(r[2])])
+    return {"flags": [[x.status == "negated", "historical" in x.modifiers] for x in res],
+            "spans": spans}
 
 
-def _prf(pairs):
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- peers
+def run_peer(python: str, mode: str, payload: dict) -> dict | None:
+    if not python:
+        return None
+    if not Path(python).exists():
+        return {"error": f"{python} not found"}
+    out = subprocess.run([python, str(PEER), mode], input=json.dumps(payload),
+                         capture_output=True, text=True, timeout=3600, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def prf(pairs: list[tuple[bool, bool]]) -> dict:
     tp = sum(g and p for g, p in pairs)
     fp = sum(p and not g for g, p in pairs)
     fn = sum(g and not p for g, p in pairs)
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"P": round(p, 3), "R": round(r, 3), "F1": round(2 * p * r / (p + r), 3) if p + r else 0}
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"P": round(p, 3), "R": round(r, 3), "F1": round(f1, 3), "tp": tp, "fp": fp, "fn": fn}
 
 
-PEER = r'''
-import csv, json, sys, time, re
-import spacy, medspacy
-from medspacy.ner import TargetRule
-from medspacy.context import ConText
-mode, path, arg = sys.argv[1], sys.argv[2], sys.argv[3]
-def prf(pairs):
-    tp=sum(g and p for g,p in pairs); fp=sum(p and not g for g,p in pairs); fn=sum(g and not p for g,p in pairs)
-    P=tp/(tp+fp) if tp+fp else 0; R=tp/(tp+fn) if tp+fn else 0
-    return {"P":round(P,3),"R":round(R,3),"F1":round(2*P*R/(P+R),3) if P+R else 0}
-if mode == "negex":
-    rows = list(csv.reader(open(path, encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    nlp = medspacy.load()
-    out = []
-    for r in rows:
-        nlp.get_pipe("medspacy_target_matcher").rules.clear() if hasattr(nlp.get_pipe("medspacy_target_matcher"), "rules") else None
-        tm = nlp.get_pipe("medspacy_target_matcher")
-        tm._TargetMatcher__matcher = None if False else None
-        target = " ".join(r[1].split())
-        nlp.remove_pipe("medspacy_target_matcher"); nlp.add_pipe("medspacy_target_matcher", before="medspacy_context")
-        words = [w for w in target.split()]
-        pat = [{"LOWER": w.lower()} for w in words]
-        nlp.get_pipe("medspacy_target_matcher").add([TargetRule(target, "T", pattern=pat)])
-        doc = nlp(" ".join(r[2].split()))
-        ents = doc.ents
-        neg = any(e._.is_negated for e in ents); hist = any(e._.is_historical for e in ents)
-        out.append((r[3]=="Negated", neg, r[4]=="Historical", hist))
-    print(json.dumps({"negated": prf([(a,b) for a,b,_,_ in out]), "historical": prf([(c,d) for _,_,c,d in out])}))
-else:
-    texts = [json.loads(l)["transcription"] for l in open(path)] * int(arg)
-    concepts = json.loads(sys.stdin.read())
-    nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"])
-    nlp.remove_pipe("medspacy_pyrush"); nlp.add_pipe("sentencizer", first=True)
-    tm = nlp.get_pipe("medspacy_target_matcher")
-    tm.add([TargetRule(c, cat, pattern=rx) for c, cat, rx in concepts])
-    list(nlp.pipe(texts[:20]))
-    t = time.perf_counter(); n = sum(len(d.ents) for d in nlp.pipe(texts)); s = time.perf_counter() - t
-    print(json.dumps({"system": "medspaCy 1.3.1 (sentencizer + TargetMatcher + ConText)", "notes": len(texts), "findings": n, "seconds": s, "notes_per_s": len(texts)/s, "notes_per_s_per_core": len(texts)/s}))
-'''
+def scores(rows: list[list[str]], flags: list[list[bool]]) -> dict:
+    return {"negated": prf([(r[3] == "Negated", f[0]) for r, f in zip(rows, flags, strict=True)]),
+            "historical": prf([(r[4] == "Historical", f[1])
+                               for r, f in zip(rows, flags, strict=True)])}
 
 
-def run_peer(python: str, mode: str, replicate: int) -> dict | None:
-    if not python or not Path(python).exists():
-        return None
+def peer_throughput(python: str, replicate: int, sentencizer: str) -> dict | None:
     sys.path.insert(0, str(REPO))
     from pipelines.notes.findings import concept_rows
 
-    # medspaCy's regex patterns are Python regexes over the text: the same lexicon, with the
-    # Java-only inline flags removed.
-    concepts = [(r.concept, r.category, r.regex.replace("(?i)", "(?i)", 1))
-                for r in concept_rows()]
-    arg = str(replicate)
-    path = str(NEGEX if mode == "negex" else NOTES)
-    out = subprocess.run([python, "-c", PEER, mode, path, arg], input=json.dumps(concepts),
-                         capture_output=True, text=True, timeout=1800, check=False)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    concepts = [(r.concept, r.category, r.regex) for r in concept_rows()]
+    res = run_peer(python, "notes-medspacy", {"texts": _notes(replicate), "concepts": concepts,
+                                              "sentencizer": sentencizer})
+    if res and "error" not in res:
+        res["system"] = f"medspaCy 1.3.1 ({sentencizer} sentences + TargetMatcher + ConText)"
+        res["notes_per_s"] = round(res["notes"] / res["wall_s"], 1)
+        res["notes_per_cpu_s"] = round(res["notes"] / res["cpu_s"], 1)
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replicate", type=int, default=4)
-    ap.add_argument("--peer-python", default="")
+    ap.add_argument("--medspacy-python", default="")
+    ap.add_argument("--negspacy-python", default="")
+    ap.add_argument("--out", default="")
     ap.add_argument("--child", default="")
     ns = ap.parse_args()
     if ns.child == "negex":
-        print(json.dumps(negex_oncorank()))
+        print(json.dumps(child_negex()))
         return
     if ns.child:
-        print(json.dumps(run_oncorank(ns.child, ns.replicate)))
+        print(json.dumps(child_throughput(ns.child, ns.replicate)))
         return
-    results = {}
+    results: dict = {"machine": f"{os.cpu_count()} cores, load average at start "
+                                f"{os.getloadavg()[0]:.1f}"}
     for master in ("local[1]", "local[2]"):
-        out = subprocess.run([sys.executable, __file__, "--child", master, "--replicate",
-                              str(ns.replicate)], capture_output=True, text=True, check=True)
-        results[master] = json.loads(out.stdout.strip().splitlines()[-1])
-    out = subprocess.run([sys.executable, __file__, "--child", "negex"], capture_output=True,
-                         text=True, check=True)
-    results["negex_oncorank"] = json.loads(out.stdout.strip().splitlines()[-1])
-    results["peer_throughput"] = run_peer(ns.peer_python, "notes", ns.replicate)
-    results["peer_negex"] = run_peer(ns.peer_python, "negex", ns.replicate)
-    print(json.dumps(results, indent=2))
+        results[master] = _child(["--child", master, "--replicate", str(ns.replicate)])
+        print(json.dumps(results[master]), file=sys.stderr)
+    for sentencizer in ("simple", "pyrush"):
+        results[f"medspacy_{sentencizer}"] = peer_throughput(ns.medspacy_python, ns.replicate,
+                                                             sentencizer)
+        print(json.dumps(results[f"medspacy_{sentencizer}"]), file=sys.stderr)
+    rows = negex_rows()
+    ours = _child(["--child", "negex"])
+    results["negex"] = {"oncorank": scores(rows, ours["flags"])}
+    for name, python, mode in (("medspacy", ns.medspacy_python, "negex-medspacy"),
+                               ("negspacy", ns.negspacy_python, "negex-negspacy")):
+        res = run_peer(python, mode, {"rows": ours["spans"]})
+        if res and "flags" in res:
+            results["negex"][name] = scores(rows, res["flags"])
+        elif res:
+            results["negex"][name] = res
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)
+    text = json.dumps(results, indent=2)
+    if ns.out:
+        Path(ns.out).write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
