@@ -25,6 +25,7 @@ except ImportError:  # the bundle syncs notebooks/ next to pipelines/
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from pyspark.sql import functions as F
 
 from pipelines.analytics.monitoring import mlflow_metric_history, realised_c_index
 from pipelines.analytics.notebook import open_notebook
@@ -55,6 +56,38 @@ else:
     ax.legend(fontsize=7)
     fig.autofmt_xdate()
     nb.show(fig, "monitoring_validation_c_index")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## C-index of every training run, from `gold.model_metrics`
+# MAGIC The same numbers as a Delta table (readable with SQL, DuckDB, and by anyone granted
+# MAGIC gold), with the registered version and whether it became the champion (★).
+
+# COMMAND ----------
+
+metrics_df = nb.read("gold.model_metrics")
+model_metrics = pd.DataFrame()
+if metrics_df is not None:
+    model_metrics = metrics_df.filter(F.col("metric").isin("harrell_c", "uno_c")).select(
+        "trained_at", "family", "model_version", "promoted", "metric", "value").toPandas()
+    model_metrics["trained_at"] = pd.to_datetime(model_metrics["trained_at"], utc=True)
+    model_metrics = model_metrics.sort_values(["trained_at", "family", "metric"])
+    nb.print_frame(model_metrics.round(3), "C-index per training run (held-out patients)")
+    if len(model_metrics):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for (family, metric), part in model_metrics.groupby(["family", "metric"]):
+            line = ax.plot(part["trained_at"], part["value"], marker="o",
+                           label=f"{family} {metric}")[0]
+            champion = part[part["promoted"].fillna(False).astype(bool)]
+            ax.scatter(champion["trained_at"], champion["value"], marker="*", s=160,
+                       color=line.get_color(), zorder=3)
+        ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel("C-index (held-out patients)")
+        ax.set_title("C-index per training run (★ = promoted to champion)")
+        ax.legend(fontsize=7)
+        fig.autofmt_xdate()
+        nb.show(fig, "monitoring_model_metrics")
 
 # COMMAND ----------
 

@@ -169,6 +169,15 @@ def lakehouse(spark, tmp_path_factory):
     delta.write_table(spark, spark.createDataFrame(bad, QUARANTINE_SCHEMA),
                       settings.quarantine_table(settings.table("silver", "patients")),
                       keys=["quarantine_id"])
+    metrics = [(f"run{i}", "oncorank_treatment_response", family, True, str(i + 1),
+                family == "coxph", metric, value, "fp", f"2026-{9 + i:02d}-01T02:00:00+00:00")
+               for i, c in enumerate((0.66, 0.68, 0.64))
+               for family, shift in (("coxph", 0.0), ("xgb_aft", -0.02))
+               for metric, value in (("harrell_c", c + shift), ("uno_c", c + shift - 0.01),
+                                     ("c_cancer_type_NSCLC", 0.6))]
+    write("gold.model_metrics", pd.DataFrame(metrics, columns=[
+        "run_id", "model_name", "family", "selected", "model_version", "promoted", "metric",
+        "value", "fingerprint", "trained_at"]), ["run_id", "family", "metric"])
     _log_training_runs(settings)
     return settings, data
 
@@ -352,13 +361,19 @@ def test_model_monitoring(lakehouse, monkeypatch):
     assert realised.loc[BOARD_DATES[-1], "harrell_c"] < realised.loc[BOARD_DATES[0],
                                                                      "harrell_c"] - 0.1
 
+    table = ns["model_metrics"]
+    coxph = table[(table["family"] == "coxph") & (table["metric"] == "harrell_c")]
+    assert coxph["value"].round(2).tolist() == [0.66, 0.68, 0.64]
+    assert len(table) == 12 and set(table["metric"]) == {"harrell_c", "uno_c"}
+
     history = ns["history"]
     assert history["harrell_c"].tolist() == [0.66, 0.68, 0.64]
     assert set(history["experiment"]) == {"oncorank/coxph"}
     drift = ns["drift"]
     assert len(drift) == len(data["drift"])
     _figures_are_real(ARTIFACTS / "04_model_monitoring",
-                      ["monitoring_validation_c_index", "monitoring_realised_c_index",
+                      ["monitoring_validation_c_index", "monitoring_model_metrics",
+                       "monitoring_realised_c_index",
                        "monitoring_drift_latest", "monitoring_drift_over_time"])
 
 

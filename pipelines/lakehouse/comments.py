@@ -35,6 +35,15 @@ TABLE_COMMENTS: dict[str, str] = {
     "bronze.notes_raw": (
         "Clinical notes as received (raw text with identifiers). Input of the "
         "de-identification stage only; analysts use silver.notes_deid."),
+    "bronze.vcf_headers": (
+        "Header lines (INFO, FORMAT, FILTER, contig) of every ingested VCF/BCF, with what "
+        "breaks the VCF specification, if anything."),
+    "bronze.clinical_csv_patients": (
+        "patients.csv rows as received: source patient id, name, MRN, birth date and the "
+        "diagnosis fields. Contains identifiers."),
+    "bronze.clinical_csv_diagnoses": "diagnoses.csv rows as received (source patient ids).",
+    "bronze.clinical_csv_treatments": "treatments.csv rows as received (source patient ids).",
+    "bronze.clinical_csv_outcomes": "outcomes.csv rows as received (source patient ids).",
     # ---------------------------------------------------------------- silver (clean, keyed)
     "silver.notes_deid": (
         "De-identified clinical notes: names, ids, contact details and exact dates replaced "
@@ -52,6 +61,12 @@ TABLE_COMMENTS: dict[str, str] = {
     "silver.outcomes": (
         "Survival outcomes per patient from the index date: overall survival and time to "
         "next treatment, with censoring indicators."),
+    "silver.medication_exposures": (
+        "Drug exposures per patient from FHIR MedicationRequests or treatments.csv, "
+        "normalised to RxNorm ingredients; the input of treatment lines."),
+    "silver.sequenced_samples": (
+        "Which VCF sample belongs to which patient, with records ingested and quarantined "
+        "per sample (pseudonymised file and sample names)."),
     "silver.comorbidities": (
         "Charlson (Quan ICD-10) and Elixhauser comorbidity components and scores per "
         "patient, and contraindication flags used by the ranking."),
@@ -71,6 +86,9 @@ TABLE_COMMENTS: dict[str, str] = {
     "gold.treatment_rankings": (
         "Ranked treatment options per patient under review: predicted restricted mean "
         "survival and survival at 12/24 months with intervals, evidence, contraindications."),
+    "gold.model_metrics": (
+        "Validation metrics of every training run, one row per run and metric (C-index "
+        "overall and by subgroup, ...), with the registered version and whether it was promoted."),
     "gold.drift": (
         "Population drift per feature between the training cohort and the scored cohort "
         "(e.g. PSI, KS); the report warns when the population has moved."),
@@ -103,6 +121,39 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "note_date": "Date the note was written, as received",
         "text": "Raw note text, with identifiers",
         "source_file": _SOURCE,
+    },
+    "bronze.clinical_csv_patients": {
+        "record_id": "Stable id of the source row (hash of file and content)",
+        "source_file": _SOURCE,
+        "record_index": "Position of the row in its source file",
+        "patient_id": "Source patient id (identifier)",
+        "name": "Patient name (identifier)",
+        "mrn": "Medical record number (identifier)",
+        "birth_date": "Date of birth (identifier)",
+    },
+    "silver.medication_exposures": {
+        "exposure_id": "Stable id of the exposure",
+        "patient_key": _PK,
+        "drug": "Canonical ingredient name (null when the code maps to none)",
+        "rxcui": "RxNorm concept id of the drug as recorded",
+        "display": "Drug text as recorded",
+        "start_date": "First administration or order (date-shifted)",
+        "end_date": "Last administration (date-shifted); null if unknown",
+        "status": "Order status as recorded (e.g. completed, active, stopped)",
+        "antineoplastic": "True for anticancer drugs (the ones that form treatment lines)",
+        "source": "Where the row came from: fhir or csv",
+    },
+    "gold.model_metrics": {
+        "run_id": "MLflow run of the training",
+        "model_name": "Registered model name",
+        "family": "Model family, e.g. coxph, rsf, xgb_aft",
+        "selected": "True for the family selected to register in this training run",
+        "model_version": "Registered model version (null when not registered)",
+        "promoted": "True when this version became the champion",
+        "metric": "Metric name, e.g. harrell_c, uno_c, c_<subgroup>_<level>",
+        "value": "Metric value on the held-out patients",
+        "fingerprint": "Fingerprint of the training data and configuration",
+        "trained_at": "When the model was trained (UTC)",
     },
     "silver.notes_deid": {
         "note_id": "Note id from the source system",
