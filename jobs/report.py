@@ -1,0 +1,28 @@
+"""report: gold.treatment_rankings -> tumor-board reports (Databricks python task entry point).
+
+    python -m jobs.report [--board-date 2026-12-03] [--care-team] [common flags]
+"""
+from pipelines.lakehouse.jobmain import job_main
+
+STAGE = "report"
+
+
+def run(spark, settings, parent_run_id=None, care_team=False, **kwargs):
+    from pipelines.reports.stage import render_reports
+
+    return render_reports(spark, settings, parent_run_id=parent_run_id,
+                          care_team=bool(care_team))
+
+
+def add_arguments(parser):
+    parser.add_argument("--care-team", dest="care_team", action="store_true",
+                        help="write the identified variant (name, MRN from "
+                             "restricted.patient_identity) to <board_date>/care-team/")
+
+
+def main(argv=None):
+    job_main(STAGE, run, argv, add_arguments)
+
+
+if __name__ == "__main__":
+    main()

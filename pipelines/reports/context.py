@@ -1,0 +1,442 @@
+"""Pure builders of the report's sections: plain rows (dicts) in, template context out.
+
+Nothing here reads a table or a file; :mod:`pipelines.reports.stage` collects the rows.
+Every number leaves with its unit, every missing input with a sentence saying what is missing.
+
+>>> age_text({"age_at_diagnosis": 63}, "2026-12-03")
+'63 years at diagnosis'
+>>> humanise("cci_chronic_pulmonary")
+'chronic pulmonary'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+from importlib import resources
+
+import yaml
+
+from pipelines.catalog import RegimenCatalog
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _val(v):
+    return None if _missing(v) else v
+
+
+def humanise(name: str) -> str:
+    """A column name as words (prefix such as ``cci_``/``ci_``/``elix_`` dropped)."""
+    name = re.sub(r"^(cci|ci|elix|feat|nlp|bm|gene)_", "", str(name))
+    return name.replace("_", " ").strip()
+
+
+@cache
+def driver_genes() -> tuple[set[str], tuple[str, ...]]:
+    text = (resources.files("pipelines.reports.resources").joinpath("driver_genes.yaml")
+            .read_text())
+    data = yaml.safe_load(text)
+    return {g.upper() for g in data["genes"]}, tuple(data["protein_altering"])
+
+
+# ---------------------------------------------------------------------------- header
+def age_text(patient: dict | None, board_date: str) -> str:
+    patient = patient or {}
+    age = _val(patient.get("age_at_diagnosis"))
+    if age is not None:
+        return f"{int(age)} years at diagnosis"
+    birth_year = _val(patient.get("birth_year"))
+    if birth_year is not None:
+        return f"about {int(board_date[:4]) - int(birth_year)} years"
+    return "not recorded"
+
+
+def header_context(key: str, patient: dict | None, features: dict | None, board_date: str,
+                   catalog: RegimenCatalog, identity: dict | None = None) -> dict:
+    """Who the patient is. ``identity`` (name, MRN) only for the care-team variant."""
+    patient = patient or {}
+    features = features or {}
+
+    def pick(name):
+        v = _val(patient.get(name))
+        return v if v is not None else _val(features.get(name))
+
+    cancer = pick("cancer_type") or "unknown"
+    ecog = pick("ecog")
+    out = {
+        "key": key,
+        "age_text": age_text(patient or features, board_date),
+        "sex": pick("sex"),
+        "cancer_type": cancer,
+        "cancer_type_name": catalog.cancer_types.get(cancer, {}).get("name", cancer),
+        "stage": pick("stage"),
+        "ecog": int(ecog) if isinstance(ecog, int | float) else ecog,
+        "board_date": board_date,
+        "age": _val(patient.get("age_at_diagnosis")),
+    }
+    if identity is not None:
+        out["name"] = identity.get("name")
+        out["mrn"] = identity.get("mrn")
+    return out
+
+
+# ---------------------------------------------------------------------------- options
+def options_context(rankings: list[dict], catalog: RegimenCatalog) -> list[dict]:
+    """The ranked options table, in rank order."""
+    out = []
+    for r in sorted(rankings, key=lambda r: r["rank"]):
+        try:
+            regimen = catalog.get(r["treatment"])
+            drugs = " + ".join(regimen.drugs)
+        except KeyError:
+            drugs = ""
+        o = {k: _val(v) for k, v in r.items()}
+        o["drugs"] = drugs
+        o["is_soc"] = r.get("treatment") == r.get("standard_of_care")
+        found = r.get("contraindications")
+        o["contraindications"] = [] if found is None else [str(c) for c in found]
+        o["overlap_warning"] = bool(r.get("overlap_warning"))
+        out.append(o)
+    return out
+
+
+def close_call(options: list[dict]) -> bool:
+    """True when the runner-up's predicted RMST lies inside the top option's interval: the
+    order of the two is within the model's uncertainty."""
+    if len(options) < 2:
+        return False
+    lower, second = options[0].get("rmst_lower"), options[1].get("predicted_rmst")
+    return lower is not None and second is not None and second >= lower
+
+
+def red_flags(options: list[dict], drift: dict, quality: dict) -> list[str]:
+    """Short flags for the header and the board index (top option first)."""
+    flags = []
+    if options:
+        top = options[0]
+        flags.extend(top["contraindications"])  # each names the drug it speaks against
+        if top["overlap_warning"]:
+            flags.append(f"{top['treatment']}: poor overlap (few similar patients treated)")
+    if drift.get("drifted"):
+        flags.append("population drift: " + ", ".join(drift["drifted"][:4]))
+    if not quality.get("ok", True):
+        flags.append("data-quality check failed")
+    return flags
+
+
+# ---------------------------------------------------------------------------- genomics
+def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
+                     variants: list[dict] | None) -> dict:
+    genes, altering = driver_genes()
+    out: dict = {"actionable": [], "drivers": [], "flags": []}
+    if actionable is None:
+        out["actionable_missing"] = "Knowledge-base matching has not run (no " \
+                                    "silver.actionable_alterations table)."
+    else:
+        order = {"sensitivity": 0, "resistance": 1}
+        for a in sorted(actionable, key=lambda a: (order.get(str(a.get("direction")), 2),
+                                                   str(a.get("evidence_level")),
+                                                   str(a.get("gene")))):
+            on_label = _val(a.get("on_label"))
+            out["actionable"].append({
+                "gene": a.get("gene"), "alteration": a.get("alteration"),
+                "therapy": a.get("therapy"), "direction": a.get("direction"),
+                "evidence_level": a.get("evidence_level"),
+                "label": "" if on_label is None else ("on-label" if on_label else "off-label"),
+                "vaf": _val(a.get("vaf")), "citation": a.get("citation")})
+        out["actionable_missing"] = "No actionable alteration matched the knowledge base."
+    if biomarkers and _val(biomarkers.get("tmb")) is not None:
+        out["tmb_text"] = f"{float(biomarkers['tmb']):.1f} mutations/Mb"
+    else:
+        out["tmb_text"] = "not available"
+    for k, v in sorted((biomarkers or {}).items()):
+        if k in ("patient_key", "tmb") or _missing(v):
+            continue
+        if isinstance(v, bool) and v:
+            out["flags"].append(humanise(k))
+    actionable_genes = {str(a.get("gene")).upper() for a in actionable or []}
+    if variants is None:
+        out["drivers_missing"] = "Variant calls are not available (no silver.variants table)."
+    else:
+        for v in variants:
+            gene = str(v.get("gene") or "").upper()
+            consequence = str(v.get("consequence") or "")
+            if gene not in genes or gene in actionable_genes:
+                continue
+            if str(v.get("filter") or "PASS").upper() not in ("PASS", "."):
+                continue
+            if not any(term in consequence for term in altering):
+                continue
+            out["drivers"].append({"gene": gene, "hgvsp": v.get("hgvsp") or v.get("hgvsc") or "",
+                                   "consequence": consequence.replace("_", " ").replace("&", ", "),
+                                   "vaf": _val(v.get("vaf")), "dp": _val(v.get("dp"))})
+        out["drivers"].sort(key=lambda d: (d["gene"], str(d["hgvsp"])))
+        out["drivers_missing"] = "No other protein-altering PASS variant in a driver gene."
+    return out
+
+
+# ---------------------------------------------------------------------------- notes
+CONTEXT_ORDER = {"affirmed": 0, "historical": 1, "possible": 2, "hypothetical": 3, "negated": 4,
+                 "family": 5}
+
+
+def notes_context(findings: list[dict] | None, limit: int = 40) -> tuple[list[dict], str]:
+    """Note findings with their context and de-identified snippet (never the note text)."""
+    if findings is None:
+        return [], "Notes have not been processed (no silver.note_findings table)."
+    rows = []
+    seen = set()
+    for f in sorted(findings, key=lambda f: (CONTEXT_ORDER.get(str(f.get("context")), 9),
+                                             str(f.get("category")), str(f.get("concept")),
+                                             str(f.get("note_date")), str(f.get("finding_id")))):
+        key = (f.get("concept"), f.get("value"), f.get("context"), f.get("snippet"))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"concept": f.get("concept"), "category": f.get("category") or "",
+                     "value": "" if _missing(f.get("value")) else f.get("value"),
+                     "context": f.get("context"), "note_type": f.get("note_type") or "",
+                     "note_date": str(f["note_date"]) if f.get("note_date") else "",
+                     "snippet": f.get("snippet") or ""})
+    return rows[:limit], "No findings were extracted from this patient's notes."
+
+
+# ---------------------------------------------------------------------------- comorbidities
+def comorbidity_context(row: dict | None, table_exists: bool) -> dict:
+    if row is None:
+        return {"available": False,
+                "missing": "Comorbidities have not been computed (no silver.comorbidities "
+                           "table)." if not table_exists else
+                           "No comorbidity record for this patient."}
+    conditions = [humanise(k) for k, v in sorted(row.items())
+                  if k.startswith("cci_") and not _missing(v) and bool(v)]
+    ci = [humanise(k) for k, v in sorted(row.items())
+          if k.startswith("ci_") and not _missing(v) and bool(v)]
+    charlson = _val(row.get("charlson_index"))
+    elix = _val(row.get("elixhauser_vw"))
+    return {"available": True, "charlson": "not computed" if charlson is None else int(charlson),
+            "elixhauser": None if elix is None else int(elix), "conditions": conditions,
+            "ci_flags": ci}
+
+
+# ---------------------------------------------------------------------------- why
+def _fmt_value(v) -> str:
+    """A feature value for people: yes/no for flags, no trailing .0, two decimals at most.
+
+    >>> [_fmt_value(x) for x in (True, "False", "84.0", 0.125, "III", None)]
+    ['yes', 'no', '84', '0.12', 'III', 'missing']
+    """
+    if _missing(v) or v == "nan":
+        return "missing"
+    if isinstance(v, str):
+        if v in ("True", "False"):
+            return "yes" if v == "True" else "no"
+        try:
+            v = float(v)
+        except ValueError:
+            return v
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int | float):
+        v = float(v)
+        return f"{v:.0f}" if v.is_integer() else f"{v:.2f}"
+    return str(v)
+
+
+def why_context(options: list[dict], explanations: dict[str, list[dict]],
+                labels: dict[str, str], top_n: int = 2) -> list[dict]:
+    """Top drivers (SHAP) of the prediction for the ``top_n`` options."""
+    out = []
+    for o in options[:top_n]:
+        rows = explanations.get(o["treatment"], [])
+        biggest = max([abs(float(r["contribution"])) for r in rows
+                       if not _missing(r.get("contribution"))] or [0.0])
+        drivers = []
+        for r in sorted(rows, key=lambda r: -abs(float(r.get("contribution") or 0.0))):
+            c = _val(r.get("contribution"))
+            if c is None:
+                continue
+            description = labels.get(r["feature"]) or ""
+            drivers.append({"label": humanise(r["feature"]),
+                            "description": description if len(description) <= 120 else
+                            description[:117] + "…",
+                            "value": _fmt_value(_val(r.get("value"))), "contribution": float(c),
+                            "positive": float(c) >= 0,
+                            "width": 0 if biggest == 0 else round(100 * abs(float(c)) / biggest)})
+        scale = next((r.get("scale") for r in rows if r.get("scale")), None)
+        out.append({"treatment": o["treatment"], "rank": o["rank"],
+                    "predicted_rmst": o.get("predicted_rmst"), "drivers": drivers,
+                    "unit": CONTRIBUTION_UNITS.get(str(scale), str(scale or "model units")),
+                    "missing": "The model gave no explanation for this option."})
+    return out
+
+
+# ---------------------------------------------------------------------------- model card
+# Model card fields: pipelines.models.registry.build_card.
+FAMILY_NAMES = {"coxph": "Cox proportional hazards", "rsf": "random survival forest",
+                "gbsa": "gradient-boosted survival model", "xgb_cox": "XGBoost (Cox objective)",
+                "xgb_aft": "XGBoost (accelerated failure time)",
+                "xgb_spark_cox": "XGBoost on Spark (Cox objective)"}
+CONTRIBUTION_UNITS = {
+    "log_hazard": "log hazard ratio, sign flipped: + means longer predicted survival",
+    "log_time": "log survival time: + means longer predicted survival",
+    "rmst": "months of predicted RMST",
+}
+
+
+def _num(v):
+    return None if v is None or _missing(v) else float(v)
+
+
+def _age_in_band(age: float, band: str) -> bool:
+    """Whether ``age`` falls in a band label such as ``<50``, ``50-64`` or ``75+``."""
+    nums = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", band)]
+    if not nums:
+        return False
+    if band.strip().startswith("<"):
+        return age < nums[0]
+    if band.strip().endswith("+"):
+        return age >= nums[0]
+    if len(nums) >= 2:
+        return nums[0] <= age < nums[1] + 1
+    return False
+
+
+def subgroup_lines(card: dict, patient: dict) -> list[str]:
+    """Validation Harrell's C in each subgroup the patient belongs to (card
+    ``subgroup_c_index``: records of subgroup, level, n, events, harrell_c)."""
+    values = {"cancer_type": patient.get("cancer_type"), "sex": patient.get("sex"),
+              "stage": patient.get("stage")}
+    lines = []
+    for e in card.get("subgroup_c_index") or []:
+        group, level = str(e.get("subgroup")), str(e.get("level"))
+        if group == "age_band":
+            age = patient.get("age")
+            mine = age is not None and _age_in_band(float(age), level)
+        else:
+            mine = values.get(group) is not None and str(values[group]) == level
+        if not mine:
+            continue
+        n, events, c = e.get("n"), e.get("events"), _num(e.get("harrell_c"))
+        size = f"{int(n)} validation patients, {int(events or 0)} deaths" if n is not None else ""
+        label = humanise(group).capitalize()
+        if c is None:
+            lines.append(f"{label} {level}: too few deaths to measure ({size})")
+        else:
+            lines.append(f"{label} {level}: Harrell's C {c:.2f} ({size})")
+    return lines
+
+
+def card_context(card: dict, champion_meta: dict, scored: dict, patient: dict) -> dict:
+    """The model-card rows of the report."""
+    cohort = card.get("training_cohort") or {}
+    val = card.get("validation") or {}
+    parts = []
+    if cohort.get("n_patients") is not None:
+        parts.append(f"{int(cohort['n_patients'])} patients")
+    if cohort.get("n_events") is not None:
+        parts.append(f"{int(cohort['n_events'])} deaths")
+    lo, hi = (list(cohort.get("index_date_range") or []) + [None, None])[:2]
+    if lo and hi:
+        parts.append(f"index dates {lo} to {hi}")
+    counts = cohort.get("treatment_counts") or {}
+    validation = []
+    for key, label, fmt in (("harrell_c", "Harrell's C", "{:.2f}"), ("uno_c", "Uno's C", "{:.2f}"),
+                            ("integrated_brier", "integrated Brier score", "{:.3f}"),
+                            ("td_auc", "time-dependent AUC", "{:.2f}")):
+        if _num(val.get(key)) is not None:
+            validation.append(f"{label} {fmt.format(float(val[key]))}")
+    if val.get("n") is not None:
+        validation.append(f"on {int(val['n'])} held-out patients")
+    calib = []
+    pred, obs = _num(val.get("predicted_surv_horizon")), _num(val.get("observed_surv_horizon"))
+    if pred is not None and obs is not None:
+        calib.append(f"predicted survival {100 * pred:.0f}% vs observed (Kaplan-Meier) "
+                     f"{100 * obs:.0f}%")
+    if _num(val.get("calibration_ici")) is not None:
+        calib.append(f"integrated calibration index {float(val['calibration_ici']):.3f}")
+    family = FAMILY_NAMES.get(str(card.get("model_family")), str(card.get("model_family") or
+                                                                  "not recorded"))
+    if card.get("learner"):
+        family += f", {card['learner']}"
+    n_boot = card.get("n_bootstrap")
+    mismatch = ""
+    if scored.get("model_version") and str(scored["model_version"]) != str(
+            champion_meta.get("version")):
+        mismatch = (f"Rankings were scored with version {scored['model_version']}; curves and "
+                    f"explanations come from the current champion, version "
+                    f"{champion_meta.get('version')}. Re-run `score` for this board date.")
+    return {
+        "name": champion_meta.get("name"), "version": champion_meta.get("version"),
+        "run_id": scored.get("mlflow_run_id") or champion_meta.get("run_id"),
+        "family": family,
+        "scored_at": scored.get("scored_at") or "unknown",
+        "cohort_text": ", ".join(parts) or "not recorded",
+        "treatment_counts": ", ".join(f"{k} {int(v)}" for k, v in sorted(counts.items())),
+        "validation_text": ", ".join(validation) or "not recorded",
+        "calibration_text": "; ".join(calib) or "not recorded",
+        "subgroups": subgroup_lines(card, patient),
+        "version_mismatch": mismatch,
+        "interval_text": (f"95% bootstrap interval ({int(n_boot)} refits) below each value"
+                          if n_boot else "no interval: the model was trained without bootstrap"),
+    }
+
+
+# ---------------------------------------------------------------------------- board-level status
+def drift_context(rows: list[dict] | None) -> dict:
+    if rows is None:
+        return {"available": False, "drifted": [],
+                "missing": "Drift has not been computed for this board date."}
+    if not rows:
+        return {"available": False, "drifted": [],
+                "missing": "Drift has not been computed for this board date."}
+    drifted = sorted(str(r["feature"]) for r in rows if r.get("drifted"))
+    return {"available": True, "drifted": drifted, "n_features": len(rows)}
+
+
+def quality_context(data_quality: list[dict] | None, job_runs: list[dict] | None) -> dict:
+    """Data-quality status: the latest validation of each table in ops.data_quality (issue 6's
+    gate: run_id, table, expectation, success, action, validated_at), else the job audit."""
+    if data_quality:
+        by_table: dict[str, list[dict]] = {}
+        for r in data_quality:
+            by_table.setdefault(str(r.get("table")), []).append(r)
+        details, failed_tables = [], 0
+        for table, rows in sorted(by_table.items()):
+            newest = max(rows, key=lambda r: str(r.get("validated_at")))
+            rows = [r for r in rows if r.get("run_id") == newest.get("run_id")]
+            failed = [r for r in rows if r.get("success") is False]
+            if failed:
+                failed_tables += 1
+                what = sorted({f"{r.get('expectation')} ({r.get('action')})" for r in failed})
+                details.append(f"{table}: {len(failed)} of {len(rows)} checks failed: "
+                               + "; ".join(what)[:240])
+        if failed_tables:
+            return {"ok": False, "status": f"checks failed on {failed_tables} table(s)",
+                    "details": details}
+        return {"ok": True, "status": f"latest checks passed on {len(by_table)} table(s)",
+                "details": []}
+    # The report job itself is not a source of the data it shows (and re-rendering must not
+    # change the page).
+    job_runs = [r for r in job_runs or [] if r.get("job") != "report"]
+    if job_runs:
+        latest: dict[str, dict] = {}
+        for r in sorted(job_runs, key=lambda r: str(r.get("started_at"))):
+            latest[str(r.get("job"))] = r
+        bad = [j for j, r in latest.items() if r.get("status") != "succeeded"]
+        quarantined = sum(int(r.get("rows_quarantined") or 0) for r in latest.values())
+        details = [f"{j}: last run {latest[j].get('status')}" for j in sorted(bad)]
+        if quarantined:
+            details.append(f"{quarantined} rows quarantined by the latest runs "
+                           "(`oncorank quarantine list`)")
+        if bad:
+            return {"ok": False, "status": f"{len(bad)} job(s) did not succeed",
+                    "details": details}
+        return {"ok": True, "status": f"latest runs of {len(latest)} jobs succeeded and "
+                                      "reconciled (rows in = written + quarantined)",
+                "details": details}
+    return {"ok": True, "status": "no data-quality record available", "details": []}

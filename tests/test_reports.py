@@ -1,0 +1,304 @@
+"""report stage: self-contained HTML + PDF per patient, board index, tested in real Chromium.
+
+The world is small gold/silver tables written here, a champion trained by the real train
+stage, and rankings written by the real score stage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from html import unescape
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from test_ranking import BOARD, KEY, board_frames, board_settings, train_champion, write_board
+
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.errors import ConfigError, InputNotFoundError
+from pipelines.lakehouse.privacy import pseudonymise
+from pipelines.ranking.stage import score
+from pipelines.reports import render
+from pipelines.reports.browser import HeadlessBrowser, find_chromium
+from pipelines.reports.stage import render_reports
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+SECTIONS = ["header", "options", "curves", "genomics", "notes", "comorbidities", "why",
+            "model-card", "disclaimer"]
+# Fake PHI as a generator would plant it: never in analyst tables or the default report.
+NAMES = ["Marguerite Okonkwo-Lindqvist", "Bartholomew Fairweather-Nakamura",
+         "Wilhelmina Abernathy-Quispe"]
+MRNS = ["MRN88172635", "MRN55510293", "MRN40093817"]
+DOBS = ["1951-04-17", "1948-11-02", "1957-06-30"]
+RAW_NOTE = ("Patient Marguerite Okonkwo-Lindqvist (MRN88172635, DOB 04/17/1951) seen today; "
+            "history of grade 3 pneumonitis on prior therapy.")
+needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed")
+
+
+def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
+    """silver.patients, restricted.patient_identity, silver.biomarkers, silver.variants."""
+    feats = frames["features"].set_index("patient_key")
+    patients, identity, biomarkers, variants = [], [], [], []
+    src_of = {pseudonymise(sid, KEY): sid for sid in frames["ids"].values()}
+    for i, k in enumerate(keys):
+        f = feats.loc[k]
+        patients.append((k, f["sex"], 1960, float(f["age_at_diagnosis"]), f["cancer_type"],
+                         f["stage"], dt.date(2026, 9, 1), dt.date(2026, 11, 1), float(f["ecog"]),
+                         "csv"))
+        identity.append((k, src_of[k], NAMES[i % 3], MRNS[i % 3],
+                         dt.date.fromisoformat(DOBS[i % 3]), "csv"))
+        biomarkers.append((k, float(f["tmb"]), bool(f["egfr_mut"]), bool(f["kras_g12c"])))
+        variants.append((f"v{i}a", k, src_of[k], "17", 7675088, "C", "T", "PASS", "0/1", 0.41,
+                         212, "TP53", "missense_variant", "c.524G>A", "p.R175H",
+                         "ENST00000269305", f"vcf/{src_of[k]}.vcf.gz"))
+        variants.append((f"v{i}b", k, src_of[k], "12", 25245350, "C", "A", "LowQual", "0/1",
+                         0.05, 30, "KRAS", "missense_variant", "c.35G>T", "p.G12V",
+                         "ENST00000256331", f"vcf/{src_of[k]}.vcf.gz"))
+    delta.write_table(spark, spark.createDataFrame(
+        patients, "patient_key string, sex string, birth_year int, age_at_diagnosis double, "
+                  "cancer_type string, stage string, diagnosis_date date, index_date date, "
+                  "ecog double, source string"), settings.table("silver", "patients"),
+        mode="overwrite")
+    delta.write_table(spark, spark.createDataFrame(
+        identity, "patient_key string, source_patient_id string, name string, mrn string, "
+                  "birth_date date, source string"),
+        settings.table("restricted", "patient_identity"), mode="overwrite")
+    delta.write_table(spark, spark.createDataFrame(
+        biomarkers, "patient_key string, tmb double, egfr_mut boolean, kras_g12c boolean"),
+        settings.table("silver", "biomarkers"), mode="overwrite")
+    delta.write_table(spark, spark.createDataFrame(
+        variants, "variant_key string, patient_key string, sample string, chrom string, "
+                  "pos long, ref string, alt string, filter string, gt string, vaf double, "
+                  "dp int, gene string, consequence string, hgvsc string, hgvsp string, "
+                  "transcript string, source_file string"),
+        settings.table("silver", "variants"), mode="overwrite")
+    # The raw note the snippet "History of grade 3 pneumonitis..." was de-identified from.
+    delta.write_table(spark, spark.createDataFrame(
+        [("n1", src_of[keys[1]], "oncology progress", dt.date(2026, 10, 1), RAW_NOTE,
+          "notes.jsonl")],
+        "note_id string, patient_id string, note_type string, note_date date, text string, "
+        "source_file string"), settings.table("bronze", "notes_raw"), mode="overwrite")
+    return {"source_ids": [src_of[k] for k in keys]}
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports-board")
+    settings = board_settings(root)
+    frames = board_frames(n=30, seed=21, n_train=800, prefix="RP")
+    sp = frames["special"]
+    keys = list(dict.fromkeys([sp["ild"], sp["noted"], sp["kras"], sp["autoimmune"],
+                               *frames["oracle"]["patient_key"].unique()[:2]]))
+    write_board(spark, settings, frames)
+    clinical = write_clinical(spark, settings, frames, keys)
+    train_champion(spark, settings)
+    review = root / "review.txt"
+    review.write_text("\n".join(clinical["source_ids"]) + "\n")
+    score(spark, settings, patients_file=str(review))
+    run = render_reports(spark, settings)
+    care = render_reports(spark, settings, care_team=True)
+    folder = settings.reports_path / BOARD
+    return {"settings": settings, "frames": frames, "keys": keys, "run": run, "care": care,
+            "folder": folder}
+
+
+@pytest.mark.slow
+def test_one_html_and_pdf_per_patient_named_by_key_plus_an_index(world):
+    folder, keys = world["folder"], world["keys"]
+    html = sorted(p.stem for p in folder.glob("*.html") if p.name != "index.html")
+    assert html == sorted(keys)
+    for k in keys:
+        assert (folder / f"{k}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert world["run"].rows_in == world["run"].rows_written == len(keys)
+    index = (folder / "index.html").read_text()
+    for k in keys:
+        assert f'href="{k}.html"' in index and f'href="{k}.pdf"' in index
+    top = world["frames"]["special"]["ild"]
+    assert "Level A" in index  # the EGFR patient's top option carries its evidence
+    assert "Interstitial lung disease" in index or top not in index
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium_offline_and_prints(world):
+    ARTIFACTS.mkdir(exist_ok=True)
+    key = world["frames"]["special"]["ild"]
+    page_path = world["folder"] / f"{key}.html"
+    with HeadlessBrowser() as browser:
+        page = browser.open(page_path.as_uri())
+        state = page.evaluate("""(() => {
+          const out = {};
+          for (const id of __SECTIONS__) {
+            const el = document.getElementById(id);
+            if (!el) { out[id] = null; continue; }
+            const r = el.getBoundingClientRect();
+            out[id] = {h: r.height, w: r.width, text: el.innerText.length,
+                       display: getComputedStyle(el).display};
+          }
+          const img = document.getElementById('survival-plot');
+          out.plot = img && {complete: img.complete, nw: img.naturalWidth, nh: img.naturalHeight,
+                             h: img.getBoundingClientRect().height,
+                             src: img.getAttribute('src').slice(0, 25)};
+          out.n_options = document.querySelectorAll('#options tbody.option').length;
+          out.csp = document.querySelector('meta[http-equiv="Content-Security-Policy"]')
+                    .getAttribute('content');
+          out.external = [...document.querySelectorAll('[src],[href]')]
+                    .map(e => e.getAttribute('src') || e.getAttribute('href'))
+                    .filter(u => /^(https?:)?\\/\\//.test(u));
+          out.title = document.title;
+          return out;
+        })()""".replace("__SECTIONS__", json.dumps(SECTIONS)))
+        for sec in SECTIONS:
+            assert state[sec] is not None, f"section {sec} missing"
+            assert state[sec]["h"] > 10 and state[sec]["display"] != "none", (sec, state[sec])
+            assert state[sec]["text"] > 20, (sec, state[sec])
+        plot = state["plot"]
+        assert plot["complete"] and plot["nw"] > 100 and plot["h"] > 100, plot
+        assert plot["src"] == "data:image/svg+xml;base64"
+        assert state["n_options"] == 4
+        assert "default-src 'none'" in state["csp"] and state["external"] == []
+        assert key in state["title"]
+        # Nothing but the page itself was requested: no fonts, scripts or images from anywhere.
+        assert [u for u in page.requests if not u.startswith(("file:", "data:"))] == []
+        assert not [m for m in page.console_messages if "Content Security Policy" in m]
+        shot = page.screenshot(ARTIFACTS / "tumor-board-report.png")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pdf = page.print_pdf()
+        assert pdf[:5] == b"%PDF-" and len(pdf) > 20_000
+        page.close()
+        index = browser.open((world["folder"] / "index.html").as_uri())
+        rows = index.evaluate("document.querySelectorAll('#patients tbody tr').length")
+        assert rows == len(world["keys"])
+        assert [u for u in index.requests if not u.startswith(("file:", "data:"))] == []
+        index.screenshot(ARTIFACTS / "tumor-board-index.png")
+        index.close()
+
+
+@pytest.mark.slow
+def test_report_content_answers_the_boards_questions(world):
+    sp = world["frames"]["special"]
+    html = (world["folder"] / f"{sp['ild']}.html").read_text()
+    text = unescape(re.sub(r"<[^>]+>", " ", html))
+    for needle in ("Predicted RMST, months", "Level A", "EGFR L858R", "on-label",
+                   "Interstitial lung disease", "TP53", "p.R175H", "mutations/Mb",
+                   "EGFR exon 21 L858R detected.", "Charlson comorbidity index",
+                   "Harrell's C", "decision support for clinicians", "95% bootstrap interval",
+                   "First-line regimens received"):
+        assert needle in text, needle
+    assert "p.G12V" not in text  # a LowQual call is not shown as a driver
+    noted = (world["folder"] / f"{sp['noted']}.html").read_text()
+    assert "History of grade 3 pneumonitis on prior therapy." in noted
+    assert "historical" in noted
+
+
+@pytest.mark.slow
+def test_default_report_and_analyst_tables_carry_no_phi(spark, world):
+    folder = world["folder"]
+    raw_fragments = [RAW_NOTE, RAW_NOTE[:40], "DOB 04/17/1951"]
+    phi = NAMES + MRNS + DOBS + raw_fragments
+    source_ids = list(world["frames"]["ids"].values())
+    for path in [*folder.glob("*.html")]:
+        text = path.read_text()
+        for s in phi + source_ids:
+            assert s not in text, (path.name, s)
+    settings = world["settings"]
+    for schema, name in (("gold", "treatment_rankings"), ("gold", "drift"),
+                         ("gold", "quarantine_treatment_rankings"), ("ops", "job_runs")):
+        ref = settings.table(schema, name)
+        if not delta.table_exists(spark, ref):
+            continue
+        df = delta.read_table(spark, ref)
+        blob = "\n".join(str(r) for r in df.select(
+            [F.col(c).cast("string") for c in df.columns]).collect())
+        for s in phi + source_ids:
+            assert s not in blob, (ref.key, s)
+
+
+@pytest.mark.slow
+def test_care_team_variant_shows_name_and_mrn_in_its_own_folder(world):
+    care = world["folder"] / "care-team"
+    key = world["keys"][0]
+    html = (care / f"{key}.html").read_text()
+    assert NAMES[0] in html and MRNS[0] in html
+    assert DOBS[0] not in html
+    index = (care / "index.html").read_text()
+    assert NAMES[0] in index and MRNS[0] in index
+    # The default variant of the same patient stays clean.
+    assert NAMES[0] not in (world["folder"] / f"{key}.html").read_text()
+
+
+@pytest.mark.slow
+def test_rerendering_writes_identical_html(spark, world):
+    folder = world["folder"]
+    before = {p.name: p.read_bytes() for p in folder.glob("*.html")}
+    render_reports(spark, world["settings"].replace(sections={"reports": {"pdf": False},
+                                                              "models": {}}))
+    after = {p.name: p.read_bytes() for p in folder.glob("*.html")}
+    assert before.keys() == after.keys()
+    changed = [n for n in before if n != "index.html" and before[n] != after[n]]
+    assert changed == []
+
+
+@pytest.mark.slow
+def test_html_only_when_chromium_is_absent(spark, world, monkeypatch, tmp_path):
+    monkeypatch.setenv("ONCORANK_CHROMIUM", str(tmp_path / "no-such-browser"))
+    settings = world["settings"].replace(reports_dir=str(tmp_path / "reports"))
+    run = render_reports(spark, settings)
+    folder = tmp_path / "reports" / BOARD
+    assert "Chromium is not installed" in run.pdf_note
+    assert list(folder.glob("*.pdf")) == []
+    assert len(list(folder.glob("*.html"))) == len(world["keys"]) + 1
+    assert ".pdf" not in (folder / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_an_id_with_path_characters_cannot_escape_the_report_folder(spark, world, tmp_path):
+    settings = world["settings"].replace(reports_dir=str(tmp_path / "reports"),
+                                         board_date="2026-12-24")
+    ref = settings.table("gold", "treatment_rankings")
+    rows = delta.read_table(spark, ref).filter(F.col("patient_key") == world["keys"][0])
+    evil = "../../../escaped/..%2Fx"
+    forged = rows.withColumn("patient_key", F.lit(evil)).withColumn(
+        "board_date", F.lit("2026-12-24").cast("date"))
+    delta.write_table(spark, forged, ref, mode="merge",
+                      keys=["patient_key", "treatment", "board_date"])
+    try:
+        run = render_reports(spark, settings.replace(sections={"reports": {"pdf": False}}))
+    finally:
+        delta._delta_table(spark, ref).delete(F.col("patient_key") == evil)
+    folder = (tmp_path / "reports" / "2026-12-24").resolve()
+    written = [p.resolve() for p in run.report_files]
+    assert all(p.parent == folder for p in written), written
+    assert all(p.resolve().parent == folder for p in tmp_path.rglob("*.html"))
+    assert not (tmp_path / "escaped").exists()
+    names = {p.name for p in folder.glob("*.html")}
+    assert names == {"index.html", render.safe_report_name(evil) + ".html"}
+    assert "/" not in render.safe_report_name(evil) and ".." not in render.safe_report_name(evil)
+
+
+def test_safe_paths_unit(tmp_path):
+    assert render.report_file(tmp_path, "3fa2c0d1e4b5a6978812", ".html") == (
+        tmp_path.resolve() / "3fa2c0d1e4b5a6978812.html")
+    for bad in ("..", "../x", "/etc/passwd", "a/../../b", "index", "", "con\x00"):
+        p = render.report_file(tmp_path, bad, ".html")
+        assert p.parent == tmp_path.resolve()
+    assert render.safe_report_name("a/b") != render.safe_report_name("a_b")
+    with pytest.raises(ConfigError):
+        render.board_folder(tmp_path, "../2026-12-03")
+
+
+@pytest.mark.slow
+def test_no_rankings_for_the_board_date_is_a_clear_error(spark, world):
+    with pytest.raises(InputNotFoundError, match="no rows for board date 2030-01-01"):
+        render_reports(spark, world["settings"].replace(board_date="2030-01-01"))
+
+
+def test_survival_plot_is_deterministic():
+    from pipelines.reports.plots import survival_plot_uri
+
+    curves = {"a": [1.0, 0.8, 0.5], "b": [1.0, 0.7, 0.4]}
+    first = survival_plot_uri([0, 12, 24], curves, 24)
+    assert first == survival_plot_uri([0, 12, 24], curves, 24)
+    assert first != survival_plot_uri([0, 12, 24], {"a": [1.0, 0.9, 0.8]}, 24)
