@@ -1,0 +1,1 @@
+"""Jinja templates and stylesheet of the tumor-board report (package data)."""
