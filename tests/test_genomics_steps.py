@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pipelines.genomics import bronze, silver
 from pipelines.genomics.annotation import annotation_layout, layout_ddl
 from pipelines.genomics.matching import match_variants, rules_frame, variant_facts
-from pipelines.genomics.reader import RAW_DDL, lines_to_batch
+from pipelines.genomics.rows import ROW_DDL, lines_to_batch
 from pipelines.genomics.sources import FieldDef, VcfSource, annotation_fields
 from pipelines.knowledge.alterations import parse_alteration
 from pipelines.lakehouse.privacy import pseudonymise
@@ -39,8 +39,10 @@ def source(samples=("S1",), csq=True, ann=False) -> VcfSource:
 
 def typed(spark, src: VcfSource, lines: list[str]):
     rows = lines_to_batch(src, pa.array(lines), 0).to_pylist()
-    raw = spark.createDataFrame([tuple(r.values()) for r in rows], RAW_DDL)
-    return raw.transform(bronze.with_bronze_fields)
+    maps = {"info", "format"}
+    data = [tuple(dict(v) if k in maps and v is not None else v for k, v in r.items())
+            for r in rows]
+    return spark.createDataFrame(data, ROW_DDL)
 
 
 def variants(spark, src: VcfSource, lines: list[str], sample_map=None):
@@ -81,7 +83,8 @@ def test_bronze_rules_reject_bad_values_with_reasons(spark):
     [empty] = bronze.select_bronze(df).filter("record_index = 8").collect()
     assert (empty["alts"], empty["qual"], empty["filters"], empty["info"]) == ([], None, None, {})
     q = bronze.select_quarantine(df).filter("_record_index = 1").collect()[0]
-    assert (q["qual"], q["_source"], q["_rule"]) == ("high", "/data/PT9.vcf", "invalid_qual")
+    assert (q["_source"], q["_rule"]) == ("/data/PT9.vcf", "invalid_qual")
+    assert q["raw_line"] == "chr7\t101\t.\tA\tG\thigh\tPASS\tDP=3\tGT\t0/1"
 
 
 # ---------------------------------------------------------------------------- silver

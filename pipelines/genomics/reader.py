@@ -3,65 +3,31 @@
 Per-record Python is the bottleneck of VCF ingestion (FINDINGS.md, "pysam inside Spark"),
 so records are never turned into Python objects here. htslib (through pysam) decompresses
 and, for contig pieces, seeks with the index; the text lines are then cut into columns with
-vectorised Arrow kernels. What needs the file's header — declared INFO/FORMAT keys, declared
-contigs, sample names — is checked here; what does not (numbers, genotypes) is typed in
-Spark by :mod:`pipelines.genomics.bronze`.
+vectorised Arrow kernels and typed (:mod:`pipelines.genomics.rows`), so the JVM only
+converts Arrow batches and writes.
 
-Each output row is one (record, sample) as received, all strings, plus ``_rule``/``_reason``
-when the row must be quarantined. A line whose column count is wrong becomes one row with
-the raw line in ``_raw``; an unreadable stretch of a file (a truncated bgzip block) becomes
-one row saying where reading stopped. So for every piece: rows out = one per (record, sample)
-of well-formed lines + one per malformed line + one per read failure.
-
-The pure part, :func:`lines_to_batch`, runs without Spark (see the tests).
+Each output row is one (record, sample), plus ``_rule``/``_reason`` when the row must be
+quarantined. A line whose column count is wrong becomes one row with the raw line in
+``_raw``; an unreadable stretch of a file (a truncated bgzip block) becomes one row saying
+where reading stopped. So for every piece: rows out = one per (record, sample) of
+well-formed lines + one per malformed line + one per read failure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
+from pipelines.genomics import rows
+from pipelines.genomics.rows import conventions  # noqa: F401 - re-exported
 from pipelines.genomics.sources import Piece, VcfSource
-
-RAW_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
-    ("source_file", pa.string(), "string"),
-    ("record_index", pa.int64(), "bigint"),
-    ("sample", pa.string(), "string"),
-    ("sample_index", pa.int32(), "int"),
-    ("chrom", pa.string(), "string"),
-    ("pos", pa.string(), "string"),
-    ("id", pa.string(), "string"),
-    ("ref", pa.string(), "string"),
-    ("alt", pa.string(), "string"),
-    ("qual", pa.string(), "string"),
-    ("filter", pa.string(), "string"),
-    ("info", pa.string(), "string"),
-    ("format", pa.string(), "string"),
-    ("sample_data", pa.string(), "string"),
-    ("_raw", pa.string(), "string"),
-    ("_rule", pa.string(), "string"),
-    ("_reason", pa.string(), "string"),
-)
-RAW_ARROW_SCHEMA = pa.schema([(n, t) for n, t, _ in RAW_FIELDS])
-RAW_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in RAW_FIELDS)
-FIXED = ("chrom", "pos", "id", "ref", "alt", "qual", "filter", "info")
 
 TARGET_ROWS = 65_536  # rows per Arrow batch: bounds worker memory whatever the sample count
 CHUNK_BYTES = 4 << 20  # decompressed bytes per read
-
-
-@cache
-def conventions() -> dict:
-    text = resources.files("pipelines.genomics.resources").joinpath(
-        "vcf_conventions.yaml").read_text()
-    return yaml.safe_load(text)
 
 
 @dataclass(frozen=True)
@@ -241,7 +207,7 @@ def read_piece(src: VcfSource, piece: Piece, target_rows: int = TARGET_ROWS
             if isinstance(item, ReadFailure):
                 failure = ReadFailure(index, item.rule, item.reason, item.raw)
                 break
-            yield lines_to_batch(src, item, index)
+            yield rows.lines_to_batch(src, item, index)
             index += len(item)
     except (OSError, ValueError) as exc:
         # htslib reports damaged data as OSError/ValueError with its own message.
@@ -261,197 +227,12 @@ def read_piece(src: VcfSource, piece: Piece, target_rows: int = TARGET_ROWS
 
 
 def failure_batch(path: str, failure: ReadFailure) -> pa.RecordBatch:
-    row = {name: [None] for name, _, _ in RAW_FIELDS}
-    row.update(source_file=[path], record_index=[failure.record_index], _raw=[failure.raw],
-               _rule=[failure.rule], _reason=[failure.reason])
-    return pa.RecordBatch.from_pydict(row, schema=RAW_ARROW_SCHEMA)
+    return rows.failure_batch(path, failure.record_index, failure.rule, failure.reason,
+                              failure.raw)
 
 
 def unreadable_file_batch(src: VcfSource) -> pa.RecordBatch:
-    return failure_batch(src.path, ReadFailure(0, "unreadable_file", src.problem))
-
-
-# ---------------------------------------------------------------------------- lines -> rows
-def lines_to_batch(src: VcfSource, lines: pa.Array, first_index: int) -> pa.RecordBatch:
-    """Cut VCF data lines into one row per (record, sample), with header-dependent checks.
-
-    >>> from pipelines.genomics.sources import FieldDef
-    >>> src = VcfSource("/f.vcf", samples=("S1",), contigs_declared=("1",),
-    ...                 info={"DP": FieldDef("1", "Integer")},
-    ...                 formats={"GT": FieldDef("1", "String")})
-    >>> b = lines_to_batch(src, pa.array(["1\\t5\\t.\\tA\\tG\\t50\\tPASS\\tDP=3\\tGT\\t0/1"]), 7)
-    >>> b.column("record_index").to_pylist(), b.column("sample_data").to_pylist()
-    ([7], ['0/1'])
-    """
-    n = len(lines)
-    lines = lines.cast(pa.large_string())
-    parts = pc.split_pattern(lines, "\t")
-    ncols = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    ns = len(src.samples)
-    ok = (ncols == 8) | (ncols == 9) if ns == 0 else ncols == 9 + ns
-    rec_index = np.arange(first_index, first_index + n, dtype=np.int64)
-
-    batches = []
-    if not ok.all():
-        bad = np.nonzero(~ok)[0]
-        expected = "8 (or 9)" if ns == 0 else str(9 + ns)
-        reasons = [f"expected {expected} tab-separated columns (8 fixed, FORMAT and {ns} "
-                   f"samples), found {int(ncols[i])}" for i in bad]
-        bad_lines = lines.take(pa.array(bad))
-        row = {name: pa.nulls(len(bad), t) for name, t, _ in RAW_FIELDS}
-        row.update(source_file=pa.array([src.path] * len(bad), pa.string()),
-                   record_index=pa.array(rec_index[bad]),
-                   _raw=pc.utf8_slice_codeunits(bad_lines, 0, 10_000).cast(pa.string()),
-                   _rule=pa.array(["malformed_line"] * len(bad), pa.string()),
-                   _reason=pa.array(reasons, pa.string()))
-        batches.append(pa.RecordBatch.from_pydict(row, schema=RAW_ARROW_SCHEMA))
-        keep = np.nonzero(ok)[0]
-        parts = parts.take(pa.array(keep))
-        rec_index = rec_index[keep]
-    m = len(parts)
-    if m:
-        batches.append(_good_rows(src, parts, rec_index, ns))
-    if len(batches) == 1:
-        return batches[0]
-    table = pa.Table.from_batches(batches, schema=RAW_ARROW_SCHEMA).combine_chunks()
-    return table.to_batches()[0] if table.num_rows else batches[0]
-
-
-def _good_rows(src: VcfSource, parts: pa.Array, rec_index: np.ndarray, ns: int
-               ) -> pa.RecordBatch:
-    m = len(parts)
-    cols = {name: pc.list_element(parts, i) for i, name in enumerate(FIXED)}
-    # A sites-only file may still carry a FORMAT column; without samples it describes nothing.
-    fmt = pc.list_element(parts, 8) if ns > 0 else None
-    rule, reason = record_checks(src, cols, fmt)
-
-    if ns == 0:
-        take = None
-        sample = pa.nulls(m, pa.string())
-        sample_index = pa.nulls(m, pa.int32())
-        sample_data = pa.nulls(m, pa.string())
-        fmt_col = pa.nulls(m, pa.string())
-    else:
-        take = pa.array(np.repeat(np.arange(m), ns))
-        sample_data = pc.list_flatten(pc.list_slice(parts, 9, 9 + ns))
-        idx = np.tile(np.arange(ns, dtype=np.int32), m)
-        sample = pa.array(src.samples, pa.string()).take(pa.array(idx))
-        sample_index = pa.array(idx, pa.int32())
-        fmt_col = fmt
-
-    def rep(arr):
-        return arr if take is None else arr.take(take)
-
-    out = {
-        "source_file": pa.array([src.path] * (m * max(1, ns)), pa.string()),
-        "record_index": pa.array(rec_index if take is None else np.repeat(rec_index, ns)),
-        "sample": sample,
-        "sample_index": sample_index,
-        **{name: rep(cols[name]) for name in FIXED},
-        "format": rep(fmt_col),
-        "sample_data": sample_data,
-        "_raw": pa.nulls(m * max(1, ns), pa.string()),
-        "_rule": rep(rule),
-        "_reason": rep(reason),
-    }
-    arrays = [out[name].cast(t) for name, t, _ in RAW_FIELDS]
-    return pa.RecordBatch.from_arrays(arrays, schema=RAW_ARROW_SCHEMA)
-
-
-def record_checks(src: VcfSource, cols: dict[str, pa.Array], fmt: pa.Array | None
-                  ) -> tuple[pa.Array, pa.Array]:
-    """Record-level rules that need the header: contig, INFO keys, FORMAT keys.
-
-    Returns ``(rule, reason)`` string arrays, null where the record passes. The first rule
-    that fails wins, in the order: unknown contig, malformed INFO, undeclared INFO key,
-    duplicate INFO key, undeclared FORMAT key, duplicate FORMAT key.
-    """
-    m = len(cols["chrom"])
-    rule = np.full(m, None, dtype=object)
-    reason = np.full(m, None, dtype=object)
-
-    def mark(rows: np.ndarray, name: str, texts) -> None:
-        for r, text in zip(rows, texts, strict=True):
-            if rule[r] is None:
-                rule[r], reason[r] = name, text
-
-    chrom = cols["chrom"]
-    if src.contigs_declared:
-        known = pc.is_in(chrom, value_set=pa.array(src.contigs_declared, chrom.type))
-        where = "is not declared in the header's ##contig lines"
-    else:
-        known = pc.match_substring_regex(chrom, conventions()["human_contig_pattern"])
-        where = "is not a human reference contig name (the header declares no contigs)"
-    bad = np.nonzero(~known.to_numpy(zero_copy_only=False))[0]
-    if len(bad):
-        names = chrom.take(pa.array(bad)).to_pylist()
-        mark(bad, "unknown_contig", [f"contig {c!r} {where}" for c in names])
-
-    _check_info(src, cols["info"], mark)
-    if fmt is not None:
-        _check_format(src, fmt, mark)
-    return pa.array(rule, pa.string()), pa.array(reason, pa.string())
-
-
-def _check_info(src: VcfSource, info: pa.Array, mark) -> None:
-    items = pc.split_pattern(info, ";")
-    flat = pc.list_flatten(items)
-    if not len(flat):
-        return
-    parents = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
-    keys = pc.replace_substring_regex(flat, "=.*", "")
-    is_dot = pc.equal(flat, ".").to_numpy(zero_copy_only=False)
-    n_items = pc.list_value_length(items).to_numpy(zero_copy_only=False)
-    # "." is the whole-field missing value; it must stand alone.
-    empty = (pc.equal(keys, "").to_numpy(zero_copy_only=False)
-             | (is_dot & (n_items[parents] > 1)))
-    if empty.any():
-        rows = np.unique(parents[empty])
-        mark(rows, "malformed_info", ["INFO has an empty or misplaced entry (';;', a "
-                                      "trailing ';' or a '.' among keys)"] * len(rows))
-    declared = pa.array(list(src.info), pa.large_string())
-    undeclared = ~pc.is_in(keys, value_set=declared).to_numpy(zero_copy_only=False)
-    undeclared &= ~is_dot & ~empty
-    if undeclared.any():
-        pos = np.nonzero(undeclared)[0]
-        rows, first = np.unique(parents[pos], return_index=True)
-        names = keys.take(pa.array(pos[first])).to_pylist()
-        mark(rows, "undeclared_info", [f"INFO key {k!r} is not declared in the header"
-                                       for k in names])
-    enc = pc.dictionary_encode(keys)
-    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    combined = parents.astype(np.int64) * (len(enc.dictionary) + 1) + codes
-    order = np.argsort(combined, kind="stable")
-    s = combined[order]
-    dup = np.nonzero(s[1:] == s[:-1])[0] + 1
-    if len(dup):
-        pos = order[dup]
-        rows, first = np.unique(parents[pos], return_index=True)
-        names = keys.take(pa.array(pos[first])).to_pylist()
-        mark(rows, "duplicate_info", [f"INFO key {k!r} appears more than once"
-                                      for k in names])
-
-
-def _check_format(src: VcfSource, fmt: pa.Array, mark) -> None:
-    enc = pc.dictionary_encode(fmt)
-    indices = enc.indices.to_numpy(zero_copy_only=False)
-    declared = set(src.formats)
-    for code, text in enumerate(enc.dictionary.to_pylist()):
-        if text is None:
-            continue
-        keys = text.split(":")
-        problem = None
-        undeclared = [k for k in keys if k not in declared]
-        if undeclared:
-            problem = ("undeclared_format",
-                       f"FORMAT key {undeclared[0]!r} is not declared in the header")
-        elif len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
-            problem = ("duplicate_format", f"FORMAT key {dup!r} appears more than once")
-        if problem:
-            rows = np.nonzero(indices == code)[0]
-            mark(rows, problem[0], [problem[1]] * len(rows))
-
+    return rows.failure_batch(src.path, 0, "unreadable_file", src.problem)
 
 
 # ---------------------------------------------------------------------------- Spark
@@ -471,23 +252,23 @@ def _read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
 
 def raw_frame(spark, sources: list[VcfSource], pieces: list[Piece],
               target_rows: int = TARGET_ROWS):
-    """All raw rows of ``sources`` as one DataFrame (``RAW_DDL``), one Spark task per piece.
+    """All rows of ``sources`` as one DataFrame (``rows.ROW_DDL``), one Spark task per piece.
 
     Files that could not be opened contribute their one ``unreadable_file`` row.
     """
     by_path = {s.path: s for s in sources}
-    rows = [(p.path, p.piece, p.contig, p.first_index, p.expected_records,
-             by_path[p.path].to_json(), int(target_rows)) for p in pieces]
+    tasks = [(p.path, p.piece, p.contig, p.first_index, p.expected_records,
+              by_path[p.path].to_json(), int(target_rows)) for p in pieces]
     unreadable = [unreadable_file_batch(s).to_pylist()[0] for s in sources if s.problem]
-    bad = spark.createDataFrame([tuple(r[n] for n, _, _ in RAW_FIELDS) for r in unreadable],
-                                RAW_DDL)
-    if not rows:
+    bad = spark.createDataFrame([tuple(r[n] for n, _, _ in rows.ROW_FIELDS) for r in unreadable],
+                                rows.ROW_DDL)
+    if not tasks:
         return bad
     try:
         # One partition per piece, in the planned (largest first) order.
-        rdd = spark.sparkContext.parallelize(rows, len(rows))
+        rdd = spark.sparkContext.parallelize(tasks, len(tasks))
         pieces_df = spark.createDataFrame(rdd, PIECES_DDL)
     except Exception:  # Spark Connect has no RDDs: spread the rows round-robin instead
-        pieces_df = spark.createDataFrame(rows, PIECES_DDL).repartition(len(rows))
-    good = pieces_df.mapInArrow(_read_partition, RAW_DDL)
+        pieces_df = spark.createDataFrame(tasks, PIECES_DDL).repartition(len(tasks))
+    good = pieces_df.mapInArrow(_read_partition, rows.ROW_DDL)
     return good.unionByName(bad) if unreadable else good
