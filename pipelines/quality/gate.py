@@ -150,6 +150,7 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
         buf.identifiers.append(identifier)
 
     rows = n_rows
+    outcomes: list[results.Outcome] = []
     stops: list[tuple[ExpectationSpec, dict, Any]] = []
     quarantines: list[tuple[ExpectationSpec, dict]] = []
     suite_label = f"{suite.source.rsplit('/', 1)[-1]}@{suite.digest}"
@@ -172,25 +173,30 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
             what = r.error or (f"{r.unexpected_count} rows" if r.unexpected_count
                                else f"observed {r.observed_value!r}")
             log.warning("%s: %s on %s failed (%s)", run.job, spec.name, ref.key, what)
-        buf.outcomes.append((results.Outcome(
+        outcomes.append(results.Outcome(
             ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
             r.success, status, action, r.observed_value, r.unexpected_count,
-            rows, r.error, suite_label,
-            page), validated_at))
+            rows, r.error, suite_label, page))
     for spec, why in skipped:
-        buf.outcomes.append((results.Outcome(
+        outcomes.append(results.Outcome(
             ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
             None, "skipped", "skipped", rows_validated=rows, details=why, suite=suite_label,
-            data_docs=page),
-            validated_at))
+            data_docs=page))
+
+    def record() -> None:
+        seconds = time.perf_counter() - t0
+        buf.gate_seconds[ref.key] = buf.gate_seconds.get(ref.key, 0) + seconds
+        for o in outcomes:
+            o.gate_seconds = round(seconds, 3)
+            buf.outcomes.append((o, validated_at))
 
     if stops:
-        raise DataQualityError(_stop_message(run, df, ref, suite, stops, params, rows))
-    if not quarantines:
-        buf.gate_seconds[ref.key] = buf.gate_seconds.get(ref.key, 0) + time.perf_counter() - t0
-        return df, None
-    good, bad = _split(run, df, suite, quarantines, params, buf)
-    buf.gate_seconds[ref.key] = buf.gate_seconds.get(ref.key, 0) + time.perf_counter() - t0
+        message = _stop_message(run, df, ref, suite, stops, params, rows)
+        record()
+        raise DataQualityError(message)
+    good, bad = (df, None) if not quarantines else _split(run, df, suite, quarantines, params,
+                                                            buf)
+    record()
     return good, bad
 
 

@@ -36,6 +36,7 @@ DATA_QUALITY_SCHEMA = T.StructType([
     T.StructField("details", T.StringType(), True),
     T.StructField("suite", T.StringType(), True),
     T.StructField("data_docs", T.StringType(), True),
+    T.StructField("gate_seconds", T.DoubleType(), True),
     T.StructField("validated_at", T.TimestampType(), False),
 ])
 
@@ -53,6 +54,8 @@ DATA_QUALITY_COMMENTS = {
     "details": "Why an expectation was skipped, or the error it raised",
     "suite": "Suite file and content digest",
     "data_docs": "Data Docs page of this validation (static HTML)",
+    "gate_seconds": "Wall time of the gate for this write (planning, GX validation, stop "
+                    "examples); the row split itself runs inside the write",
 }
 
 
@@ -74,6 +77,7 @@ class Outcome:
     details: str | None = None
     suite: str | None = None
     data_docs: str | None = None
+    gate_seconds: float | None = None
 
 
 @dataclass
@@ -127,7 +131,7 @@ def flush(run) -> None:
          o.success, o.status, o.action, _json(o.observed_value),
          None if o.unexpected_count is None else int(o.unexpected_count),
          None if o.rows_validated is None else int(o.rows_validated), o.details, o.suite,
-         o.data_docs, at.replace(tzinfo=None))
+         o.data_docs, o.gate_seconds, at.replace(tzinfo=None))
         for o, at in buf.outcomes
     ]
     df = run.spark.createDataFrame(rows, DATA_QUALITY_SCHEMA)
