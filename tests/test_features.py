@@ -12,8 +12,11 @@ from pyspark.sql import types as T
 from pipelines.features.dictionary import FEATURES_MD, describe, render_markdown
 from pipelines.features.stage import build_features
 from pipelines.lakehouse import delta
+from pipelines.lakehouse.privacy import pseudonymise
 
 D = dt.date
+# patient keys look like the pipeline's (HMAC pseudonyms): the gold suite stops on anything else
+PA, PB, PC, PX, PY = (pseudonymise(f"PT{i}", b"test-key") for i in range(5))
 
 
 def _write(spark, settings, name, rows, schema):
@@ -37,58 +40,58 @@ FINDINGS = ("finding_id string, patient_key string, note_id string, note_type st
 
 def _silver(spark, settings, with_notes=True):
     _write(spark, settings, "patients", [
-        ("pA", "F", 1960, 63.0, "NSCLC", "IVB", D(2023, 1, 5), D(2023, 2, 1), None, "csv"),
-        ("pB", "F", 1970, 53.0, "BRCA", "III", D(2023, 3, 1), D(2023, 3, 20), 1, "csv"),
+        (PA, "F", 1960, 63.0, "NSCLC", "IVB", D(2023, 1, 5), D(2023, 2, 1), None, "csv"),
+        (PB, "F", 1970, 53.0, "BRCA", "III", D(2023, 3, 1), D(2023, 3, 20), 1, "csv"),
         # an older registration of pB: quarantined, the latest diagnosis is kept
-        ("pB", "F", 1970, 52.0, "BRCA", "II", D(2022, 3, 1), None, 0, "fhir"),
+        (PB, "F", 1970, 52.0, "BRCA", "II", D(2022, 3, 1), None, 0, "fhir"),
         (None, "M", 1950, 73.0, "MEL", "IV", D(2023, 1, 1), None, 2, "csv"),
-        ("pC", "M", 1950, 73.0, "MEL", "IV", D(2023, 4, 1), D(2023, 4, 10), None, "csv"),
+        (PC, "M", 1950, 73.0, "MEL", "IV", D(2023, 4, 1), D(2023, 4, 10), None, "csv"),
     ], PATIENTS)
     _write(spark, settings, "outcomes", [
-        ("pA", D(2023, 2, 1), 10.5, 1, 6.0, 1, None, D(2023, 12, 15), "osimertinib"),
-        ("pB", D(2023, 3, 20), 20.0, 0, 20.0, 0, D(2024, 11, 20), None, None),
+        (PA, D(2023, 2, 1), 10.5, 1, 6.0, 1, None, D(2023, 12, 15), "osimertinib"),
+        (PB, D(2023, 3, 20), 20.0, 0, 20.0, 0, D(2024, 11, 20), None, None),
     ], OUTCOMES)
     _write(spark, settings, "treatment_lines", [
-        ("pB", 1, "trastuzumab_pertuzumab_docetaxel", ["trastuzumab"], D(2023, 3, 20), None),
-        ("pB", 0, None, ["letrozole"], D(2022, 4, 1), D(2022, 12, 1)),
+        (PB, 1, "trastuzumab_pertuzumab_docetaxel", ["trastuzumab"], D(2023, 3, 20), None),
+        (PB, 0, None, ["letrozole"], D(2022, 4, 1), D(2022, 12, 1)),
     ], "patient_key string, line_number int, treatment string, drugs array<string>, "
        "start_date date, end_date date")
     _write(spark, settings, "biomarkers", [
-        ("pA", 12.0, True, False, False, False, False, True),
-        ("pB", 3.0, False, False, False, False, True, False),
+        (PA, 12.0, True, False, False, False, False, True),
+        (PB, 3.0, False, False, False, False, True, False),
     ], "patient_key string, tmb double, tmb_high boolean, egfr_l858r boolean, egfr_mut boolean, "
        "kras_mut boolean, erbb2_amp boolean, stk11_mut boolean")
     _write(spark, settings, "actionable_alterations", [
-        ("pB", "ERBB2", "amplification", "BRCA", "trastuzumab", "trastuzumab_pertuzumab_docetaxel",
+        (PB, "ERBB2", "amplification", "BRCA", "trastuzumab", "trastuzumab_pertuzumab_docetaxel",
          "A", "sensitivity", True, "FDA label", "civic-2024-08", 0.4),
     ], "patient_key string, gene string, alteration string, disease string, therapy string, "
        "regimen string, evidence_level string, direction string, on_label boolean, "
        "citation string, kb_version string, vaf double")
     _write(spark, settings, "comorbidities", [
-        ("pA", D(2023, 2, 1), True, False, 2, 5.0, False),
+        (PA, D(2023, 2, 1), True, False, 2, 5.0, False),
     ], "patient_key string, index_date date, cci_chf boolean, cci_rend boolean, "
        "charlson_index int, elixhauser_vw double, ci_renal boolean")
     if with_notes:
         _write(spark, settings, "note_findings", [
-            ("f1", "pA", "n1", "pathology", D(2023, 1, 20), "EGFR L858R", "biomarker", None,
+            ("f1", PA, "n1", "pathology", D(2023, 1, 20), "EGFR L858R", "biomarker", None,
              "affirmed"),
-            ("f2", "pA", "n1", "pathology", D(2023, 1, 20), "PD-L1 TPS", "biomarker", "60%",
+            ("f2", PA, "n1", "pathology", D(2023, 1, 20), "PD-L1 TPS", "biomarker", "60%",
              "affirmed"),
-            ("f3", "pA", "n2", "imaging", D(2023, 1, 25), "brain metastasis", "site", None,
+            ("f3", PA, "n2", "imaging", D(2023, 1, 25), "brain metastasis", "site", None,
              "negated"),
-            ("f4", "pA", "n3", "progress", D(2023, 1, 10), "ECOG", "performance_status", "2",
+            ("f4", PA, "n3", "progress", D(2023, 1, 10), "ECOG", "performance_status", "2",
              "affirmed"),
-            ("f5", "pA", "n4", "progress", D(2023, 1, 30), "ECOG", "performance_status", "1",
+            ("f5", PA, "n4", "progress", D(2023, 1, 30), "ECOG", "performance_status", "1",
              "affirmed"),
-            ("f6", "pB", "n5", "pathology", D(2023, 3, 2), "ERBB2 amplification", "biomarker",
+            ("f6", PB, "n5", "pathology", D(2023, 3, 2), "ERBB2 amplification", "biomarker",
              None, "affirmed"),
-            ("f7", "pB", "n6", "progress", D(2023, 3, 5), "current smoker", "smoking", None,
+            ("f7", PB, "n6", "progress", D(2023, 3, 5), "current smoker", "smoking", None,
              "hypothetical"),
-            ("f8", "pB", "n6", "progress", D(2023, 3, 5), "former smoker", "smoking", None,
+            ("f8", PB, "n6", "progress", D(2023, 3, 5), "former smoker", "smoking", None,
              "affirmed"),
-            ("f9", "pC", "n7", "progress", D(2023, 4, 5), "BRAF V600E", "biomarker", None,
+            ("f9", PC, "n7", "progress", D(2023, 4, 5), "BRAF V600E", "biomarker", None,
              "family"),
-            ("f10", "pC", "n7", "progress", D(2023, 4, 5), "liver metastasis", "site", None,
+            ("f10", PC, "n7", "progress", D(2023, 4, 5), "liver metastasis", "site", None,
              "affirmed"),
         ], FINDINGS)
 
@@ -114,7 +117,7 @@ def built(spark, tmp_path_factory):
 def test_features_merge_sources_and_keep_only_affirmed_findings(spark, built):
     settings, run, rows, _ = built
     assert (run.rows_in, run.rows_written, run.rows_quarantined) == (5, 3, 2)
-    a, b, c = rows["pA"], rows["pB"], rows["pC"]
+    a, b, c = rows[PA], rows[PB], rows[PC]
     # EGFR L858R only in the notes: reaches the features, with its source
     assert a["egfr_l858r"] is True and a["egfr_l858r_source"] == "notes"
     assert a["egfr_mut"] is True and a["egfr_mut_source"] == "notes"
@@ -174,22 +177,22 @@ def test_features_rerun_leaves_table_unchanged(spark, built):
 def test_features_with_absent_inputs_then_a_new_input(spark, settings):
     """Only genomics ingested: the spine comes from silver.biomarkers, the rest is typed null;
     when the comorbidity table appears, the table is rewritten with its columns."""
-    _write(spark, settings, "biomarkers", [("pX", 4.0, True), ("pY", None, False)],
+    _write(spark, settings, "biomarkers", [(PX, 4.0, True), (PY, None, False)],
            "patient_key string, tmb double, egfr_mut boolean")
     run = build_features(spark, settings)
     assert run.rows_written == 2
     rows, df = _rows(spark, settings)
-    assert rows["pX"]["egfr_mut"] is True and rows["pX"]["egfr_mut_source"] == "vcf"
-    assert rows["pX"]["cancer_type"] is None and rows["pX"]["os_months"] is None
-    assert rows["pX"]["pdl1_tps"] is None and rows["pY"]["met_brain"] is None
+    assert rows[PX]["egfr_mut"] is True and rows[PX]["egfr_mut_source"] == "vcf"
+    assert rows[PX]["cancer_type"] is None and rows[PX]["os_months"] is None
+    assert rows[PX]["pdl1_tps"] is None and rows[PY]["met_brain"] is None
     types = dict(df.dtypes)
     assert types["os_months"] == "double" and types["charlson_index"] == "double"
     assert types["kb_sensitive_osimertinib"] == "boolean"
-    _write(spark, settings, "comorbidities", [("pX", D(2023, 2, 1), True, 3)],
+    _write(spark, settings, "comorbidities", [(PX, D(2023, 2, 1), True, 3)],
            "patient_key string, index_date date, elix_chf boolean, charlson_index int")
     build_features(spark, settings)
     rows, df = _rows(spark, settings)
-    assert rows["pX"]["elix_chf"] is True and rows["pX"]["charlson_index"] == 3.0
+    assert rows[PX]["elix_chf"] is True and rows[PX]["charlson_index"] == 3.0
 
 
 def test_no_silver_input_builds_nothing(spark, settings):
