@@ -230,7 +230,6 @@ def test_gate_quarantines_failing_rows_with_reasons_and_writes_the_rest(spark, q
     assert by_name["expect_column_values_to_not_be_null(item_id)"].status == "passed"
     assert by_name["patient exists"].observed_value == "1"
     assert all(r.job == "qa-items" and r.rows_validated == 9 for r in latest)
-    assert len({r.gate_seconds for r in latest}) == 1 and latest[0].gate_seconds > 0
     page = Path(by_name["patient exists"].data_docs)
     assert page.is_file() and "silver.qa_items" in page.read_text()
     assert engine.data_docs_index(qsettings).is_file()

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import zlib
 from pathlib import Path
 
@@ -258,3 +259,29 @@ def test_a_second_run_changes_nothing(spark, first_run):
     assert [r.status for r in results] == ["succeeded"] * len(STAGES)
     after = _digests(spark, settings)
     assert after == before
+
+
+def test_a_renamed_upstream_column_stops_the_job_and_leaves_the_tables(spark, first_run):
+    """The hospital's export renames birth_date: ingestion treats it as optional, the gate
+    sees the column suddenly empty and stops before the identity map or silver change."""
+    from pipelines.runner import StageFailed, run_stages
+
+    settings, _, raw, _ = first_run
+    drifted = raw / "csv_renamed"
+    shutil.copytree(raw / "csv", drifted)
+    patients_csv = drifted / "patients.csv"
+    lines = patients_csv.read_text().splitlines()
+    lines[0] = lines[0].replace("birth_date", "date_of_birth")
+    patients_csv.write_text("\n".join(lines) + "\n")
+    csv_only = settings.replace(inputs=Inputs(clinical_csv=str(drifted)))
+    guarded = [settings.table("restricted", "patient_identity"),
+               *[settings.table("silver", t) for t in ("patients", "diagnoses", "outcomes",
+                                                        "treatment_lines")]]
+    before = {ref.key: delta.current_version(spark, ref) for ref in guarded}
+    with pytest.raises(StageFailed) as err:
+        run_stages(csv_only, only=["ingest-clinical"], spark=spark,
+                   console=Console(file=io.StringIO()))
+    msg = str(err.value)
+    assert "restricted.patient_identity" in msg and "birth_date suddenly empty" in msg
+    assert "observed 0.0" in msg and "Nothing was written" in msg
+    assert {ref.key: delta.current_version(spark, ref) for ref in guarded} == before

@@ -186,9 +186,7 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
     def record() -> None:
         seconds = time.perf_counter() - t0
         buf.gate_seconds[ref.key] = buf.gate_seconds.get(ref.key, 0) + seconds
-        for o in outcomes:
-            o.gate_seconds = round(seconds, 3)
-            buf.outcomes.append((o, validated_at))
+        buf.outcomes.extend((o, validated_at) for o in outcomes)
 
     if stops:
         message = _stop_message(run, df, ref, suite, stops, params, rows)

@@ -36,7 +36,6 @@ DATA_QUALITY_SCHEMA = T.StructType([
     T.StructField("details", T.StringType(), True),
     T.StructField("suite", T.StringType(), True),
     T.StructField("data_docs", T.StringType(), True),
-    T.StructField("gate_seconds", T.DoubleType(), True),
     T.StructField("validated_at", T.TimestampType(), False),
 ])
 
@@ -54,8 +53,6 @@ DATA_QUALITY_COMMENTS = {
     "details": "Why an expectation was skipped, or the error it raised",
     "suite": "Suite file and content digest",
     "data_docs": "Data Docs page of this validation (static HTML)",
-    "gate_seconds": "Wall time of the gate for this write (planning, GX validation, stop "
-                    "examples); the row split itself runs inside the write",
 }
 
 
@@ -77,7 +74,6 @@ class Outcome:
     details: str | None = None
     suite: str | None = None
     data_docs: str | None = None
-    gate_seconds: float | None = None
 
 
 @dataclass
@@ -131,7 +127,7 @@ def flush(run) -> None:
          o.success, o.status, o.action, _json(o.observed_value),
          None if o.unexpected_count is None else int(o.unexpected_count),
          None if o.rows_validated is None else int(o.rows_validated), o.details, o.suite,
-         o.data_docs, o.gate_seconds, at.replace(tzinfo=None))
+         o.data_docs, at.replace(tzinfo=None))
         for o, at in buf.outcomes
     ]
     df = run.spark.createDataFrame(rows, DATA_QUALITY_SCHEMA)
@@ -140,5 +136,7 @@ def flush(run) -> None:
         comments=DATA_QUALITY_COMMENTS,
         table_comment="One row per expectation per validated write (quality gate results).",
     )
+    for table, seconds in sorted(buf.gate_seconds.items()):
+        log.info("%s: quality gate on %s took %.2f s", run.job, table, seconds)
     if docs_index is not None:
         log.info("%s: data quality results in %s", run.job, docs_index.as_uri())
