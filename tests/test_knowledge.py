@@ -128,8 +128,11 @@ def test_curated_only_when_civic_is_absent(tmp_path, shared_data):
 
 
 def test_knowledge_dir_resolution(tmp_path, monkeypatch, shared_data):
+    from pipelines.knowledge.kb import REPO_ROOT
+
     monkeypatch.delenv("ONCORANK_KNOWLEDGE_DIR", raising=False)
-    assert knowledge_dir(Settings()) == shared_data / "knowledge"
+    default = REPO_ROOT.parent / "shared" / "data" / "knowledge"
+    assert knowledge_dir(Settings()) == (default if default.is_dir() else None)
     monkeypatch.setenv("ONCORANK_KNOWLEDGE_DIR", str(tmp_path))
     assert knowledge_dir(Settings()) == tmp_path
     monkeypatch.setenv("ONCORANK_KNOWLEDGE_DIR", str(tmp_path / "missing"))
