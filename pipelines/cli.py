@@ -256,12 +256,24 @@ def sql(
     fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
     config: ConfigOpt = None,
     lakehouse: LakehouseOpt = None,
+    allow_restricted: Annotated[
+        bool,
+        typer.Option(
+            "--allow-restricted",
+            help="Also expose bronze and restricted tables (raw notes, identity map); "
+            "for the data steward only.",
+        ),
+    ] = False,
 ):
     """Read-only analyst query over the lakehouse."""
     from pipelines.analytics.sql import run_query
 
     settings = _settings(config, lakehouse)
-    run_query(_spark(settings), settings, query, fmt.value, out)
+    if allow_restricted:
+        err.print("[yellow]note:[/yellow] restricted tables exposed to this query "
+                  "(identifiable data)", highlight=False)
+    run_query(_spark(settings), settings, query, fmt.value, out,
+              allow_restricted=allow_restricted)
 
 
 def main(argv: list[str] | None = None) -> None:

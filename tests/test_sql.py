@@ -211,6 +211,13 @@ def test_the_explicit_flag_allows_the_restricted_schema(spark, lakehouse):
                   Console(file=io.StringIO()))
 
 
+def test_the_flag_works_on_the_command_line_too(capsys, lakehouse):
+    code, out, err = _sql(capsys, lakehouse, "SELECT mrn FROM restricted.patient_identity "
+                          "ORDER BY 1", "--format", "csv", "--allow-restricted")
+    assert code == 0 and out.split() == ["mrn", "MRN-1", "MRN-2"]
+    assert "restricted tables exposed" in " ".join(err.split())
+
+
 def test_a_missing_table_is_one_clear_sentence(capsys, lakehouse):
     code, _, err = _sql(capsys, lakehouse, "SELECT * FROM silver.variants")
     message = " ".join(err.split())

@@ -144,6 +144,7 @@ class JobRun:
             quarantined = self.quarantine(bad, ref, primary=primary) if bad is not None else 0
             good = good.persist()
             rows = good.count()
+            options = {**_registered_comments(ref, good.columns, options), **options}
             version = delta.write_table(self.spark, good, ref, mode=mode, keys=keys, **options)
             good.unpersist()
         finally:
@@ -286,3 +287,16 @@ def job_run(
             run._record()
         except Exception:  # recording must never hide the job's own error
             log.exception("could not record job run %s", run.run_id)
+
+
+def _registered_comments(ref: TableRef, columns: list[str], options: dict) -> dict:
+    """Comments from the registry (pipelines/lakehouse/comments.py) for what the writer left out."""
+    from pipelines.lakehouse.comments import comments_for
+
+    registered = comments_for(ref, columns)
+    given = options.get("comments") or {}
+    merged = {**registered["comments"], **given}
+    out: dict = {"comments": merged} if merged else {}
+    if registered["table_comment"] and not options.get("table_comment"):
+        out["table_comment"] = registered["table_comment"]
+    return out
