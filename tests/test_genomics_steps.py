@@ -200,3 +200,46 @@ def test_alteration_matching_by_kind(spark):
     # BRAF V600E is LowQual (not PASS) and must not match.
     assert hit == {"l858r", "ex19", "kras_any", "g12", "amp"}
     assert facts.filter(F.col("gene") == "EGFR").count() == 2
+
+
+def test_gene_level_mutation_means_an_oncogenic_one(spark):
+    """'FGFR3 Mutation' / 'BRCA2 Mutation' do not match a passenger missense of unknown
+    significance: only residues the knowledge base names, or truncation of a suppressor."""
+    src = source(samples=("P1",))
+    csq = "{a}|{c}|{i}|{g}|E|Transcript|T|protein_coding|{x}||{p}|YES"
+
+    def line(pos, gene, cons, change, impact="MODERATE", exon=""):
+        return (f"chr7\t{pos}\t.\tC\tT\t60\tPASS\tCSQ="
+                + csq.format(a="T", c=cons, i=impact, g=gene, x=exon, p=change) + "\tGT\t0/1")
+
+    lines = [
+        line(1, "FGFR3", "missense_variant", "p.Ser249Cys"),    # named by the KB
+        line(2, "FGFR3", "missense_variant", "p.Ala500Thr"),    # passenger
+        line(3, "BRCA2", "missense_variant", "p.Asp1200Asn"),   # passenger VUS
+        line(4, "BRCA2", "stop_gained", "p.Gln2000*", "HIGH"),  # truncating suppressor
+        line(5, "FGFR2", "stop_gained", "p.Gln300*", "HIGH"),   # truncated oncogene
+    ]
+    sites = spark.createDataFrame([("FGFR3", 249, None), ("EGFR", None, 19)],
+                                  "gene string, protein_position int, exon int")
+    facts = variant_facts(variants(spark, src, lines), sites, frozenset({"BRCA2"}))
+    specs = [("fgfr3", "FGFR3", "Mutation"), ("fgfr2", "FGFR2", "Mutation"),
+             ("brca2", "BRCA2", "Mutation"), ("brca2_trunc", "BRCA2", "Truncating Mutation")]
+    rules = rules_frame(spark, [(rid, g, a) for rid, g, t in specs
+                                for a in parse_alteration(g, t)])
+    hits = {(r["rule_id"], r["patient_change"]) for r in match_variants(facts, rules).collect()}
+    assert hits == {("fgfr3", "S249C"), ("brca2", "Q2000*"), ("brca2_trunc", "Q2000*")}
+    # Without known sites every protein-altering variant counts (no knowledge base loaded).
+    loose = variant_facts(variants(spark, src, lines))
+    assert {r["rule_id"] for r in match_variants(loose, rules).collect()} == {
+        "fgfr3", "fgfr2", "brca2", "brca2_trunc"}
+
+
+def test_known_sites_come_from_the_knowledge_base(spark):
+    from pipelines.genomics.matching import known_sites
+
+    alterations = [("KRAS", a) for a in parse_alteration("KRAS", "G12/G13")]
+    alterations += [("EGFR", a) for a in parse_alteration("EGFR", "Exon 19 Deletion")]
+    alterations += [("ERBB2", a) for a in parse_alteration("ERBB2", "Amplification")]
+    alterations += [(None, a) for a in parse_alteration("", "TMB-H")]
+    rows = {tuple(r) for r in known_sites(spark, alterations).collect()}
+    assert rows == {("KRAS", 12, None), ("KRAS", 13, None), ("EGFR", None, 19)}

@@ -13,8 +13,8 @@ from pipelines.catalog import regimen_catalog
 from pipelines.genomics.actionable import ACTIONABLE_COMMENTS, build_actionable
 from pipelines.genomics.biomarkers import biomarker_comments, build_biomarkers, flag_rules
 from pipelines.genomics.config import GenomicsConfig
-from pipelines.genomics.matching import variant_facts
-from pipelines.knowledge.kb import knowledge_dir, load_knowledge_base
+from pipelines.genomics.matching import known_sites, variant_facts
+from pipelines.knowledge.kb import knowledge_dir, load_knowledge_base, tumor_suppressors
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun
 
@@ -40,7 +40,10 @@ def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:
     samples = _read(run, "silver", "sequenced_samples")
     if variants is None or samples is None:
         return
-    facts = variant_facts(variants).persist()
+    kb = load_knowledge_base(knowledge_dir(settings))
+    log.info("knowledge base %s: %s", kb.version, kb.summary())
+    sites = known_sites(spark, kb.gene_alterations())
+    facts = variant_facts(variants, sites, tumor_suppressors()).persist()
     try:
         biomarkers_ref = settings.table("silver", "biomarkers")
         biomarkers = build_biomarkers(variants, samples, facts, flag_rules(spark), cfg)
@@ -48,8 +51,6 @@ def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:
                   delete_missing=True, primary=False, comments=biomarker_comments(),
                   table_comment="Per sequenced patient: TMB and gene-level alteration flags "
                                 "(definitions in pipelines/genomics/README.md).")
-        kb = load_knowledge_base(knowledge_dir(settings))
-        log.info("knowledge base %s: %s", kb.version, kb.summary())
         actionable = build_actionable(spark, facts, run.read(biomarkers_ref),
                                       patient_cancer_types(run), kb, regimen_catalog())
         run.write(actionable, settings.table("silver", "actionable_alterations"),

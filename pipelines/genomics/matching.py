@@ -5,6 +5,11 @@ patients, one row per gene they touch (SnpEff writes a fusion's genes as ``EML4&
 the normalised protein change and the consequence classes of ``consequences.yaml``.
 ``match_variants`` joins those facts with a rules frame on gene and keeps the pairs that
 satisfy the rule's kind (the table in :mod:`pipelines.knowledge.alterations`).
+
+Gene-level "Mutation" means an *oncogenic* mutation (``c_oncogenic``): a truncating variant
+of a tumour suppressor (``knowledge/resources/gene_roles.yaml``), or a protein-altering
+variant at a residue (in-frame indel: an exon) that the knowledge base names for the gene.
+Without known sites (``known_sites=None``) every protein-altering variant counts.
 """
 
 from __future__ import annotations
@@ -33,8 +38,53 @@ def rules_frame(spark: SparkSession, rules: list[tuple[str, str | None, Alterati
     return spark.createDataFrame(rows, RULES_DDL)
 
 
-def variant_facts(variants: DataFrame) -> DataFrame:
-    """PASS variants of known patients, one row per (variant, gene), with match features."""
+SITE_KINDS = ("protein_change", "codon", "frameshift")
+EXON_KINDS = ("exon_deletion", "exon_insertion", "exon_mutation")
+
+
+def known_sites(spark: SparkSession, alterations: list[tuple[str | None, Alteration]]
+                ) -> DataFrame:
+    """(gene, protein_position, exon) sites the knowledge base names; one of the two is null."""
+    rows = set()
+    for gene, a in alterations:
+        if not gene:
+            continue
+        if a.kind in SITE_KINDS and a.position is not None:
+            rows.add((gene.upper(), a.position, None))
+        elif a.kind in EXON_KINDS and a.exon is not None:
+            rows.add((gene.upper(), None, a.exon))
+    return spark.createDataFrame(sorted(rows, key=str),
+                                 "gene string, protein_position int, exon int")
+
+
+def mark_oncogenic(facts: DataFrame, sites: DataFrame | None,
+                   suppressors: frozenset[str] = frozenset()) -> DataFrame:
+    """Add ``c_oncogenic`` (see the module docstring) to ``variant_facts`` output."""
+    if sites is None:
+        return facts.withColumn("c_oncogenic", F.col("c_nonsyn"))
+    at_site = (sites.filter(F.col("protein_position").isNotNull())
+               .select("gene", "protein_position", F.lit(True).alias("_site")).distinct())
+    in_exon = (sites.filter(F.col("exon").isNotNull())
+               .select("gene", "exon", F.lit(True).alias("_exon")).distinct())
+    indel = F.col("c_indel_del") | F.col("c_indel_ins")
+    trunc_tsg = F.col("c_trunc") & F.col("gene").isin(*sorted(suppressors)) \
+        if suppressors else F.lit(False)
+    return (
+        facts.join(F.broadcast(at_site), ["gene", "protein_position"], "left")
+        .join(F.broadcast(in_exon), ["gene", "exon"], "left")
+        .withColumn("c_oncogenic", (F.col("c_nonsyn") & (
+            F.coalesce("_site", F.lit(False)) | (indel & F.coalesce("_exon", F.lit(False)))))
+            | trunc_tsg)
+        .drop("_site", "_exon")
+    )
+
+
+def variant_facts(variants: DataFrame, sites: DataFrame | None = None,
+                  suppressors: frozenset[str] = frozenset()) -> DataFrame:
+    """PASS variants of known patients, one row per (variant, gene), with match features.
+
+    ``sites`` (from :func:`known_sites`) and ``suppressors`` define ``c_oncogenic``.
+    """
     terms = F.col("consequence_terms")
     genes = F.split(F.upper("gene"), "&")
     df = variants.filter(F.col("is_pass") & F.col("patient_key").isNotNull()
@@ -52,7 +102,7 @@ def variant_facts(variants: DataFrame) -> DataFrame:
         F.col("protein_change").alias("patient_change"),
     ]
     cols += [ann.has_class(terms, cls).alias(col) for cls, col in CLASS_COLUMNS.items()]
-    return df.select(*cols)
+    return mark_oncogenic(df.select(*cols), sites, suppressors)
 
 
 def rule_matches(kind: Column) -> Column:
@@ -64,7 +114,7 @@ def rule_matches(kind: Column) -> Column:
               & (F.col("f.ref_aa") == F.col("r.ref_aa")) & F.col("f.c_nonsyn"))
         .when(kind == "frameshift", (F.col("f.protein_position") == F.col("r.position"))
               & F.col("f.c_frameshift"))
-        .when(kind == "any_mutation", F.col("f.c_nonsyn"))
+        .when(kind == "any_mutation", F.col("f.c_oncogenic"))
         .when(kind == "truncating", F.col("f.c_trunc"))
         .when(kind == "exon_deletion", exon_eq & F.col("f.c_indel_del"))
         .when(kind == "exon_insertion", exon_eq & F.col("f.c_indel_ins"))

@@ -86,6 +86,10 @@ class KnowledgeBase:
     source_dir: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)
 
+    def gene_alterations(self) -> list[tuple[str | None, Alteration]]:
+        """(gene, alteration) of every entry: what :func:`known_sites` reads."""
+        return [(e.gene, e.alteration) for e in self.entries]
+
     def summary(self) -> dict:
         by_source = Counter(e.source for e in self.entries)
         return {"version": self.version, "entries": len(self.entries), **dict(by_source),
@@ -154,6 +158,11 @@ def load_knowledge_base(directory: Path | None) -> KnowledgeBase:
                else f"curated-{curated_version}")
     return KnowledgeBase(tuple(curated + civic_entries), version, release, curated_version,
                          oncotree, str(directory) if directory else None, dict(skipped))
+
+
+def tumor_suppressors() -> frozenset[str]:
+    """Genes whose truncating variants are oncogenic (resources/gene_roles.yaml)."""
+    return frozenset(g.upper() for g in _resource("gene_roles.yaml")["tumor_suppressors"])
 
 
 @cache
