@@ -99,6 +99,48 @@ def test_find_target_survives_whitespace_case_and_truncation():
     # The upper-case (annotated) occurrence wins over an earlier plain one.
     text = "no chest pain at rest; CHEST PAIN on exertion"
     assert ctx.find_target(text, "chest pain").begin == text.index("CHEST")
+    # A whole word wins over the same letters inside a longer word ("PE's").
+    text = "History of PE's in the past; no acute PE today."
+    assert ctx.find_target(text, "PE").begin == text.index("PE today")
+
+
+def test_pseudo_trigger_with_applies_to_cancels_only_those_categories():
+    text = "The nodules have not changed."
+    trig = [_trig(text, "not", ctx.NEGATED),
+            _trig(text, "have not changed", ctx.HISTORICAL, "backward"),
+            _trig(text, "not changed", ctx.PSEUDO, "none", applies=[ctx.NEGATED])]
+    res = _classify(text, "nodules", trig)
+    assert res.historical and not res.negated
+
+
+def _with_rules(text, target):
+    """ConText with the real rule file on one sentence (as ``oncorank notes context``)."""
+    sent = ctx.Span(0, len(text))
+    return ctx.classify(sent, ctx.tokenize(text, sent), ctx.find_triggers(text, sent),
+                        ctx.find_target(text, target))
+
+
+@pytest.mark.parametrize(("text", "target", "historical", "status"), [
+    # Compared with an earlier study and found the same: the finding was there before.
+    ("Unchanged small left pleural effusion.", "left pleural effusion", True, "historical"),
+    ("The 6 mm lung nodule is redemonstrated without change.", "lung nodule", True,
+     "historical"),
+    ("The renal cysts have not changed in size.", "renal cysts", True, "historical"),
+    ("No interval change in the hepatic hemangioma.", "hepatic hemangioma", True,
+     "historical"),
+    # ... but a negated symptom stays a negated symptom.
+    ("No change in vision.", "change in vision", False, "negated"),
+    ("Given her breast cancer history, a bone scan was done.", "breast cancer", True,
+     "historical"),
+    ("No focal deficits on history or examination.", "focal deficits", False, "negated"),
+    ("Volume loss, the sequelae of prior radiation pneumonitis.", "radiation pneumonitis",
+     True, "historical"),
+    ("He is admitted frequently for pancreatitis flares.", "pancreatitis", True, "historical"),
+    ("She was admitted for pancreatitis.", "pancreatitis", False, "affirmed"),
+])
+def test_temporal_triggers_of_the_rule_file(text, target, historical, status):
+    res = _with_rules(text, target)
+    assert res.historical is historical and res.status == status
 
 
 # ----------------------------------------------------------------------------- pure de-id

@@ -13,8 +13,10 @@ How a trigger modifies a target:
 * the reach ends at the sentence edge, at a termination term that applies to the trigger's
   category ("but", "however", "who presents", a list enumerator "2)"), or after ``max_scope``
   tokens when the rule sets one;
-* pseudo-triggers ("no increase", "not only", "gram negative") cancel any trigger they overlap,
-  and a trigger inside a longer trigger is dropped (longest match wins);
+* pseudo-triggers ("no increase", "not only", "gram negative") cancel any trigger they overlap
+  (only the categories named in their ``applies_to`` when the rule names some: "not changed"
+  is no negation but still says the finding was there before), and a trigger inside a longer
+  trigger is dropped (longest match wins);
 * a trigger that lies inside the target itself ("… without murmurs" as part of the target
   phrase) does not modify it.
 
@@ -283,15 +285,18 @@ def tokenize(text: str, sentence: Span) -> list[Span]:
 
 # ------------------------------------------------------------------------- algorithm
 def resolve_triggers(triggers: list[Trigger]) -> list[Trigger]:
-    """Drop triggers overlapped by a pseudo-trigger and triggers inside a longer trigger of
-    the same category ("no" inside "no evidence of"); a trigger inside a longer one of another
-    category still counts ("history of" inside "no history of" is negated *and* historical)."""
+    """Drop triggers overlapped by a pseudo-trigger (of the categories in its ``applies_to``;
+    blank: all) and triggers inside a longer trigger of the same category ("no" inside "no
+    evidence of"); a trigger inside a longer one of another category still counts ("history of"
+    inside "no history of" is negated *and* historical)."""
     pseudo = [t for t in triggers if t.category == PSEUDO]
     kept = []
     for t in triggers:
         if t.category == PSEUDO:
             continue
-        if t.category != TERMINATE and any(p.begin < t.end and t.begin < p.end for p in pseudo):
+        if t.category != TERMINATE and any(
+                p.begin < t.end and t.begin < p.end
+                and (not p.applies_to or t.category in p.applies_to) for p in pseudo):
             continue
         inside_longer = any(
             o is not t and o.category == t.category and o.length > t.length
@@ -373,13 +378,21 @@ def classify(sentence: Span, tokens: list[Span], triggers: list[Trigger],
 
 
 # ------------------------------------------------------------------------- targets
+def _part_of_word(text: str, m: re.Match) -> bool:
+    """Is the match glued to a longer word by an apostrophe, hyphen or slash ("PE's")?"""
+    return bool(re.match(r"['/-]\w", text[m.end():m.end() + 2])
+                or re.search(r"\w['/-]$", text[max(0, m.start() - 2):m.start()]))
+
+
 def find_target(text: str, target: str, window: Span | None = None) -> Span | None:
     """Locate ``target`` in ``text`` tolerant of the quirks of real annotation files.
 
     Runs of whitespace match any run, case is ignored, and when the phrase occurs more than
-    once the occurrence written in upper case (how annotators mark it) or exactly as given is
-    preferred. A target that is not found whole (a truncated sentence) falls back to its
-    longest leading, then trailing, run of words that is found.
+    once the occurrence written in upper case (how annotators mark it), then one that stands
+    as a word of its own rather than inside a longer one ("PE" in "PE's ... PE" is the
+    second), then one written exactly as given is preferred. A target that is not found whole
+    (a truncated sentence) falls back to its longest leading, then trailing, run of words that
+    is found.
     """
     words = target.split()
     if not words:
@@ -400,7 +413,8 @@ def find_target(text: str, target: str, window: Span | None = None) -> Span | No
                     s = m.group(0)
                     marked = s.isupper() and not text[lo:hi].isupper()
                     header = text[m.end():m.end() + 1] == ":"
-                    return (not marked, header, s.split() != part, m.start())
+                    return (not marked, header, _part_of_word(text, m), s.split() != part,
+                            m.start())
                 best = min(hits, key=score)
                 return Span(best.start(), best.end())
     return None
