@@ -18,7 +18,6 @@ from pipelines.lakehouse.settings import Inputs, Settings
 
 D = dt.date
 M = 365.25 / 12
-pytestmark = pytest.mark.slow  # two full ingestions: minutes on a shared 2-core machine
 
 PA, PB, PC = "fhir-pat-0001", "fhir-pat-0002", "fhir-pat-0003"
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
@@ -236,6 +235,13 @@ def test_semantic_rejects_are_quarantined_with_reasons(spark, ingested):
         "end_before_start", "invalid_date", "missing_start_date"]
     assert _rules(spark, s, "silver", "patients") == ["invalid_value"]
     assert _rules(spark, s, "silver", "outcomes") == ["unknown_subject"]
+    # ... and each one says why, in words (the rule alone is not a reason).
+    for schema, name in (("restricted", "patient_identity"), ("silver", "diagnoses"),
+                         ("silver", "medication_exposures"), ("silver", "patients"),
+                         ("silver", "outcomes")):
+        rows = read_table(spark, s.table(schema, f"quarantine_{name}")).collect()
+        assert all(r["reason"] and len(r["reason"]) > 10 for r in rows), (
+            name, [(r["rule"], r["reason"]) for r in rows])
 
 
 def test_no_identifiers_outside_the_restricted_schema(spark, ingested):

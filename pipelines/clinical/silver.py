@@ -52,11 +52,13 @@ def dedupe_patients(parsed: DataFrame) -> DataFrame:
     first = F.row_number().over(w) == 1
     ok = F.col("_rule").isNull()
     ranked = parsed.withColumn("_first", F.when(ok & F.col("pid").isNotNull(), first))
-    dup = ok & ~F.coalesce(F.col("_first"), F.lit(True))
+    # Decide once: setting _rule first would make ``ok`` false when _reason is computed.
+    ranked = ranked.withColumn("_dup", ok & ~F.coalesce(F.col("_first"), F.lit(True)))
+    dup = F.coalesce(F.col("_dup"), F.lit(False))
     return ranked.withColumn("_rule", F.when(dup, F.lit("duplicate_patient"))
                              .otherwise(F.col("_rule"))).withColumn(
         "_reason", F.when(dup, F.lit("the patient id appears in an earlier record"))
-        .otherwise(F.col("_reason"))).drop("_first")
+        .otherwise(F.col("_reason"))).drop("_first", "_dup")
 
 
 def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> DataFrame:

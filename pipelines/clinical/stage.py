@@ -193,12 +193,14 @@ def _quarantine(run: JobRun, parsed: DataFrame, target, record_cols: list[str],
 def _with_known(parsed: DataFrame, known: DataFrame, what: str) -> DataFrame:
     """Reject rows whose patient id is not an accepted patient of either source."""
     flagged = parsed.join(known.select("pid", F.lit(True).alias("_known")), "pid", "left")
-    unknown = F.col("_rule").isNull() & F.col("_known").isNull()
+    # Decide once: setting _rule first would hide the decision from the _reason column.
+    flagged = flagged.withColumn("_unknown", F.col("_rule").isNull() & F.col("_known").isNull())
+    unknown = F.col("_unknown")
     return flagged.withColumn("_rule", F.when(unknown, F.lit("unknown_subject"))
                               .otherwise(F.col("_rule"))).withColumn(
         "_reason", F.when(unknown, F.lit(f"{what} refers to a patient_id that is not an "
                                          "accepted patient")).otherwise(F.col("_reason"))
-    ).drop("_known")
+    ).drop("_known", "_unknown")
 
 
 def _latest_before(df: DataFrame, value: str, index: DataFrame) -> DataFrame:
@@ -331,11 +333,14 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         co = _with_known(csv_input.parse_outcomes(cbr["outcomes"]), known, "outcomes.csv row")
         co = silver.dedupe_patients(co).join(
             patients.select("pid", F.col("birth_date").alias("_birth")), "pid", "left")
-        bad_death = F.col("_rule").isNull() & (F.col("death_date") < F.col("_birth"))
+        # Decide once, then set rule and reason from the same flag (the rule column changes).
+        co = co.withColumn("_bad_death", F.col("_rule").isNull()
+                           & (F.col("death_date") < F.col("_birth")))
+        bad_death = F.coalesce(F.col("_bad_death"), F.lit(False))
         co = _materialise(co.withColumn(
             "_rule", F.when(bad_death, F.lit("death_before_birth")).otherwise(F.col("_rule")))
             .withColumn("_reason", F.when(bad_death, F.lit("death_date is before birth_date"))
-                        .otherwise(F.col("_reason"))))
+                        .otherwise(F.col("_reason"))).drop("_bad_death"))
         _check_family("outcomes.csv", cbr["outcomes"], co)
         _quarantine(run, co, run.table("silver", "outcomes"),
                     ["record_id", "pid", "death_raw", "followup_raw", "progression_raw"])
