@@ -19,10 +19,13 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest-variants", "jobs.ingest_variants", (),
-          "VCF/BCF -> bronze.variants_raw, silver.variants, silver.biomarkers"),
     Stage("ingest-clinical", "jobs.ingest_clinical", (),
           "FHIR R4 / CSV -> bronze clinical tables, silver patients, treatment lines, outcomes"),
+    # After clinical: actionability is judged against each patient's cancer type
+    # (silver.patients), so a first run must not match against an absent table.
+    Stage("ingest-variants", "jobs.ingest_variants", ("ingest-clinical",),
+          "VCF/BCF -> bronze.variants_raw, silver.variants, silver.biomarkers, "
+          "silver.actionable_alterations"),
     Stage("ingest-notes", "jobs.ingest_notes", (), "notes JSONL/CSV -> bronze.notes_raw"),
     Stage("deidentify-notes", "jobs.deidentify_notes", ("ingest-notes",),
           "bronze.notes_raw -> silver.notes_deid (Spark NLP de-identification)"),

@@ -175,19 +175,19 @@ def build_actionable(spark: SparkSession, facts: DataFrame, biomarkers: DataFram
     )
     keys = ["patient_key", "gene", "alteration", "disease", "disease_oncotree", "therapy",
             "direction", "source"]
-    best = F.struct("citation", "url", "disease_match")
+    # The best evidence: lowest level, ties broken by evidence id, so re-runs agree.
+    best = F.struct("citation", "url", "disease_match", "match_kind", "significance")
+    order = F.struct(level, F.col("evidence_id"))
     out = rows.groupBy(*keys).agg(
         F.min(level).alias("evidence_level"),
-        F.min_by(best, level).alias("_best"),
+        F.min_by(best, order).alias("_best"),
         F.array_sort(F.collect_set("evidence_id")).alias("evidence_ids"),
         F.max("approved").alias("approved"),
         F.max("on_label").alias("on_label"),
-        F.first("match_kind").alias("match_kind"),
-        F.first("drugs").alias("drugs"),
-        F.first("significance").alias("significance"),
-        F.first("regimen").alias("regimen"),
-        F.first("regimens").alias("regimens"),
-        F.first("cancer_type").alias("patient_cancer_type"),
+        F.min("drugs").alias("drugs"),
+        F.min("regimen").alias("regimen"),
+        F.min("regimens").alias("regimens"),
+        F.min("cancer_type").alias("patient_cancer_type"),
         F.max("vaf").alias("vaf"),
         F.array_sort(F.collect_set("variant_key")).alias("variant_keys"),
         F.array_sort(F.collect_set("patient_alteration")).alias("patient_alterations"),
@@ -197,11 +197,12 @@ def build_actionable(spark: SparkSession, facts: DataFrame, biomarkers: DataFram
                                    "direction", "source")])
     return out.select(
         F.sha2(key_text, 256).alias("alteration_key"), "patient_key", "gene", "alteration",
-        "match_kind", "patient_alterations", "variant_keys", "vaf", "disease",
-        "disease_oncotree", "patient_cancer_type", F.col("_best.disease_match").alias(
-            "disease_match"), "therapy", "drugs", "regimen", "regimens", "evidence_level",
-        "direction", "significance", "on_label", "approved", F.col("_best.citation").alias(
-            "citation"), F.col("_best.url").alias("url"), "evidence_ids",
-        F.size("evidence_ids").alias("n_evidence"), "source",
+        F.col("_best.match_kind").alias("match_kind"), "patient_alterations", "variant_keys",
+        "vaf", "disease", "disease_oncotree", "patient_cancer_type",
+        F.col("_best.disease_match").alias("disease_match"), "therapy", "drugs", "regimen",
+        "regimens", "evidence_level", "direction",
+        F.col("_best.significance").alias("significance"), "on_label", "approved",
+        F.col("_best.citation").alias("citation"), F.col("_best.url").alias("url"),
+        "evidence_ids", F.size("evidence_ids").alias("n_evidence"), "source",
         F.lit(kb.version).alias("kb_version"),
     )
