@@ -12,7 +12,7 @@
 3. The family with the best validation Harrell's C is registered as a new version of
    ``settings.registered_model_name``; it becomes ``champion`` only under the promotion rule
    of :mod:`pipelines.models.registry`.
-4. A run whose inputs (Delta versions), code (git sha) and configuration are unchanged reuses
+4. A run whose inputs (training rows' content), code (git sha) and configuration are unchanged reuses
    the previous training (a fingerprint tag), so re-running the stage registers nothing new.
 
 Configuration (``[models]`` section of the config file, all optional)::
@@ -95,6 +95,14 @@ def training_rows(features: pd.DataFrame) -> pd.DataFrame:
     ok = (features["treatment"].notna() & features["os_months"].notna()
           & features["os_event"].notna() & (pd.to_numeric(features["os_months"]) >= 0))
     return features.loc[ok].reset_index(drop=True)
+
+
+def content_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's rows as a set (columns in name order, row order ignored): what
+    "inputs unchanged" means for the training fingerprint."""
+    cols = sorted(frame.columns)
+    hashed = np.sort(pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy())
+    return hashlib.sha256(("|".join(cols)).encode() + hashed.tobytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------ oracle
@@ -227,7 +235,9 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         if n >= cfg["spark_min_rows"]:
             log.info("%s: %d patients >= spark_min_rows: training with xgboost.spark", STAGE, n)
             families = ["xgb_spark_cox"]
-        fingerprint = _fingerprint(settings, cfg, run.tables_read, families)
+        # Content, not Delta versions: a re-run of build-features commits a new version of an
+        # unchanged table, and that must not trigger a new training.
+        fingerprint = _fingerprint(settings, cfg, content_digest(features), families)
         if not cfg["force"]:
             previous = registry.find_run_by_fingerprint(settings, fingerprint)
             if previous and registry.current_champion_version(settings) is not None:
@@ -310,7 +320,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         rows = _metric_rows(results, best, version, promote, fingerprint, trained_at,
                             settings.registered_model_name)
         run.write(spark.createDataFrame(rows, METRICS_SCHEMA), settings.table("gold", "model_metrics"),
-                  mode="merge", keys=["run_id", "metric"], primary=False, gate=False,
+                  mode="merge", keys=["run_id", "metric"], primary=False,
                   table_comment="Validation metrics of every training run (one row per run "
                                 "and metric); see pipelines/models/evaluation.py for definitions.")
     return run
@@ -362,8 +372,8 @@ def _per_family(value, family: str) -> int:
     return int(value)
 
 
-def _fingerprint(settings: Settings, cfg: dict, versions: dict, families: list[str]) -> str:
-    blob = json.dumps({"versions": versions, "cfg": {k: v for k, v in cfg.items() if k != "force"},
+def _fingerprint(settings: Settings, cfg: dict, data: str, families: list[str]) -> str:
+    blob = json.dumps({"data": data, "cfg": {k: v for k, v in cfg.items() if k != "force"},
                        "families": families, "git": git_sha(),
                        "horizon": settings.horizon_months,
                        "model": settings.registered_model_name}, sort_keys=True, default=str)
