@@ -13,8 +13,6 @@ from pipelines.lakehouse import delta
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Inputs, Settings
 
-pytestmark = pytest.mark.slow
-
 # Driver concepts the generator writes into VCFs -> the flags they must set.
 CONCEPT_FLAGS = {
     "EGFR L858R": {"egfr_l858r", "egfr_mut"},
@@ -144,3 +142,38 @@ def test_tmb_high_patients_get_the_tumour_agnostic_label(spark, cohort):
     for key, a in tmb_rows.items():
         assert a["gene"] is None and a["on_label"] and a["disease_match"] == "ancestor"
         assert a["regimen"] == expected[truth[key]["cancer_type"]]
+
+
+def test_passenger_variants_do_not_make_gene_level_mutations(spark, cohort):
+    """The generator sprinkles passenger calls over BRCA2 and FGFR1-3 (no planted drivers
+    there). brca_mut / fgfr_alt must come only from truncating BRCA calls or from residues
+    the knowledge base names — never from a missense passenger of unknown significance."""
+    from pipelines.genomics.annotation import consequence_classes
+    from pipelines.genomics.matching import known_sites
+    from pipelines.knowledge.kb import knowledge_dir, load_knowledge_base
+
+    settings, _ = cohort
+    kb = load_knowledge_base(knowledge_dir(settings))
+    sites = {(r["gene"], r["protein_position"]) for r in
+             known_sites(spark, kb.gene_alterations()).collect()}
+    truncating = set(consequence_classes()["classes"]["truncating"])
+    variants = (delta.read_table(spark, settings.table("silver", "variants"))
+                .filter(F.col("is_pass") & F.col("gene").isin("BRCA1", "BRCA2", "FGFR1",
+                                                             "FGFR2", "FGFR3"))
+                .select("patient_key", "gene", "protein_position", "consequence_terms")
+                .collect())
+    assert variants, "the generator should place passengers in these genes"
+    expected = {"brca_mut": set(), "fgfr_alt": set()}
+    missense_passengers = 0
+    for v in variants:
+        flag = "brca_mut" if v["gene"].startswith("BRCA") else "fgfr_alt"
+        at_site = (v["gene"], v["protein_position"]) in sites
+        trunc = bool(truncating & set(v["consequence_terms"] or ()))
+        if at_site or (trunc and flag == "brca_mut"):
+            expected[flag].add(v["patient_key"])
+        elif "missense_variant" in (v["consequence_terms"] or ()):
+            missense_passengers += 1
+    assert missense_passengers > 0
+    bm = rows(spark, settings, "biomarkers")
+    for flag, keys in expected.items():
+        assert {r["patient_key"] for r in bm if r[flag]} == keys, flag

@@ -24,9 +24,7 @@ from pipelines.lakehouse import delta
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Inputs, Settings
 
-pytestmark = pytest.mark.slow
-
-STAGES = ["ingest-variants", "ingest-clinical", "ingest-notes", "deidentify-notes",
+STAGES = ["ingest-clinical", "ingest-variants", "ingest-notes", "deidentify-notes",
           "extract-note-findings", "comorbidities", "build-features"]
 PATIENTS, SEED = 6, 11
 TCGA_VCF = "vcf/somatic_TCGA-A6-2686_COAD_tumor_normal.grch38.vcf.gz"
@@ -252,6 +250,22 @@ def test_quality_status_reports_the_gated_tables(spark, first_run):
     assert Path(status["data_docs"].removeprefix("file://")).is_file()
 
 
+def test_every_table_the_pipeline_writes_has_a_suite(first_run):
+    """The gate checks what it has a suite for; so every data table needs one."""
+    from pipelines.quality import suites
+
+    settings = first_run[0]
+    written = {f"{p.parent.parent.name}.{p.parent.name}"
+               for p in settings.lakehouse.glob("*/*/_delta_log")}
+    data_tables = {t for t in written if t.split(".")[0] in ("bronze", "silver", "gold",
+                                                             "restricted")
+                   and not t.split(".")[1].startswith("quarantine_")}
+    assert len(data_tables) >= 20
+    assert not data_tables - set(suites.all_suites()), sorted(data_tables
+                                                              - set(suites.all_suites()))
+
+
+@pytest.mark.slow  # the whole pipeline a second time (~3-5 minutes on 2 cores)
 def test_a_second_run_changes_nothing(spark, first_run):
     settings = first_run[0]
     before = _digests(spark, settings)
