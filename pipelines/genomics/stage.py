@@ -94,7 +94,7 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
             good = bronze.select_bronze(typed)
             ensure_table(spark, ref, good.schema, bronze.BRONZE_COMMENTS,
                          bronze.BRONZE_TABLE_COMMENT, {"delta.dataSkippingNumIndexedCols": "4"})
-            run.write(good, ref, mode="replace", gate=gate,
+            run.write(good, ref, mode="replace", gate=gate, cache=False,
                       replace_where=in_predicate("source_file", [s.path for s in readable]),
                       comments=bronze.BRONZE_COMMENTS,
                       table_comment=bronze.BRONZE_TABLE_COMMENT)

@@ -126,14 +126,19 @@ class JobRun:
         keys: list[str] | None = None,
         primary: bool = True,
         gate: bool = True,
+        cache: bool = True,
         **options,
     ) -> delta.WriteResult:
         """Gate, quarantine the rejected rows, write the rest; returns rows and version.
 
         ``primary=False`` marks a derived output (e.g. a per-patient summary) whose rows do
-        not enter the job's reconciliation.
+        not enter the job's reconciliation. ``cache=False`` when ``df`` is a cheap filter or
+        projection of a frame the caller already cached: the gate, the count and the write
+        then scan that cache instead of building a second copy (bronze variants: the copy
+        costs more than the scans).
         """
-        df = df.persist()
+        if cache:
+            df = df.persist()
         try:
             if gate:
                 from pipelines.quality.gate import apply_gate
@@ -142,13 +147,15 @@ class JobRun:
             else:
                 good, bad = df, None
             quarantined = self.quarantine(bad, ref, primary=primary) if bad is not None else 0
-            good = good.persist()
+            if cache or bad is not None:
+                good = good.persist()
             rows = good.count()
             options = {**_registered_comments(ref, good.columns, options), **options}
             version = delta.write_table(self.spark, good, ref, mode=mode, keys=keys, **options)
             good.unpersist()
         finally:
-            df.unpersist()
+            if cache:
+                df.unpersist()
         if version is not None:
             self.tables_written[ref.key] = version
         if primary:
