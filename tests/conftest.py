@@ -47,3 +47,17 @@ def settings(spark, tmp_path):
 
     return Settings(lakehouse=tmp_path / "lakehouse", shuffle_partitions=2,
                     spark_master="local[2]", reports_dir=str(tmp_path / "reports"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """One `oncorank demo` (40 patients, seed 7) per test session, shared by the end-to-end
+    and notebook tests: (output folder, settings). Its console output goes to demo.log."""
+    from rich.console import Console
+
+    from pipelines.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    with open(out.parent / f"{out.name}.log", "w") as log:
+        settings = run_demo(patients=40, seed=7, out=out, console=Console(file=log))
+    return out, settings

@@ -433,7 +433,6 @@ def test_the_wheel_artifact_is_every_task_s_library():
     assert "--wheel-dir dist" in artifact["build"]
 
 
-@pytest.mark.slow
 def test_the_wheel_builds_from_pyproject_and_carries_the_job_code(tmp_path):
     build = _root()["artifacts"]["oncorank_wheel"]["build"].split()
     assert build[:4] == ["python3", "-m", "pip", "wheel"]

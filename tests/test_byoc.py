@@ -84,7 +84,6 @@ def test_runs_are_logged_to_mlflow_under_out(summary):
     assert logged["n_patients"] == 686
 
 
-@pytest.mark.slow
 def test_parquet_cohort_with_feature_subset_and_horizon(gbsg2_csv, tmp_path):
     pq = tmp_path / "gbsg2.parquet"
     df = pd.read_csv(gbsg2_csv)

@@ -17,8 +17,6 @@ from pipelines.lakehouse.delta import read_table
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Inputs, Settings
 
-pytestmark = pytest.mark.slow  # a full ingestion of 2,185 resources
-
 M = 365.25 / 12
 
 

@@ -21,12 +21,9 @@ PATIENTS, SEED = 40, 7
 
 
 @pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    from pipelines.demo import run_demo
-
-    out = tmp_path_factory.mktemp("demo")
-    settings = run_demo(patients=PATIENTS, seed=SEED, out=out)
-    return out, settings
+def demo(demo_run):
+    """The session's `oncorank demo` run (conftest: 40 patients, seed 7)."""
+    return demo_run
 
 
 def _tables(lakehouse: Path) -> list[Path]:

@@ -21,8 +21,6 @@ from pipelines.lakehouse import delta
 from pipelines.lakehouse.errors import InputNotFoundError
 from pipelines.lakehouse.settings import Inputs, Settings
 
-pytestmark = pytest.mark.slow
-
 BCFTOOLS = "/usr/bin/bcftools"
 REAL = ("somatic_TCGA-A6-2686_COAD_tumor_normal.grch38.vcf.gz",
         "germline_multisample_vep_snpeff.grch37.vcf.gz",

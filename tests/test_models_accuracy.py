@@ -43,7 +43,6 @@ def _gbsg2_rsf_protocol():
     return train_test_split(Xt.to_numpy(float), yy, test_size=0.25, random_state=20)
 
 
-@pytest.mark.slow
 def test_gbsg2_random_survival_forest_reaches_the_published_c_index():
     X_tr, X_te, y_tr, y_te = _gbsg2_rsf_protocol()
     rsf = RandomSurvivalForest(n_estimators=1000, min_samples_split=10, min_samples_leaf=15,

@@ -36,7 +36,6 @@ def _gold(spark, settings, tmp_path, n=700):
     return features, truth / "treatment_oracle.csv"
 
 
-@pytest.mark.slow
 def test_train_registers_a_champion_that_scores_and_explains(spark, settings, tmp_path,
                                                              monkeypatch):
     # the code version is part of the training fingerprint; other commits must not change it
@@ -132,7 +131,6 @@ def test_train_with_too_few_outcomes_is_a_clear_error(spark, settings, tmp_path)
         train_models(spark, settings)
 
 
-@pytest.mark.slow
 def test_xgboost_spark_cox_trains_across_spark_tasks(spark):
     """The distributed route: xgboost.spark survival:cox with the Breslow baseline aggregated
     in Spark; the fitted model then scores without Spark and ranks like single-node XGBoost."""

@@ -24,8 +24,6 @@ from pipelines.models.design import make_target
 from pipelines.models.evaluation import oracle_metrics
 from pipelines.models.treatment import TreatmentResponseModel
 
-pytestmark = pytest.mark.slow
-
 PATIENTS, SEED = 2000, 11
 MODIFIERS = ["egfr_sensitizing", "kras_g12c", "ras_mut", "braf_v600e", "pik3ca_mut",
              "erbb2_amp", "er_pos", "msi_h", "pdl1_high", "tmb_high", "ild", "autoimmune"]

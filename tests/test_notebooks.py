@@ -379,14 +379,8 @@ def test_model_monitoring(lakehouse, monkeypatch):
 
 # ---------------------------------------------------------------------------- end to end
 @pytest.mark.slow
-def test_notebooks_run_on_the_lakehouse_of_a_real_pipeline_run(spark, tmp_path, monkeypatch):
-    from rich.console import Console
-
-    from pipelines.demo import run_demo
-
-    out = tmp_path / "demo"
-    with open(tmp_path / "demo.log", "w") as log:
-        settings = run_demo(patients=40, seed=7, out=out, console=Console(file=log))
+def test_notebooks_run_on_the_lakehouse_of_a_real_pipeline_run(demo_run, monkeypatch):
+    out, settings = demo_run  # the session's `oncorank demo` (40 patients)
     # As the README says: point the notebooks at the demo's config.
     monkeypatch.setenv("ONCORANK_CONFIG", str(out / "oncorank.toml"))
     monkeypatch.setenv("MPLBACKEND", "Agg")

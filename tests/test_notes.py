@@ -234,7 +234,6 @@ def test_findings_with_context_section_value(spark, deid_rows):
     assert deid_rows["n1"].text_deid[row.start:row.end] == "brain metastases"
 
 
-@pytest.mark.slow
 def test_real_notes_keep_no_titled_name(spark, shared_data):
     """MTSamples notes (names altered by the site, so real-looking): after de-identification
     no "Dr./Mr./Mrs./Ms. Surname" survives, and clinical words are not eaten as names."""
@@ -278,7 +277,6 @@ def _write_notes(path, extra_bad=True):
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-@pytest.mark.slow
 def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path):
     from pipelines.lakehouse import delta
     from pipelines.notes.stage import (

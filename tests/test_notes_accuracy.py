@@ -80,7 +80,6 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-@pytest.mark.slow
 def test_deidentification_recall_precision_and_no_leftover_on_generated_notes(
         spark, tmp_path_factory):
     from pipelines.notes.stage import deidentify_frame
@@ -119,7 +118,6 @@ def test_deidentification_recall_precision_and_no_leftover_on_generated_notes(
     assert precision >= 0.90
 
 
-@pytest.mark.slow
 def test_findings_precision_recall_per_category_on_generated_notes(spark, tmp_path_factory):
     from pipelines.notes.stage import deidentify_frame, findings_frame
 

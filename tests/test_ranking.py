@@ -200,7 +200,6 @@ def shared_models(board, tmp_path):
 
 
 # ============================================================================ stage
-@pytest.mark.slow
 def test_every_candidate_is_ranked_and_counts_reconcile(spark, board):
     r, frames, run = board["rankings"], board["frames"], board["run"]
     candidates = [x.name for x in regimen_catalog().for_cancer_type("NSCLC")]
@@ -219,7 +218,6 @@ def test_every_candidate_is_ranked_and_counts_reconcile(spark, board):
     assert jr.loc[jr["job"] == "score", "status"].tolist() == ["succeeded"]
 
 
-@pytest.mark.slow
 def test_rank_follows_predicted_rmst_and_columns_match_the_contract(board):
     r, champion = board["rankings"], board["champion"]
     contract = ["patient_key", "treatment", "rank", "predicted_rmst", "rmst_lower", "rmst_upper",
@@ -253,7 +251,6 @@ def test_rank_follows_predicted_rmst_and_columns_match_the_contract(board):
     assert set(r["board_date"].astype(str)) == {BOARD}
 
 
-@pytest.mark.slow
 def test_rankings_recover_the_planted_truth(board):
     """Acceptance: policy value of the top choice and planted-alteration top-1 share."""
     frames = board["frames"]
@@ -264,7 +261,6 @@ def test_rankings_recover_the_planted_truth(board):
     assert acc["planted_top1_share"] >= 0.9, acc
 
 
-@pytest.mark.slow
 def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
     r = board["rankings"].set_index(["patient_key", "treatment"])
     sp = board["frames"]["special"]
@@ -298,7 +294,6 @@ def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
         assert g["predicted_rmst"].is_monotonic_decreasing
 
 
-@pytest.mark.slow
 def test_drift_is_written_for_the_board_date(spark, board):
     d = delta.read_table(spark, board["settings"].table("gold", "drift")).toPandas()
     assert set(d["board_date"].astype(str)) == {BOARD}
@@ -311,7 +306,6 @@ def test_drift_is_written_for_the_board_date(spark, board):
     assert set(d["model_version"]) == {board["champion"].version}
 
 
-@pytest.mark.slow
 def test_rescoring_the_same_board_changes_nothing(spark, board):
     settings = board["settings"]
     ref = settings.table("gold", "treatment_rankings")
@@ -330,7 +324,6 @@ def test_rescoring_the_same_board_changes_nothing(spark, board):
                                   drift_after.sort_values("feature").reset_index(drop=True))
 
 
-@pytest.mark.slow
 def test_review_list_selects_patients_and_quarantines_unknown_ids(spark, shared_models, tmp_path):
     frames = board_frames(n=30, seed=11, prefix="RV")
     write_board(spark, shared_models, frames)
@@ -350,7 +343,6 @@ def test_review_list_selects_patients_and_quarantines_unknown_ids(spark, shared_
     assert run.rows_in == run.rows_written + run.rows_quarantined == 3 * 4 + 1
 
 
-@pytest.mark.slow
 def test_without_a_review_list_every_patient_is_scored_and_drift_flags_age(spark, shared_models):
     frames = board_frames(n=150, seed=12, age_shift=12.0, prefix="OL")
     write_board(spark, shared_models, frames)
@@ -477,7 +469,6 @@ def test_load_oracle_pseudonymises_source_ids(tmp_path):
         load_oracle(tmp_path / "nope", KEY)
 
 
-@pytest.mark.slow
 def test_planted_pairs_come_from_the_generators_truth(tmp_path):
     from pipelines.ranking.evaluation import planted_pairs
     from pipelines.synth import generate_cohort

@@ -104,7 +104,6 @@ def world(spark, tmp_path_factory):
             "folder": folder}
 
 
-@pytest.mark.slow
 def test_one_html_and_pdf_per_patient_named_by_key_plus_an_index(world):
     folder, keys = world["folder"], world["keys"]
     html = sorted(p.stem for p in folder.glob("*.html") if p.name != "index.html")
@@ -121,7 +120,6 @@ def test_one_html_and_pdf_per_patient_named_by_key_plus_an_index(world):
 
 
 @needs_chromium
-@pytest.mark.slow
 def test_report_renders_in_headless_chromium_offline_and_prints(world):
     ARTIFACTS.mkdir(exist_ok=True)
     key = world["frames"]["special"]["ild"]
@@ -176,7 +174,6 @@ def test_report_renders_in_headless_chromium_offline_and_prints(world):
         index.close()
 
 
-@pytest.mark.slow
 def test_report_content_answers_the_boards_questions(world):
     sp = world["frames"]["special"]
     html = (world["folder"] / f"{sp['ild']}.html").read_text()
@@ -193,7 +190,6 @@ def test_report_content_answers_the_boards_questions(world):
     assert "historical" in noted
 
 
-@pytest.mark.slow
 def test_default_report_and_analyst_tables_carry_no_phi(spark, world):
     folder = world["folder"]
     raw_fragments = [RAW_NOTE, RAW_NOTE[:40], "DOB 04/17/1951"]
@@ -216,7 +212,6 @@ def test_default_report_and_analyst_tables_carry_no_phi(spark, world):
             assert s not in blob, (ref.key, s)
 
 
-@pytest.mark.slow
 def test_care_team_variant_shows_name_and_mrn_in_its_own_folder(world):
     care = world["folder"] / "care-team"
     key = world["keys"][0]
@@ -229,7 +224,6 @@ def test_care_team_variant_shows_name_and_mrn_in_its_own_folder(world):
     assert NAMES[0] not in (world["folder"] / f"{key}.html").read_text()
 
 
-@pytest.mark.slow
 def test_rerendering_writes_identical_html(spark, world):
     folder = world["folder"]
     before = {p.name: p.read_bytes() for p in folder.glob("*.html")}
@@ -241,7 +235,6 @@ def test_rerendering_writes_identical_html(spark, world):
     assert changed == []
 
 
-@pytest.mark.slow
 def test_html_only_when_chromium_is_absent(spark, world, monkeypatch, tmp_path):
     monkeypatch.setenv("ONCORANK_CHROMIUM", str(tmp_path / "no-such-browser"))
     settings = world["settings"].replace(reports_dir=str(tmp_path / "reports"))
@@ -253,7 +246,6 @@ def test_html_only_when_chromium_is_absent(spark, world, monkeypatch, tmp_path):
     assert ".pdf" not in (folder / "index.html").read_text()
 
 
-@pytest.mark.slow
 def test_an_id_with_path_characters_cannot_escape_the_report_folder(spark, world, tmp_path):
     settings = world["settings"].replace(reports_dir=str(tmp_path / "reports"),
                                          board_date="2026-12-24")
@@ -289,7 +281,6 @@ def test_safe_paths_unit(tmp_path):
         render.board_folder(tmp_path, "../2026-12-03")
 
 
-@pytest.mark.slow
 def test_no_rankings_for_the_board_date_is_a_clear_error(spark, world):
     with pytest.raises(InputNotFoundError, match="no rows for board date 2030-01-01"):
         render_reports(spark, world["settings"].replace(board_date="2030-01-01"))

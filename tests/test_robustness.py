@@ -24,8 +24,6 @@ import pytest
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.settings import Settings
 
-pytestmark = pytest.mark.slow
-
 ROWS = 60_000
 # A quarantine row records which run rejected it and when; the rest must be identical.
 RUN_COLUMNS = ("run_id", "quarantined_at")
