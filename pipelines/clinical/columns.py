@@ -84,6 +84,21 @@ def blank_to_null(col: Column) -> Column:
     return F.when(~is_blank(col), F.trim(col))
 
 
+def add_rule(df, failed: Column, name: str, why: str):
+    """Reject, with ``name`` and ``why``, the rows that passed so far (``_rule`` null) and
+    fail ``failed``; rows already rejected keep their first rule and reason.
+
+    The decision is made once, into a helper column, because setting ``_rule`` first would
+    change what a condition on ``_rule`` sees when ``_reason`` is set.
+    """
+    hit = F.col("_rule").isNull() & F.coalesce(failed, F.lit(False))
+    return (df.withColumn("_hit", hit)
+            .withColumn("_rule", F.when(F.col("_hit"), F.lit(name)).otherwise(F.col("_rule")))
+            .withColumn("_reason", F.when(F.col("_hit"), F.lit(why))
+                        .otherwise(F.col("_reason")))
+            .drop("_hit"))
+
+
 def with_rules(df, *rules: tuple[Column, str, str]):
     """Add ``_rule`` and ``_reason`` of the first failing check (null when all pass).
 

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from pipelines.catalog import regimen_catalog
 from pipelines.clinical.codes import drug_aliases, snomed_to_icd10cm
+from pipelines.clinical.columns import add_rule
 from pipelines.clinical.comorbidity import normalised_code, usable_icd10
 
 DAYS_PER_MONTH = 365.25 / 12  # 30.4375: months as used for os_months / ttnt_months
@@ -50,15 +51,10 @@ def dedupe_patients(parsed: DataFrame) -> DataFrame:
     """Mark all but the first record of each patient id ``duplicate_patient``."""
     w = Window.partitionBy("pid").orderBy("source_file", "record_index")
     first = F.row_number().over(w) == 1
-    ok = F.col("_rule").isNull()
-    ranked = parsed.withColumn("_first", F.when(ok & F.col("pid").isNotNull(), first))
-    # Decide once: setting _rule first would make ``ok`` false when _reason is computed.
-    ranked = ranked.withColumn("_dup", ok & ~F.coalesce(F.col("_first"), F.lit(True)))
-    dup = F.coalesce(F.col("_dup"), F.lit(False))
-    return ranked.withColumn("_rule", F.when(dup, F.lit("duplicate_patient"))
-                             .otherwise(F.col("_rule"))).withColumn(
-        "_reason", F.when(dup, F.lit("the patient id appears in an earlier record"))
-        .otherwise(F.col("_reason"))).drop("_first", "_dup")
+    ranked = parsed.withColumn("_first", F.when(F.col("_rule").isNull()
+                                                & F.col("pid").isNotNull(), first))
+    return add_rule(ranked, ~F.coalesce(F.col("_first"), F.lit(True)), "duplicate_patient",
+                    "the patient id appears in an earlier record").drop("_first")
 
 
 def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> DataFrame:

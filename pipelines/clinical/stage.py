@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines.clinical import csv_input, fhir, silver
-from pipelines.clinical.columns import stage_group
+from pipelines.clinical.columns import add_rule, stage_group
 from pipelines.clinical.lines import LineRule, treatment_lines
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
@@ -193,14 +193,9 @@ def _quarantine(run: JobRun, parsed: DataFrame, target, record_cols: list[str],
 def _with_known(parsed: DataFrame, known: DataFrame, what: str) -> DataFrame:
     """Reject rows whose patient id is not an accepted patient of either source."""
     flagged = parsed.join(known.select("pid", F.lit(True).alias("_known")), "pid", "left")
-    # Decide once: setting _rule first would hide the decision from the _reason column.
-    flagged = flagged.withColumn("_unknown", F.col("_rule").isNull() & F.col("_known").isNull())
-    unknown = F.col("_unknown")
-    return flagged.withColumn("_rule", F.when(unknown, F.lit("unknown_subject"))
-                              .otherwise(F.col("_rule"))).withColumn(
-        "_reason", F.when(unknown, F.lit(f"{what} refers to a patient_id that is not an "
-                                         "accepted patient")).otherwise(F.col("_reason"))
-    ).drop("_known", "_unknown")
+    return add_rule(flagged, F.col("_known").isNull(), "unknown_subject",
+                    f"{what} refers to a patient_id that is not an accepted patient"
+                    ).drop("_known")
 
 
 def _latest_before(df: DataFrame, value: str, index: DataFrame) -> DataFrame:
@@ -333,14 +328,8 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         co = _with_known(csv_input.parse_outcomes(cbr["outcomes"]), known, "outcomes.csv row")
         co = silver.dedupe_patients(co).join(
             patients.select("pid", F.col("birth_date").alias("_birth")), "pid", "left")
-        # Decide once, then set rule and reason from the same flag (the rule column changes).
-        co = co.withColumn("_bad_death", F.col("_rule").isNull()
-                           & (F.col("death_date") < F.col("_birth")))
-        bad_death = F.coalesce(F.col("_bad_death"), F.lit(False))
-        co = _materialise(co.withColumn(
-            "_rule", F.when(bad_death, F.lit("death_before_birth")).otherwise(F.col("_rule")))
-            .withColumn("_reason", F.when(bad_death, F.lit("death_date is before birth_date"))
-                        .otherwise(F.col("_reason"))).drop("_bad_death"))
+        co = _materialise(add_rule(co, F.col("death_date") < F.col("_birth"),
+                                   "death_before_birth", "death_date is before birth_date"))
         _check_family("outcomes.csv", cbr["outcomes"], co)
         _quarantine(run, co, run.table("silver", "outcomes"),
                     ["record_id", "pid", "death_raw", "followup_raw", "progression_raw"])
