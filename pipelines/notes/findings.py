@@ -1,10 +1,12 @@
 """Oncology findings of one note from Spark NLP's matches (pure Python, no Spark).
 
-Inputs per note are what the Spark NLP pipeline produced on the de-identified text: sentence
-spans, concept chunks (identifier = row of ``resources/concepts.tsv``) and section-header
-chunks (identifier = row of ``resources/sections.tsv``). Each concept mention becomes one
-finding with its normalised concept, category, value, ConText status (triggers matched in the
-mention's sentence, see :mod:`.context`), section, span and a short snippet.
+Inputs per note are the de-identified text, the sentence spans Spark NLP's
+``SentenceDetector`` produced on it, concept chunks (identifier = row of
+``resources/concepts.tsv``) and section-header chunks (identifier = row of
+``resources/sections.tsv``), both found by :func:`find_mentions` (the lexicon rules with a
+literal prefilter, see :mod:`.rules`). Each concept mention becomes one finding with its
+normalised concept, category, value, ConText status (triggers matched in the mention's
+sentence, see :mod:`.context`), section, span and a short snippet.
 
 >>> rows = concept_rows()
 >>> rows[0].concept, rows[0].category
@@ -22,6 +24,7 @@ from functools import lru_cache
 from importlib import resources
 
 from pipelines.notes import context as ctx
+from pipelines.notes.rules import RuleSet
 
 CATEGORIES = ("biomarker", "site", "performance_status", "therapy", "adverse_event", "smoking",
               "diagnosis")
@@ -100,7 +103,7 @@ def section_rows() -> tuple[SectionRow, ...]:
 
 
 def concept_matcher_rules() -> list[tuple[str, str]]:
-    """``(regex, identifier)`` for the concept RegexMatcher; the identifier is the row index."""
+    """``(regex, identifier)`` of the concept rules; the identifier is ``c`` + the row index."""
     return [(row.regex, f"c{i}") for i, row in enumerate(concept_rows())]
 
 
@@ -112,6 +115,18 @@ def section_matcher_rules() -> list[tuple[str, str]]:
         upper = rf"(?<![\w/])(?:{row.header.upper()})[ \t]*:"
         out.append((f"{any_case}|{upper}", f"s{i}"))
     return out
+
+
+@lru_cache(maxsize=1)
+def _matchers() -> tuple[RuleSet, RuleSet]:
+    """The concept and section rules, compiled once per Python worker."""
+    return RuleSet(concept_matcher_rules()), RuleSet(section_matcher_rules())
+
+
+def find_mentions(text: str) -> tuple[list[Chunk], list[Chunk]]:
+    """Concept mentions and section headers of a note (every match of every rule)."""
+    concepts, sections = _matchers()
+    return ([Chunk(*m) for m in concepts.find(text)], [Chunk(*m) for m in sections.find(text)])
 
 
 def _without_nested(chunks: list[Chunk]) -> list[Chunk]:

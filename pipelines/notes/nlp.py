@@ -4,15 +4,18 @@ Everything here is open-source Spark NLP configured from the data files in
 ``resources/`` (no pretrained model is downloaded):
 
 * ``DocumentAssembler`` → ``SentenceDetector`` give the sentences ConText works in;
-* ``RegexMatcher`` stages find PHI candidates, oncology concepts and section headers over the
-  whole document; each rule's identifier tells the Python side what matched.
+* a ``RegexMatcher`` finds PHI candidates over the whole document; each rule's identifier
+  tells the Python side what matched.
 
 The annotation columns are then reduced to plain ``(begin, end, identifier)`` arrays,
 so the Python steps (:mod:`.context`, :mod:`.deid`, :mod:`.findings`) receive small Arrow
-batches through ``mapInArrow`` rather than Spark NLP's full annotation structs. ConText trigger
-terms and tokens are matched in Python, once per worker compiled, and only in the sentences
-that hold a mention: a note has a few such sentences among dozens, and scanning every sentence
-with every trigger rule on the JVM cost more than the rest of the pipeline together.
+batches through ``mapInArrow`` rather than Spark NLP's full annotation structs.
+
+Two kinds of rules run in Python instead, compiled once per worker, because on the JVM every
+rule scans every character of every note: the concept and section lexicons (a literal
+prefilter skips the rules whose words a note does not contain, :mod:`.rules`; as 116
+``RegexMatcher`` rules they took more than half of the pipeline's time), and the ConText
+trigger terms, matched only in the sentences that hold a mention.
 
 Fitting a rule-only pipeline reads no data, but it is a Spark job: :func:`model` fits each
 pipeline once per Spark application and reuses the ``PipelineModel``.
@@ -78,12 +81,11 @@ _MODELS: dict[tuple[str, str], PipelineModel] = {}
 
 
 def model(spark, kind: str) -> PipelineModel:
-    """The fitted pipeline ``kind`` (deid | findings | context) of this Spark application,
-    fitted on first use."""
+    """The fitted pipeline ``kind`` (deid | sentences) of this Spark application, fitted on
+    first use."""
     key = (spark.sparkContext.applicationId, kind)
     if key not in _MODELS:
-        stages = {"deid": deid_stages, "findings": findings_stages,
-                  "context": context_command_stages}[kind]()
+        stages = {"deid": deid_stages, "sentences": sentence_stages}[kind]()
         _MODELS[key] = fit(stages, spark, "text")
     return _MODELS[key]
 
@@ -120,19 +122,10 @@ def deid_stages() -> list:
     return [base_stages("text")[0], _regex_matcher(deid.matcher_rules(), "document", "phi")]
 
 
-def findings_stages() -> list:
-    """Sentences plus concepts and section headers (on the document, so a sentence split
-    inside "ECOG 1." loses nothing)."""
-    from pipelines.notes import findings
-
-    return [
-        *base_stages("text"),
-        _regex_matcher(findings.concept_matcher_rules(), "document", "concept"),
-        _regex_matcher(findings.section_matcher_rules(), "document", "section_header"),
-    ]
-
-
-def context_command_stages() -> list:
+def sentence_stages() -> list:
+    """Documents and sentences: the findings stage and the context command (concepts and
+    section headers are matched on the whole note in Python, so a sentence split inside
+    "ECOG 1." loses nothing)."""
     return base_stages("text")
 
 
@@ -182,8 +175,7 @@ def findings_row(r: dict) -> dict:
     from pipelines.notes import findings
 
     text = r["text"] or ""
-    concepts = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["concept"])]
-    headers = [findings.Chunk(a["b"], a["e"], a["i"]) for a in _spans(r["section_header"])]
+    concepts, headers = findings.find_mentions(text)
     found = findings.extract(text, _sentences(text, r["sentence"]), concepts, headers)
     return {"findings": [
         {"finding_id": findings.finding_id(r["note_id"], f), "concept": f.concept,
@@ -221,8 +213,7 @@ def deidentify(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
 def extract_findings(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
     """``df`` (note_id, text, passthrough...) → passthrough + findings array."""
     keep = list(dict.fromkeys([*passthrough, "note_id", "text"]))
-    ann = annotate(model(spark, "findings"), df.select(*keep), keep,
-                   ["sentence", "concept", "section_header"])
+    ann = annotate(model(spark, "sentences"), df.select(*keep), keep, ["sentence"])
     return _run_python(ann, list(dict.fromkeys([*passthrough, "note_id"])),
                        f"findings {FINDINGS}", findings_row)
 
@@ -230,7 +221,7 @@ def extract_findings(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
 def context_status(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
     """``df`` (text = sentence, target, passthrough...) → passthrough + status, modifiers."""
     keep = list(dict.fromkeys([*passthrough, "text", "target"]))
-    ann = annotate(model(spark, "context"), df.select(*keep), keep, ["sentence"])
+    ann = annotate(model(spark, "sentences"), df.select(*keep), keep, ["sentence"])
     return _run_python(ann, passthrough,
                        "status string, modifiers array<string>, target_found boolean",
                        context_row)
