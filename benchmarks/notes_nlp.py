@@ -11,7 +11,10 @@ Run from the repository root (2-core machine; one Spark session per child proces
 * Throughput: the MTSamples oncology notes (shared/data/notes), replicated, through
   de-identification + finding extraction (the ``deidentify_frame`` → ``findings_frame`` steps
   of the two stages, Spark NLP + Python), on ``local[1]`` and ``local[2]`` in separate
-  processes. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
+  processes, each pinned (CPU affinity, inherited by the JVM and the Python workers) to as
+  many cores as it has task slots: even one Spark task keeps more than one core busy (the
+  JVM feeds the Python worker while it works, plus GC and JIT threads), so without the pin
+  "local[1]" is not one core. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
   warm-up) are timed apart from the steady-state second pass. Output goes to Spark's ``noop`` sink: nothing is
   collected to the driver. Besides wall time, the CPU seconds of the whole process tree
   (driver, JVM, Python workers) are read from /proc, because a shared machine stretches wall
@@ -86,6 +89,7 @@ def child_throughput(master: str, replicate: int) -> dict:
     from pipelines.notes.stage import deidentify_frame, findings_frame
 
     cores = int(master[6:-1])
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
     scratch = Path(tempfile.mkdtemp(prefix="oncorank-bench-"))
     t0 = time.perf_counter()
     spark = spark_session(Settings(lakehouse=scratch / "lakehouse", spark_master=master,
@@ -114,7 +118,7 @@ def child_throughput(master: str, replicate: int) -> dict:
     spark.stop()
     n, chars = len(texts), sum(map(len, texts))
     return {"system": "oncorank (Spark NLP + Python ConText)", "master": master,
-            "cores": cores, "notes": n, "chars": chars, "findings": n_findings,
+            "cores": cores, "cpus_pinned": sorted(os.sched_getaffinity(0)), "notes": n, "chars": chars, "findings": n_findings,
             "spark_startup_s": round(startup, 1), "first_pass_s": round(warm_wall, 1),
             "deid_extract": {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                              "notes_per_s": round(n / wall, 1),
@@ -165,8 +169,11 @@ def run_peer(python: str, mode: str, payload: dict) -> dict | None:
         return None
     if not Path(python).exists():
         return {"error": f"{python} not found"}
+    # One core, like oncorank's local[1] (the peers are single-process pipelines).
+    one_core = set(sorted(os.sched_getaffinity(0))[:1])
     out = subprocess.run([python, str(PEER), mode], input=json.dumps(payload),
-                         capture_output=True, text=True, timeout=3600, check=False)
+                         capture_output=True, text=True, timeout=3600, check=False,
+                         preexec_fn=lambda: os.sched_setaffinity(0, one_core))
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pipelines.notes import findings
-from pipelines.notes.rules import RuleSet, required_literals
+from pipelines.notes.rules import RuleSet, required_literals, split_leading_lookbehind
 
 
 def plain_scan(rules: list[tuple[str, str]], text: str) -> list[tuple[int, int, str]]:
@@ -46,6 +46,27 @@ def test_rules_without_a_useful_literal_always_run(pattern):
     assert lits is None or lits == frozenset({"met"})
     assert RuleSet([(pattern, "x")]).find("brain METS, ER+ 45%") == plain_scan(
         [(pattern, "x")], "brain METS, ER+ 45%")
+
+
+@pytest.mark.parametrize(("pattern", "parts"), [
+    (r"(?<![\w/])(?:HPI|PLAN)[ \t]*:", (r"(?<![\w/])", r"(?:HPI|PLAN)[ \t]*:")),
+    (r"(?i)(?<=\bDr\.\s)[A-Z]\w+", (r"(?i)(?<=\bDr\.\s)", r"(?i)[A-Z]\w+")),
+    (r"(?<!\))x", (r"(?<!\))", "x")),
+    (r"(?<![)(])(?:a|b)", (r"(?<![)(])", "(?:a|b)")),
+    (r"(?<!x)", None),
+    (r"\bEGFR\b", None),
+    (r"a(?<!b)c", None),
+])
+def test_split_leading_lookbehind(pattern, parts):
+    assert split_leading_lookbehind(pattern) == parts
+
+
+def test_a_rule_with_a_leading_lookbehind_finds_what_the_whole_pattern_finds():
+    rule = r"(?<![\w/])(?:PAST MEDICAL HISTORY|MEDICAL HISTORY|HISTORY)[ \t]*:"
+    text = "XHISTORY: a/HISTORY: PAST MEDICAL HISTORY: b HISTORY:HISTORY:"
+    assert RuleSet([(rule, "s")]).find(text) == plain_scan([(rule, "s")], text)
+    assert [text[b:e] for b, e, _ in RuleSet([(rule, "s")]).find(text)] == [
+        "PAST MEDICAL HISTORY:", "HISTORY:", "HISTORY:"]
 
 
 def test_every_rule_literal_is_in_every_match_of_the_corpus(shared_data):

@@ -108,12 +108,12 @@ def concept_matcher_rules() -> list[tuple[str, str]]:
 
 
 def section_matcher_rules() -> list[tuple[str, str]]:
-    """One rule per section: the header at a line start in any case, or anywhere in capitals."""
+    """Two rules per section: the header at a line start in any case, or anywhere in
+    capitals (not inside a word or after a slash)."""
     out = []
     for i, row in enumerate(section_rows()):
-        any_case = rf"(?m)^[ \t]*(?i:{row.header})[ \t]*:"
-        upper = rf"(?<![\w/])(?:{row.header.upper()})[ \t]*:"
-        out.append((f"{any_case}|{upper}", f"s{i}"))
+        out.append((rf"(?m)^[ \t]*(?i:{row.header})[ \t]*:", f"s{i}"))
+        out.append((rf"(?<![\w/])(?:{row.header.upper()})[ \t]*:", f"s{i}"))
     return out
 
 

@@ -141,20 +141,87 @@ def required_literals(pattern: str) -> frozenset[str] | None:
     return req
 
 
+_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+def split_leading_lookbehind(pattern: str) -> tuple[str, str] | None:
+    """``("(?<![\\w/])", "HPI:")`` for ``"(?<![\\w/])HPI:"``: a rule's leading look-behind
+    and the rest (global flags such as ``(?i)`` go with both); None when it has none.
+
+    ``re`` cannot skip ahead to a possible match start when a pattern begins with a
+    look-behind, so it tries it at every character; the rest alone often starts with a
+    literal it can search for.
+    """
+    flags = _FLAGS.match(pattern)
+    head = flags.group(0) if flags else ""
+    body = pattern[len(head):]
+    if not body.startswith(("(?<!", "(?<=")):
+        return None
+    depth, i, in_class = 0, 0, False
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if body[i + 1:i + 2] == "]":
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                rest = body[i + 1:]
+                return (head + body[:i + 1], head + rest) if rest else None
+        i += 1
+    return None
+
+
+class _Rule:
+    """One compiled rule: its prefilter literals and, when it starts with a look-behind,
+    the rest compiled apart with the look-behind checked at each candidate start."""
+
+    def __init__(self, pattern: str, ident: str):
+        self.ident = ident
+        self.literals = required_literals(pattern)
+        parts = split_leading_lookbehind(pattern)
+        self.behind = re.compile(parts[0], re.ASCII) if parts else None
+        self.rx = re.compile(parts[1] if parts else pattern, re.ASCII)
+
+    def finditer(self, text: str):
+        if self.behind is None:
+            yield from ((m.start(), m.end()) for m in self.rx.finditer(text)
+                        if m.end() > m.start())
+            return
+        # Same matches as the whole pattern's finditer: the leftmost start where the
+        # look-behind holds and the rest matches, then on from the end of that match.
+        pos = 0
+        while pos <= len(text):
+            m = self.rx.search(text, pos)
+            if m is None:
+                return
+            if self.behind.match(text, m.start()) and m.end() > m.start():
+                yield m.start(), m.end()
+                pos = m.end()
+            else:
+                pos = m.start() + 1
+
+
 class RuleSet:
     """Compiled ``(regex, identifier)`` rules with their prefilter literals."""
 
     def __init__(self, rules: list[tuple[str, str]]):
-        self.rules = [(re.compile(rx, re.ASCII), ident, required_literals(rx))
-                      for rx, ident in rules]
+        self.rules = [_Rule(rx, ident) for rx, ident in rules]
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """``(begin, end, identifier)`` of every match, ``[begin, end)``, by rule then position."""
         lower = text.lower()
         out = []
-        for rx, ident, literals in self.rules:
-            if literals is not None and not any(lit in lower for lit in literals):
+        for rule in self.rules:
+            if rule.literals is not None and not any(lit in lower for lit in rule.literals):
                 continue
-            out.extend((m.start(), m.end(), ident) for m in rx.finditer(text)
-                       if m.end() > m.start())
+            out.extend((b, e, rule.ident) for b, e in rule.finditer(text))
         return out
