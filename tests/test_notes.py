@@ -143,6 +143,32 @@ def test_temporal_triggers_of_the_rule_file(text, target, historical, status):
     assert res.historical is historical and res.status == status
 
 
+@pytest.mark.parametrize(("text", "target", "status"), [
+    # A telegraphic verdict after the finding.
+    ("- MRI brain: brain mets ruled out.", "brain mets", "negated"),
+    # Conditionals: an inverted "should", an option for a case that has not arisen.
+    ("Should BRAF V600E be found, dabrafenib would be an option.", "BRAF V600E", "hypothetical"),
+    ("Would offer osimertinib if EGFR positive on rebiopsy.", "osimertinib", "hypothetical"),
+    ("She should continue osimertinib.", "osimertinib", "affirmed"),
+    # "Known" metastases are present disease, not history.
+    ("Known hepatic metastases, measurable.", "hepatic metastases", "affirmed"),
+    # An inline header ends the reach of what follows it: the past history stays the
+    # patient's own.
+    ("PMH: hypothyroidism FHx: Maternal aunt w/ prostate cancer.", "hypothyroidism",
+     "historical"),
+    ("PMH: hypothyroidism FHx: Maternal aunt w/ prostate cancer.", "prostate cancer", "family"),
+])
+def test_clinical_shorthand_contexts(text, target, status):
+    assert _with_rules(text, target).status == status
+
+
+def test_a_name_after_a_label_needs_only_its_surname_in_the_lexicon():
+    text = "Patient: Tomasz Kim   MRN: 10962754\nContact: Lung Nodule clinic"
+    cands = [deid.Candidate(9, 19, "NAME_CUE"), deid.Candidate(45, 56, "NAME_CUE")]
+    spans = deid.find_phi(text, cands, [])
+    assert [text[s.begin:s.end] for s in spans] == ["Tomasz Kim"]
+
+
 # ----------------------------------------------------------------------------- pure de-id
 def test_date_shift_keeps_intervals_and_precision():
     a, b = deid.shifted_date("03/04/2023", -40), deid.shifted_date("March 14, 2023", -40)

@@ -129,21 +129,29 @@ def _trim_name(text: str, cand: Candidate) -> PhiSpan | None:
     """Keep the words of a cue match that look like a name.
 
     After a title ("Dr.", "Mrs.") the first word is a name whatever it is (surnames are open
-    ended); after a label ("Patient:", "daughter") it must be in the lexicon. Further words
-    are kept while they are initials or lexicon names, so "Dr. Alvarez Reviewed" stops early.
+    ended); after a label ("Patient:", "daughter") it must be in the lexicon, or be
+    name-shaped and followed by a lexicon name ("Patient: Tomasz Kim": the census lists miss
+    many given names that are not common in the US). Further words are kept while they are
+    initials or lexicon names, so "Dr. Alvarez Reviewed" stops early.
     """
     first, last, stop = name_lexicon()
     words = list(re.finditer(r"[A-Za-z][A-Za-z'.-]*", text[cand.begin:cand.end]))
+
+    def known(word: str) -> bool:
+        lw = word.lower().split("'")[0]
+        return (lw in first or lw in last) and lw not in stop
+
     keep_end = None
     for i, m in enumerate(words):
         w = m.group(0).rstrip(".")
         lw = w.lower().split("'")[0]
         initial = len(w) == 1 and w.isupper()
-        known = (lw in first or lw in last) and lw not in stop
         if i == 0:
-            ok = (cand.rule in ("NAME_TITLE", "NAME_CRED") and lw not in stop) or known
+            nxt = words[1].group(0).rstrip(".") if len(words) > 1 else ""
+            ok = ((cand.rule in ("NAME_TITLE", "NAME_CRED") and lw not in stop) or known(w)
+                  or (_is_name_word(w, stop) and _is_name_word(nxt, stop) and known(nxt)))
         else:
-            ok = initial or known or (cand.rule == "NAME_CRED" and _NAME_WORD.match(w))
+            ok = initial or known(w) or (cand.rule == "NAME_CRED" and _NAME_WORD.match(w))
         if not ok:
             break
         keep_end = cand.begin + m.start() + len(w)
