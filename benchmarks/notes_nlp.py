@@ -14,7 +14,8 @@ Run from the repository root (2-core machine; one Spark session per child proces
   processes, each pinned (CPU affinity, inherited by the JVM and the Python workers) to as
   many cores as it has task slots: even one Spark task keeps more than one core busy (the
   JVM feeds the Python worker while it works, plus GC and JIT threads), so without the pin
-  "local[1]" is not one core. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
+  "local[1]" is not one core. The machine's own 1 → 2 core scaling (the same CPU-bound
+  loop in one and in two processes) is measured in the same run as the ceiling. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
   warm-up) are timed apart from the steady-state second pass. Output goes to Spark's ``noop`` sink: nothing is
   collected to the driver. Besides wall time, the CPU seconds of the whole process tree
   (driver, JVM, Python workers) are read from /proc, because a shared machine stretches wall
@@ -130,6 +131,35 @@ def child_throughput(master: str, replicate: int) -> dict:
                              "notes_per_cpu_s": round(n / ex_cpu, 1)}}
 
 
+def _busy(n: int = 40_000_000) -> None:
+    total = 0
+    for i in range(n):
+        total += i * i
+
+
+def machine_scaling(cores: int = 2, repeats: int = 3) -> dict:
+    """What the machine itself gives from 1 to ``cores`` cores: the same CPU-bound Python loop
+    in 1 process, then in ``cores`` processes at once (best of ``repeats``). A virtual machine's
+    cores need not scale 1:1; this is the ceiling to compare Spark's scaling with."""
+    from multiprocessing import Process
+
+    def run(n: int) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            procs = [Process(target=_busy) for _ in range(n)]
+            t0 = time.perf_counter()
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    one, many = run(1), run(cores)
+    return {"one_process_s": round(one, 2), f"{cores}_processes_s": round(many, 2),
+            "throughput_scaling": round(cores * one / many, 2)}
+
+
 def negex_rows() -> list[list[str]]:
     with NEGEX.open(encoding="utf-8", newline="") as fh:
         return list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
@@ -225,6 +255,8 @@ def main() -> None:
         return
     results: dict = {"machine": f"{os.cpu_count()} cores, load average at start "
                                 f"{os.getloadavg()[0]:.1f}"}
+    results["machine_scaling"] = machine_scaling()
+    print(json.dumps(results["machine_scaling"]), file=sys.stderr)
     for master in ("local[1]", "local[2]"):
         results[master] = _child(["--child", master, "--replicate", str(ns.replicate)])
         print(json.dumps(results[master]), file=sys.stderr)

@@ -119,7 +119,7 @@ class Rule:
 
     @property
     def group_id(self) -> str:
-        """Identifier shared by rules with the same attributes (one RegexMatcher rule each)."""
+        """Identifier shared by rules with the same attributes (one compiled regex each)."""
         scope = "" if self.max_scope is None else str(self.max_scope)
         return "|".join([self.category, self.direction, scope, ",".join(sorted(self.applies_to))])
 
@@ -205,12 +205,12 @@ def trie_regex(phrases: list[str]) -> str:
 
 
 def matcher_rules(rules: tuple[Rule, ...] | None = None) -> list[tuple[str, str]]:
-    """``(regex, identifier)`` pairs for Spark NLP's RegexMatcher: per group of rules with the
-    same attributes, one character trie of its plain phrases and one longest-first alternation
-    of the phrases that use regex syntax (both carry the group's identifier).
+    """``(regex, identifier)`` pairs: per group of rules with the same attributes, one
+    character trie of its plain phrases and one longest-first alternation of the phrases that
+    use regex syntax (both carry the group's identifier).
 
     The trie is what makes the matcher fast: a plain alternation of a few hundred phrases makes
-    the JVM regex engine try each phrase at every character of the note.
+    a regex engine try each phrase at every character of the sentence.
     """
     rules = rules or load_rules()
     groups: dict[str, list[str]] = {}
