@@ -162,11 +162,22 @@ def test_clinical_shorthand_contexts(text, target, status):
     assert _with_rules(text, target).status == status
 
 
-def test_a_name_after_a_label_needs_only_its_surname_in_the_lexicon():
-    text = "Patient: Tomasz Kim   MRN: 10962754\nContact: Lung Nodule clinic"
-    cands = [deid.Candidate(9, 19, "NAME_CUE"), deid.Candidate(45, 56, "NAME_CUE")]
-    spans = deid.find_phi(text, cands, [])
-    assert [text[s.begin:s.end] for s in spans] == ["Tomasz Kim"]
+@pytest.mark.parametrize(("text", "cue", "name"), [
+    # A given name the census lists lack, before a lexicon surname.
+    ("Patient: Tomasz Kim   MRN: 10962754", "Tomasz Kim", "Tomasz Kim"),
+    # ... also when the surname is a clinical stopword ("walker").
+    ("Patient: Tomasz Walker   MRN: 10962754", "Tomasz Walker", "Tomasz Walker"),
+    # Before a credential, a given name that is also a clinical word ("frank", "mark").
+    ("Electronically signed by Frank Takahashi, MD", "Frank Takahashi", "Frank Takahashi"),
+    ("Mark Quinn, MD", "Mark Quinn", "Mark Quinn"),
+    # A label before ordinary capitalised words is no name.
+    ("Contact: Lung Nodule clinic", "Lung Nodule", None),
+])
+def test_names_after_cues(text, cue, name):
+    b = text.index(cue)
+    rule = "NAME_CRED" if ", MD" in text else "NAME_CUE"
+    spans = deid.find_phi(text, [deid.Candidate(b, b + len(cue), rule)], [])
+    assert [text[s.begin:s.end] for s in spans] == ([name] if name else [])
 
 
 # ----------------------------------------------------------------------------- pure de-id

@@ -67,23 +67,36 @@ def test_historical_f1_on_negex_dev_set(negex_dev, negex_results):
 
 
 # ----------------------------------------------------------------------------- generator truth
+def _cohort(tmp_path_factory, seed):
+    from pipelines.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp(f"cohort{seed}")
+    generate_cohort(out, patients=40, seed=seed)
+    return out
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     """40 generated patients (111 notes): enough for every context status to occur."""
-    from pipelines.synth import generate_cohort
+    return _cohort(tmp_path_factory, 7)
 
-    out = tmp_path_factory.mktemp("cohort")
-    generate_cohort(out, patients=40, seed=7)
-    return out
+
+@pytest.fixture(scope="module", params=[7, 101])
+def phi_cohort(request, cohort, tmp_path_factory):
+    """De-identification is measured on two seeds: the rules were reviewed against seeds 7
+    and 23, seed 101 was only run after that."""
+    return cohort if request.param == 7 else _cohort(tmp_path_factory, request.param)
 
 
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def test_deidentification_recall_precision_and_no_leftover_on_generated_notes(spark, cohort):
+def test_deidentification_recall_precision_and_no_leftover_on_generated_notes(spark,
+                                                                            phi_cohort):
     from pipelines.notes.stage import deidentify_frame
 
+    cohort = phi_cohort
     notes = _jsonl(cohort / "notes" / "notes.jsonl")
     truth = _jsonl(cohort / "truth" / "phi.jsonl")
     df = spark.createDataFrame(

@@ -128,19 +128,25 @@ def _is_name_word(word: str, stop: frozenset[str]) -> bool:
 def _trim_name(text: str, cand: Candidate) -> PhiSpan | None:
     """Keep the words of a cue match that look like a name.
 
-    After a title ("Dr.", "Mrs.") the first word is a name whatever it is (surnames are open
-    ended); after a label ("Patient:", "daughter") it must be in the lexicon, or be
-    name-shaped and followed by a lexicon name ("Patient: Tomasz Kim": the census lists miss
-    many given names that are not common in the US). Further words are kept while they are
-    initials or lexicon names, so "Dr. Alvarez Reviewed" stops early.
+    After a title ("Dr.", "Mrs.") or before a credential (", MD") the first word is a name
+    unless it is a stopword that is no name at all (surnames are open ended; "Frank", "Mark"
+    and "Walker" are stopwords as clinical words but still names here). After a label
+    ("Patient:", "daughter") it must be in the lexicon, or be name-shaped and followed by a
+    lexicon name ("Patient: Tomasz Kim": the census lists miss many given names that are not
+    common in the US). Further words are kept while they are initials or lexicon names, so
+    "Dr. Alvarez Reviewed" stops early.
     """
     first, last, stop = name_lexicon()
     words = list(re.finditer(r"[A-Za-z][A-Za-z'.-]*", text[cand.begin:cand.end]))
 
-    def known(word: str) -> bool:
+    def in_lexicon(word: str) -> bool:
         lw = word.lower().split("'")[0]
-        return (lw in first or lw in last) and lw not in stop
+        return lw in first or lw in last
 
+    def known(word: str) -> bool:
+        return in_lexicon(word) and word.lower().split("'")[0] not in stop
+
+    strong = cand.rule in ("NAME_TITLE", "NAME_CRED")
     keep_end = None
     for i, m in enumerate(words):
         w = m.group(0).rstrip(".")
@@ -148,10 +154,12 @@ def _trim_name(text: str, cand: Candidate) -> PhiSpan | None:
         initial = len(w) == 1 and w.isupper()
         if i == 0:
             nxt = words[1].group(0).rstrip(".") if len(words) > 1 else ""
-            ok = ((cand.rule in ("NAME_TITLE", "NAME_CRED") and lw not in stop) or known(w)
-                  or (_is_name_word(w, stop) and _is_name_word(nxt, stop) and known(nxt)))
+            ok = ((strong and (lw not in stop or in_lexicon(w))) or known(w)
+                  or (_is_name_word(w, stop) and bool(_NAME_WORD.match(nxt))
+                      and in_lexicon(nxt)))
         else:
-            ok = initial or known(w) or (cand.rule == "NAME_CRED" and _NAME_WORD.match(w))
+            ok = (initial or known(w) or (bool(_NAME_WORD.match(w)) and in_lexicon(w))
+                  or (cand.rule == "NAME_CRED" and bool(_NAME_WORD.match(w))))
         if not ok:
             break
         keep_end = cand.begin + m.start() + len(w)
