@@ -118,15 +118,19 @@ def section_matcher_rules() -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=1)
-def _matchers() -> tuple[RuleSet, RuleSet]:
-    """The concept and section rules, compiled once per Python worker."""
-    return RuleSet(concept_matcher_rules()), RuleSet(section_matcher_rules())
+def _matcher() -> RuleSet:
+    """The concept and section rules (identifiers ``c…`` and ``s…``), compiled once per
+    Python worker, so one literal scan of the note serves both."""
+    return RuleSet(concept_matcher_rules() + section_matcher_rules())
 
 
 def find_mentions(text: str) -> tuple[list[Chunk], list[Chunk]]:
     """Concept mentions and section headers of a note (every match of every rule)."""
-    concepts, sections = _matchers()
-    return ([Chunk(*m) for m in concepts.find(text)], [Chunk(*m) for m in sections.find(text)])
+    concepts: list[Chunk] = []
+    headers: list[Chunk] = []
+    for b, e, ident in _matcher().find(text):
+        (concepts if ident[0] == "c" else headers).append(Chunk(b, e, ident))
+    return concepts, headers
 
 
 def _without_nested(chunks: list[Chunk]) -> list[Chunk]:

@@ -6,7 +6,8 @@ character of every note: for the 101 concept rules that was 6 ms a note on the J
 Most rules can only match where one of a few literal words occurs ("L858R" or
 "Leu858Arg"; "osimertinib" or "Tagrisso"), so :func:`required_literals` reads each rule's
 parse tree once and derives such a set; a note is scanned with a rule only when the lower-cased
-note contains one of its literals (a substring test, far cheaper than a regex scan). The
+note contains one of its literals (all literals are looked up in one pass over the note, far
+cheaper than a regex scan per rule). The
 prefilter is sound by construction (a match always contains one of the literals), so the
 matches are exactly those of the plain scan; rules without usable literals are always run.
 
@@ -210,18 +211,55 @@ class _Rule:
                 pos = m.start() + 1
 
 
+def _trie_regex(words: list[str]) -> str:
+    """One regex matching any of ``words``, as a character trie: at each position the engine
+    follows one path instead of trying every word, and prefers the longest word."""
+    root: dict = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict) -> str:
+        alts = [re.escape(ch) + render(node[ch]) for ch in sorted(k for k in node if k)]
+        if "" in node:
+            alts.append("")
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return render(root)
+
+
 class RuleSet:
-    """Compiled ``(regex, identifier)`` rules with their prefilter literals."""
+    """Compiled ``(regex, identifier)`` rules with their prefilter literals.
+
+    Which literals a note holds is found in one pass: a look-ahead trie of all literals gives,
+    at each position, the longest literal starting there; every other literal starting there
+    is a prefix of it, so the prefixes of the found ones are exactly the literals present.
+    """
 
     def __init__(self, rules: list[tuple[str, str]]):
         self.rules = [_Rule(rx, ident) for rx, ident in rules]
+        literals = sorted({lit for r in self.rules if r.literals for lit in r.literals})
+        self._prefixes = {a: frozenset(b for b in literals if a.startswith(b)) for a in literals}
+        self._scan = (re.compile(f"(?=({_trie_regex(literals)}))", re.DOTALL)
+                      if literals else None)
+
+    def literals_in(self, text: str) -> set[str]:
+        """The rules' literals that occur in ``text`` (lower-cased)."""
+        if self._scan is None:
+            return set()
+        found: set[str] = set()
+        for m in self._scan.finditer(text.lower()):
+            found |= self._prefixes[m.group(1)]
+        return found
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """``(begin, end, identifier)`` of every match, ``[begin, end)``, by rule then position."""
-        lower = text.lower()
+        present = self.literals_in(text)
         out = []
         for rule in self.rules:
-            if rule.literals is not None and not any(lit in lower for lit in rule.literals):
+            if rule.literals is not None and present.isdisjoint(rule.literals):
                 continue
             out.extend((b, e, rule.ident) for b, e in rule.finditer(text))
         return out
