@@ -1,15 +1,15 @@
 """Lexicon rules (concepts, section headers) matched in a note, with a literal prefilter.
 
 A rule is a regular expression from a data file. Run naively, every rule scans every
-character of every note: for the 101 concept rules that was 6 ms a note on the JVM (Spark NLP's
-``RegexMatcher``, 45% of the whole de-identification + extraction time) and 5 ms in Python.
-Most rules can only match where one of a few literal words occurs ("L858R" or
+character of every note: for the ~100 concept rules that was 6 ms a note on the JVM (Spark
+NLP's ``RegexMatcher``, 45% of the whole de-identification + extraction time) and 5 ms in
+Python. Most rules can only match where one of a few literal words occurs ("L858R" or
 "Leu858Arg"; "osimertinib" or "Tagrisso"), so :func:`required_literals` reads each rule's
-parse tree once and derives such a set; a note is scanned with a rule only when the lower-cased
-note contains one of its literals (all literals are looked up in one pass over the note, far
-cheaper than a regex scan per rule). The
-prefilter is sound by construction (a match always contains one of the literals), so the
-matches are exactly those of the plain scan; rules without usable literals are always run.
+parse tree once and derives such a set; a note is scanned with a rule only when the
+lower-cased note contains one of its literals (all literals are looked up in one pass over
+the note, far cheaper than a regex scan per rule). The prefilter is sound by construction (a
+match always contains one of the literals), so the matches are exactly those of the plain
+scan; rules without usable literals are always run.
 
 Rules use Python's ``re`` syntax with ASCII classes (``\\w`` is ``[A-Za-z0-9_]``, as on the
 JVM). Matches are reported like Spark NLP's ``RegexMatcher`` with the ``MATCH_ALL`` strategy:
