@@ -27,6 +27,9 @@ every non-overlapping match of each rule, rules independent of each other.
 from __future__ import annotations
 
 import re
+
+# re's own parser (the public ``sre_parse`` alias is deprecated since Python 3.11): the
+# literals must come from exactly the parse tree re compiles.
 from re import _constants as sre
 from re import _parser as sre_parse
 
