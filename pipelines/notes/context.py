@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+from pipelines.notes.rules import trie_regex as _char_trie
+
 # Modifier categories (the rule file's vocabulary) and the status each one gives.
 NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY = (
     "NEGATED", "POSSIBLE", "HISTORICAL", "HYPOTHETICAL", "FAMILY")
@@ -185,23 +187,11 @@ def trie_regex(phrases: list[str]) -> str:
     >>> print(trie_regex(["no", "no evidence of", "not"]))
     (?<!\w)no(?:\s+evidence\s+of(?!\w)|t(?!\w)|(?!\w))
     """
-    root: dict = {}
-    for phrase in phrases:
-        node = root
-        for ch in phrase.lower():
-            node = node.setdefault(ch, {})
-        node[""] = {}
 
-    def render(node: dict) -> str:
-        alts = []
-        for ch in sorted(k for k in node if k):
-            token = r"\s+" if ch == " " else (ch if ch.isalnum() else "\\" + ch)
-            alts.append(token + render(node[ch]))
-        if "" in node:
-            alts.append(r"(?!\w)")
-        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    def token(ch: str) -> str:
+        return r"\s+" if ch == " " else (ch if ch.isalnum() else "\\" + ch)
 
-    return r"(?<!\w)" + render(root)
+    return r"(?<!\w)" + _char_trie([p.lower() for p in phrases], token, r"(?!\w)")
 
 
 def matcher_rules(rules: tuple[Rule, ...] | None = None) -> list[tuple[str, str]]:

@@ -33,7 +33,7 @@ import re
 from re import _constants as sre
 from re import _parser as sre_parse
 
-# Literals shorter than this pass too many notes to be worth a substring test.
+# Literals shorter than this pass too many notes to be worth looking up.
 MIN_LITERAL = 3
 # Largest set of alternative strings followed through a rule ("[Ee]GFR" → {"egfr"}, but
 # "[a-z]{3}" is not enumerated).
@@ -214,9 +214,15 @@ class _Rule:
                 pos = m.start() + 1
 
 
-def _trie_regex(words: list[str]) -> str:
-    """One regex matching any of ``words``, as a character trie: at each position the engine
-    follows one path instead of trying every word, and prefers the longest word."""
+def trie_regex(words, token=re.escape, end: str = "") -> str:
+    """One regex matching any of ``words``, shaped as a character trie: at each position the
+    engine follows one path instead of trying every word in turn, and a longer continuation is
+    tried before the word that ends at a node (the longest word wins). ``token`` renders one
+    character, ``end`` is appended where a word ends (e.g. a word edge).
+
+    >>> trie_regex(["met", "metastasis", "mets"])
+    'met(?:astasis|s|)'
+    """
     root: dict = {}
     for word in words:
         node = root
@@ -225,9 +231,9 @@ def _trie_regex(words: list[str]) -> str:
         node[""] = {}
 
     def render(node: dict) -> str:
-        alts = [re.escape(ch) + render(node[ch]) for ch in sorted(k for k in node if k)]
+        alts = [token(ch) + render(node[ch]) for ch in sorted(k for k in node if k)]
         if "" in node:
-            alts.append("")
+            alts.append(end)
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
     return render(root)
@@ -245,7 +251,7 @@ class RuleSet:
         self.rules = [_Rule(rx, ident) for rx, ident in rules]
         literals = sorted({lit for r in self.rules if r.literals for lit in r.literals})
         self._prefixes = {a: frozenset(b for b in literals if a.startswith(b)) for a in literals}
-        self._scan = (re.compile(f"(?=({_trie_regex(literals)}))", re.DOTALL)
+        self._scan = (re.compile(f"(?=({trie_regex(literals)}))", re.DOTALL)
                       if literals else None)
 
     def literals_in(self, text: str) -> set[str]:
