@@ -15,9 +15,10 @@ Run from the repository root (2-core machine; one Spark session per child proces
   many cores as it has task slots: even one Spark task keeps more than one core busy (the
   JVM feeds the Python worker while it works, plus GC and JIT threads), so without the pin
   "local[1]" is not one core. The machine's own 1 → 2 core scaling (the same CPU-bound
-  loop in one and in two processes) is measured in the same run as the ceiling. Spark start-up and the first pass (pipeline fitting, Python worker start, JIT
-  warm-up) are timed apart from the steady state (the median of three further passes). Output goes to Spark's ``noop`` sink: nothing is
-  collected to the driver. Besides wall time, the CPU seconds of the whole process tree
+  loop in one and in two processes) is measured in the same run as the ceiling. Spark
+  start-up and the first pass (pipeline fitting, Python worker start, JIT warm-up) are timed
+  apart from the steady state (the median of three further passes). Output goes to Spark's
+  ``noop`` sink: nothing is collected to the driver. Besides wall time, the CPU seconds of the whole process tree
   (driver, JVM, Python workers) are read from /proc, because a shared machine stretches wall
   time but not CPU time.
 * Peer: medspaCy 1.3.1 (spaCy tokenizer + sentence splitter + TargetMatcher with the same
@@ -129,7 +130,8 @@ def child_throughput(master: str, replicate: int) -> dict:
     spark.stop()
     n, chars = len(texts), sum(map(len, texts))
     return {"system": "oncorank (Spark NLP + Python ConText)", "master": master,
-            "cores": cores, "cpus_pinned": sorted(os.sched_getaffinity(0)), "notes": n, "chars": chars, "findings": n_findings,
+            "cores": cores, "cpus_pinned": sorted(os.sched_getaffinity(0)), "notes": n,
+            "chars": chars, "findings": n_findings,
             "spark_startup_s": round(startup, 1), "first_pass_s": round(warm_wall, 1),
             "deid_extract": {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                              "notes_per_s": round(n / wall, 1),

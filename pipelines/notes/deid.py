@@ -138,28 +138,24 @@ def _trim_name(text: str, cand: Candidate) -> PhiSpan | None:
     """
     first, last, stop = name_lexicon()
     words = list(re.finditer(r"[A-Za-z][A-Za-z'.-]*", text[cand.begin:cand.end]))
-
-    def in_lexicon(word: str) -> bool:
-        lw = word.lower().split("'")[0]
-        return lw in first or lw in last
-
-    def known(word: str) -> bool:
-        return in_lexicon(word) and word.lower().split("'")[0] not in stop
+    clean = [m.group(0).rstrip(".") for m in words]
+    lower = [w.lower().split("'")[0] for w in clean]
+    in_lexicon = [lw in first or lw in last for lw in lower]
+    shaped = [bool(_NAME_WORD.match(w)) for w in clean]
 
     strong = cand.rule in ("NAME_TITLE", "NAME_CRED")
     keep_end = None
     for i, m in enumerate(words):
-        w = m.group(0).rstrip(".")
-        lw = w.lower().split("'")[0]
-        initial = len(w) == 1 and w.isupper()
+        w, lw = clean[i], lower[i]
+        known = in_lexicon[i] and lw not in stop
         if i == 0:
-            nxt = words[1].group(0).rstrip(".") if len(words) > 1 else ""
-            ok = ((strong and (lw not in stop or in_lexicon(w))) or known(w)
-                  or (_is_name_word(w, stop) and bool(_NAME_WORD.match(nxt))
-                      and in_lexicon(nxt)))
+            then_lexicon_name = len(words) > 1 and shaped[1] and in_lexicon[1]
+            ok = ((strong and (lw not in stop or in_lexicon[0])) or known
+                  or (_is_name_word(w, stop) and then_lexicon_name))
         else:
-            ok = (initial or known(w) or (bool(_NAME_WORD.match(w)) and in_lexicon(w))
-                  or (cand.rule == "NAME_CRED" and bool(_NAME_WORD.match(w))))
+            initial = len(w) == 1 and w.isupper()
+            ok = (initial or known or (shaped[i] and in_lexicon[i])
+                  or (cand.rule == "NAME_CRED" and shaped[i]))
         if not ok:
             break
         keep_end = cand.begin + m.start() + len(w)
