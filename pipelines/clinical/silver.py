@@ -51,8 +51,8 @@ def dedupe_patients(parsed: DataFrame) -> DataFrame:
     """Mark all but the first record of each patient id ``duplicate_patient``."""
     w = Window.partitionBy("pid").orderBy("source_file", "record_index")
     first = F.row_number().over(w) == 1
-    ranked = parsed.withColumn("_first", F.when(F.col("_rule").isNull()
-                                                & F.col("pid").isNotNull(), first))
+    # add_rule only touches rows that passed so far; a null pid is never a duplicate.
+    ranked = parsed.withColumn("_first", F.when(F.col("pid").isNotNull(), first))
     return add_rule(ranked, ~F.coalesce(F.col("_first"), F.lit(True)), "duplicate_patient",
                     "the patient id appears in an earlier record").drop("_first")
 
