@@ -10,6 +10,8 @@ multi-allelic), then runs, each in a fresh process on the same file:
 * ``spark-bronze`` our reader + typing + Delta write of ``bronze.variants_raw`` (the
   ingestion proper, through the data-quality gate), on ``local[N]``;
 * ``spark-bronze-nogate`` the same without the Great Expectations suite (its share);
+* ``spark-bronze-sparkwriter`` the same through Spark's Delta writer instead of the read
+  tasks writing Parquet themselves (``genomics.direct_write = false``, catalog tables);
 * ``spark-stage``  the whole ``ingest-variants`` stage (bronze, silver, biomarkers,
   actionability) on ``local[N]``.
 
@@ -139,11 +141,18 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict | None = None, stdout=None) -> tuple[float, int, str]:
-    """(wall seconds, peak tree RSS, stdout) of a command."""
+def run_measured(cmd: list[str], env: dict | None = None, stdout=None, cores: int = 1
+                 ) -> tuple[float, int, str]:
+    """(wall seconds, peak tree RSS, stdout) of a command pinned to ``cores`` CPUs.
+
+    Pinning matters for "per core" figures: unpinned, ``local[1]`` Spark still spreads its
+    JVM threads and the Python worker over every CPU of the machine.
+    """
+    cpus = set(sorted(os.sched_getaffinity(0))[:cores])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=stdout is None)
+                            env=env, text=stdout is None,
+                            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
     peak = 0
     done = threading.Event()
 
@@ -198,7 +207,8 @@ if what == "stage":
     run = stage.ingest_variants(spark, s)
 else:
     with job_run(spark, s, "benchmark-bronze") as run:
-        stage.ingest_bronze(run, [read_source(path)], GenomicsConfig(),
+        stage.ingest_bronze(run, [read_source(path)],
+                            GenomicsConfig(direct_write=what != "bronze-sparkwriter"),
                             gate=what != "bronze-nogate")
 seconds = time.perf_counter() - t0
 print(json.dumps({"records_in": run.rows_in, "rows_written": run.rows_written,
@@ -222,7 +232,7 @@ def measure(engine: str, path: Path, records: int, cores: int, work: Path,
         env = dict(os.environ, PYTHONPATH=str(REPO))
         wall, peak, out = run_measured(
             [py, "-c", SPARK_CHILD, str(path), f"local[{cores}]", engine[6:], str(REPO),
-             str(lake), memory], env=env)
+             str(lake), memory], env=env, cores=cores)
         res = json.loads(out.strip().splitlines()[-1])
         seconds = res["seconds"]
         assert res["records_in"] == records, res
@@ -234,7 +244,9 @@ def measure(engine: str, path: Path, records: int, cores: int, work: Path,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=5_000_000)
+    ap.add_argument("--records", default="5000000",
+                    help="records of the generated file(s), comma-separated: memory flatness "
+                         "is read across sizes")
     ap.add_argument("--vcf", help="use this bgzipped, indexed VCF instead of generating one")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--engines", default="bcftools,pysam-min,pysam-full,spark-bronze,"
@@ -245,27 +257,31 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="vcf-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    files: list[tuple[Path, int]] = []
     if args.vcf:
         path = Path(args.vcf)
         out = subprocess.run(["bcftools", "view", "-H", str(path)], capture_output=True,
                              check=True)
-        records = out.stdout.count(b"\n")
+        files.append((path, out.stdout.count(b"\n")))
     else:
-        path = work / f"bench_{args.records}.vcf.gz"
-        if not path.exists():
-            t0 = time.perf_counter()
-            generate(path, args.records)
-            print(f"generated {path} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-        records = args.records
+        for n in (int(x) for x in str(args.records).split(",")):
+            path = work / f"bench_{n}.vcf.gz"
+            if not path.exists():
+                t0 = time.perf_counter()
+                generate(path, n)
+                print(f"generated {path} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+            files.append((path, n))
     results = []
-    for engine in args.engines.split(","):
-        cores = [int(c) for c in args.cores.split(",")] if engine.startswith("spark") else [1]
-        for c in cores:
-            for _ in range(args.repeats):
-                r = measure(engine, path, records, c, work, args.driver_memory)
-                print(json.dumps(r), flush=True)
-                results.append(r)
-    print(json.dumps({"file": str(path), "bytes": path.stat().st_size, "records": records,
+    for path, records in files:
+        for engine in args.engines.split(","):
+            cores = ([int(c) for c in args.cores.split(",")] if engine.startswith("spark")
+                     else [1])
+            for c in cores:
+                for _ in range(args.repeats):
+                    r = measure(engine, path, records, c, work, args.driver_memory)
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
+    print(json.dumps({"files": [(str(p), p.stat().st_size, n) for p, n in files],
                       "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(),
                       "results": results}, indent=1))
 

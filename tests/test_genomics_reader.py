@@ -39,8 +39,9 @@ def bcftools_records(path: Path | str) -> int:
     return out.stdout.count(b"\n")
 
 
-def read_all(src: VcfSource, split_min_records: int = 10**12) -> pa.Table:
-    batches = [b for p in plan_pieces([src], split_min_records) for b in read_piece(src, p)]
+def read_all(src: VcfSource, split_min_records: int = 10**12, piece_records: int = 1) -> pa.Table:
+    batches = [b for p in plan_pieces([src], split_min_records, piece_records)
+               for b in read_piece(src, p)]
     return pa.Table.from_batches(batches)
 
 
@@ -162,14 +163,18 @@ def test_fields_equal_what_pysam_reads(shared_data):
 
 def test_contig_pieces_reproduce_the_whole_file(shared_data):
     src = read_source(str(shared_data / "vcf" / TCGA))
-    pieces = plan_pieces([src], split_min_records=1)
+    pieces = plan_pieces([src], split_min_records=1, piece_records=1)
     assert len(pieces) == len(src.index_counts) == 23
     assert sorted(p.first_index for p in pieces)[0] == 0
+    grouped = plan_pieces([src], split_min_records=1, piece_records=sum(
+        n for _, n in src.index_counts) // 4)
+    assert 4 <= len(grouped) < 23 and any(len(p.contigs) > 1 for p in grouped)
     whole = read_all(src)
-    split = read_all(src, split_min_records=1)
     cols = ["record_index", "chrom", "pos", "ref", "alts", "info", "format", "gt", "ad"]
     key = [("record_index", "ascending")]
-    assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
+    for piece_records in (1, sum(n for _, n in src.index_counts) // 4):
+        split = read_all(src, split_min_records=1, piece_records=piece_records)
+        assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
 
 
 def test_bcf_rows_match_the_vcf(tmp_path, shared_data):

@@ -29,16 +29,23 @@ class GenomicsConfig:
         pembrolizumab TMB-H label threshold, FDA 2020).
     tmb_class: which variants TMB counts: a class of ``resources/consequences.yaml``
         (default ``nonsynonymous``) or ``all`` (every PASS small variant).
-    split_min_records: an indexed file with at least this many records is read one contig
-        per Spark task.
-    batch_rows: rows per Arrow batch handed from Python to the JVM.
+    split_min_records: an indexed file with at least this many records is read in pieces
+        of whole contigs, one Spark task each.
+    piece_records: records per piece of a split file (about; a contig is never cut), or
+        fewer when that keeps every Spark task slot busy.
+    batch_rows: rows per Arrow batch a read task types and writes at a time.
+    direct_write: the read tasks write bronze.variants_raw's Parquet files themselves and the
+        job publishes them in one Delta commit (path-based lakehouse; ``false`` sends the rows
+        through Spark's Delta writer, as catalog tables always do).
     """
 
     target_size_mb: float = 35.0
     tmb_high_threshold: float = 10.0
     tmb_class: str = "nonsynonymous"
     split_min_records: int = 200_000
+    piece_records: int = 1_000_000
     batch_rows: int = 65_536
+    direct_write: bool = True
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> GenomicsConfig:
@@ -49,7 +56,8 @@ class GenomicsConfig:
                               f"{', '.join(sorted(known))}.")
         values: dict[str, Any] = {}
         for name, typ in (("target_size_mb", float), ("tmb_high_threshold", float),
-                          ("split_min_records", int), ("batch_rows", int)):
+                          ("split_min_records", int), ("piece_records", int),
+                          ("batch_rows", int)):
             if name in section:
                 try:
                     values[name] = typ(section[name])
@@ -67,6 +75,11 @@ class GenomicsConfig:
                 raise ConfigError(f"[genomics] tmb_class must be one of {sorted(classes)}, "
                                   f"got {section['tmb_class']!r}.")
             values["tmb_class"] = str(section["tmb_class"])
+        if "direct_write" in section:
+            if not isinstance(section["direct_write"], bool):
+                raise ConfigError("[genomics] direct_write must be true or false, got "
+                                  f"{section['direct_write']!r}.")
+            values["direct_write"] = section["direct_write"]
         return cls(**values)
 
     @classmethod

@@ -15,6 +15,7 @@ well-formed lines + one per malformed line + one per read failure.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -196,32 +197,45 @@ def read_piece(src: VcfSource, piece: Piece, target_rows: int = TARGET_ROWS
     max_lines = max(1, target_rows // max(1, len(src.samples)))
     index = piece.first_index
     failure: ReadFailure | None = None
+    contig = None
     try:
-        if src.kind == "bcf":
-            stream = iter_bcf_lines(src.path, piece.contig, max_lines)
-        elif piece.contig is not None:
-            stream = iter_contig_lines(src.path, piece.contig, max_lines)
-        else:
-            stream = _rechunk(iter_text_lines(src.path, src.kind), max_lines)
-        for item in stream:
-            if isinstance(item, ReadFailure):
-                failure = ReadFailure(index, item.rule, item.reason, item.raw)
+        if piece.contigs is None:
+            stream = (iter_bcf_lines(src.path, None, max_lines) if src.kind == "bcf"
+                      else _rechunk(iter_text_lines(src.path, src.kind), max_lines))
+            for item in stream:
+                if isinstance(item, ReadFailure):
+                    failure = ReadFailure(index, item.rule, item.reason, item.raw)
+                    break
+                yield rows.lines_to_batch(src, item, index)
+                index += len(item)
+        for contig, expected in piece.contigs or ():
+            start = index
+            lines = (iter_bcf_lines if src.kind == "bcf" else iter_contig_lines)(
+                src.path, contig, max_lines)
+            for item in lines:
+                yield rows.lines_to_batch(src, item, index)
+                index += len(item)
+            if index - start != expected:
+                failure = ReadFailure(
+                    index, "index_mismatch",
+                    f"the index lists {expected} records on contig {contig} but "
+                    f"{index - start} were read; re-index the file (bcftools index) and "
+                    "re-ingest it")
                 break
-            yield rows.lines_to_batch(src, item, index)
-            index += len(item)
     except (OSError, ValueError) as exc:
         # htslib reports damaged data as OSError/ValueError with its own message.
+        where = f"contig {contig}" if contig is not None else "this file"
         failure = ReadFailure(index, "unreadable_data",
                               f"reading stopped after {index - piece.first_index} records of "
-                              f"this {'contig' if piece.contig else 'file'} "
+                              f"{'this piece, in ' if contig else ''}{where} "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
-    if failure is None and piece.expected_records is not None:
+    if failure is None and piece.contigs is None and piece.expected_records is not None:
         read = index - piece.first_index
         if read != piece.expected_records:
             failure = ReadFailure(
                 index, "index_mismatch",
-                f"the index lists {piece.expected_records} records on contig {piece.contig} "
-                f"but {read} were read; re-index the file (bcftools index) and re-ingest it")
+                f"the index lists {piece.expected_records} records but {read} were read; "
+                "re-index the file (bcftools index) and re-ingest it")
     if failure is not None:
         yield failure_batch(src.path, failure)
 
@@ -236,7 +250,7 @@ def unreadable_file_batch(src: VcfSource) -> pa.RecordBatch:
 
 
 # ---------------------------------------------------------------------------- Spark
-PIECES_DDL = ("path string, piece int, contig string, first_index bigint, "
+PIECES_DDL = ("path string, piece int, contigs_json string, first_index bigint, "
               "expected_records bigint, source_json string, target_rows int")
 
 
@@ -244,10 +258,16 @@ def _read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
     """``mapInArrow`` body: each input row names one piece; stream its rows out."""
     for batch in batches:
         for row in batch.to_pylist():
-            src = VcfSource.from_json(row["source_json"])
-            piece = Piece(row["path"], row["piece"], row["contig"], row["first_index"],
-                          row["expected_records"], 0)
+            src, piece = task_piece(row)
             yield from read_piece(src, piece, row["target_rows"])
+
+
+def task_piece(row: dict) -> tuple[VcfSource, Piece]:
+    """The source and piece a ``PIECES_DDL`` row names."""
+    contigs = json.loads(row["contigs_json"])
+    return VcfSource.from_json(row["source_json"]), Piece(
+        row["path"], row["piece"], None if contigs is None else tuple(map(tuple, contigs)),
+        row["first_index"], row["expected_records"], 0)
 
 
 def raw_frame(spark, sources: list[VcfSource], pieces: list[Piece],
@@ -256,19 +276,30 @@ def raw_frame(spark, sources: list[VcfSource], pieces: list[Piece],
 
     Files that could not be opened contribute their one ``unreadable_file`` row.
     """
-    by_path = {s.path: s for s in sources}
-    tasks = [(p.path, p.piece, p.contig, p.first_index, p.expected_records,
-              by_path[p.path].to_json(), int(target_rows)) for p in pieces]
-    unreadable = [unreadable_file_batch(s).to_pylist()[0] for s in sources if s.problem]
-    bad = spark.createDataFrame([tuple(r[n] for n, _, _ in rows.ROW_FIELDS) for r in unreadable],
-                                rows.ROW_DDL)
-    if not tasks:
+    bad = unreadable_frame(spark, sources)
+    if not pieces:
         return bad
+    good = piece_tasks(spark, sources, pieces, target_rows).mapInArrow(_read_partition,
+                                                                       rows.ROW_DDL)
+    return good.unionByName(bad) if any(s.problem for s in sources) else good
+
+
+def unreadable_frame(spark, sources: list[VcfSource]):
+    """The one ``unreadable_file`` row (``rows.ROW_DDL``) of each file that could not be
+    opened."""
+    unreadable = [unreadable_file_batch(s).to_pylist()[0] for s in sources if s.problem]
+    return spark.createDataFrame(
+        [tuple(r[n] for n, _, _ in rows.ROW_FIELDS) for r in unreadable], rows.ROW_DDL)
+
+
+def piece_tasks(spark, sources: list[VcfSource], pieces: list[Piece], target_rows: int):
+    """One row (``PIECES_DDL``) per piece, one partition each: the input of the read tasks."""
+    by_path = {s.path: s for s in sources}
+    tasks = [(p.path, p.piece, json.dumps(p.contigs), p.first_index, p.expected_records,
+              by_path[p.path].to_json(), int(target_rows)) for p in pieces]
     try:
         # One partition per piece, in the planned (largest first) order.
         rdd = spark.sparkContext.parallelize(tasks, len(tasks))
-        pieces_df = spark.createDataFrame(rdd, PIECES_DDL)
+        return spark.createDataFrame(rdd, PIECES_DDL)
     except Exception:  # Spark Connect has no RDDs: spread the rows round-robin instead
-        pieces_df = spark.createDataFrame(tasks, PIECES_DDL).repartition(len(tasks))
-    good = pieces_df.mapInArrow(_read_partition, rows.ROW_DDL)
-    return good.unionByName(bad) if unreadable else good
+        return spark.createDataFrame(tasks, PIECES_DDL).repartition(len(tasks))

@@ -17,15 +17,19 @@ Tables (all idempotent: re-ingesting a file leaves every table's content unchang
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.genomics import bronze, silver
+from pipelines.genomics import bronze, rows, silver, staging
 from pipelines.genomics.annotation import annotation_layout, layout_ddl
 from pipelines.genomics.config import GenomicsConfig, load_sample_map
-from pipelines.genomics.reader import raw_frame
+from pipelines.genomics.reader import raw_frame, unreadable_frame
 from pipelines.genomics.sources import VcfSource, discover, plan_pieces, read_source
+from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
@@ -74,27 +78,116 @@ def ingest_variants(spark: SparkSession, settings: Settings,
 
 
 def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
-                  gate: bool = True) -> list:
+                  gate: bool = True) -> list[dict]:
     """Read every file into bronze.variants_raw; quarantine what breaks a rule.
 
     Returns the row counts per (file, sample, passed) for silver.sequenced_samples.
     ``gate=False`` skips the data-quality suite (benchmarks only: it measures its share).
+
+    A path-based table is written by the read tasks themselves (:mod:`staging`) and published
+    in one Delta commit; a catalog table (or ``genomics.direct_write = false``) through
+    Spark's Delta writer.
     """
-    spark, settings = run.spark, run.settings
-    ref = settings.table("bronze", "variants_raw")
+    ref = run.settings.table("bronze", "variants_raw")
     readable = [s for s in sources if not s.problem]
-    pieces = plan_pieces(readable, cfg.split_min_records)
-    typed = raw_frame(spark, sources, pieces, cfg.batch_rows).persist()
+    pieces = plan_pieces(readable, cfg.split_min_records, cfg.piece_records,
+                         task_slots(run.spark))
+    if readable:
+        ensure_table(run.spark, ref, run.spark.createDataFrame([], staging.BRONZE_DDL).schema,
+                     bronze.BRONZE_COMMENTS, bronze.BRONZE_TABLE_COMMENT,
+                     {"delta.dataSkippingNumIndexedCols": str(len(staging.STATS_COLUMNS))})
+    if ref.path is None or not cfg.direct_write:
+        return _ingest_bronze_spark(run, ref, sources, pieces, cfg, gate)
+    return _ingest_bronze_direct(run, ref, sources, pieces, cfg, gate)
+
+
+def task_slots(spark: SparkSession) -> int:
+    """How many tasks Spark runs at once (its default parallelism)."""
     try:
-        counts = (typed.groupBy("source_file", "sample", "sample_index",
-                                F.col("_rule").isNull().alias("ok")).count().collect())
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext
+        return os.cpu_count() or 1
+
+
+def _ingest_bronze_direct(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,
+                          gate: bool) -> list[dict]:
+    spark = run.spark
+    readable = [s for s in sources if not s.problem]
+    scratch = run.settings.lakehouse.absolute() / "_staging" / run.run_id
+    staged = staging.stage(spark, sources, pieces, Path(ref.path), scratch / "rejected",
+                           cfg.batch_rows)
+    published = False
+    try:
+        counts = staged.counts + [
+            {"source_file": s.path, "sample": None, "sample_index": None, "ok": False,
+             "count": 1} for s in sources if s.problem]
+        run.count_in(sum(c["count"] for c in counts))
+        bad = unreadable_frame(spark, sources)
+        if staged.rejected:
+            bad = spark.read.schema(rows.ROW_DDL).parquet(
+                *[f.path for f in staged.rejected]).unionByName(bad)
+        run.quarantine(bronze.select_quarantine(bad), ref)
+        if readable:
+            _publish(run, ref, staged, readable, gate)
+            published = True
+    finally:
+        if not published:
+            staging.discard(staged.data)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return counts
+
+
+def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource],
+             gate: bool) -> None:
+    """Gate the staged rows, then commit the staged files as they are; when the gate
+    quarantined rows (or an old file of the table mixes source files), write the rows that
+    passed through Spark's Delta writer instead."""
+    spark = run.spark
+    replace_where = in_predicate("source_file", [s.path for s in readable])
+    if staged.data:
+        rows_df = spark.read.schema(staging.BRONZE_DDL).parquet(*[f.path for f in staged.data])
+    else:
+        rows_df = spark.createDataFrame([], staging.BRONZE_DDL)
+    if gate:
+        from pipelines.quality.gate import apply_gate
+
+        good, bad = apply_gate(run, rows_df, ref)
+    else:
+        good, bad = rows_df, None
+    quarantined = run.quarantine(bad, ref) if bad is not None else 0
+    version = None
+    if bad is None:
+        adds = [staging.add_action(Path(ref.path), f) for f in staged.data]
+        version = delta.commit_files(spark, ref, adds, tag=staging.SOURCE_TAG,
+                                     replaced=[s.path for s in readable],
+                                     predicate=replace_where)
+        n_rows = sum(f.rows for f in staged.data)
+    if version is None:
+        good = good.persist()
+        try:
+            n_rows = good.count()
+            version = delta.write_table(spark, good, ref, mode="replace",
+                                        replace_where=replace_where)
+        finally:
+            good.unpersist()
+        staging.discard(staged.data)
+    run.wrote(ref, n_rows, version, quarantined)
+
+
+def _ingest_bronze_spark(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,
+                         gate: bool) -> list[dict]:
+    """Spark's Delta writer: the typed rows are cached once for the counts, the
+    quarantine and the write (memory grows with the input)."""
+    readable = [s for s in sources if not s.problem]
+    typed = raw_frame(run.spark, sources, pieces, cfg.batch_rows).persist()
+    try:
+        counts = [r.asDict() for r in typed.groupBy(
+            "source_file", "sample", "sample_index",
+            F.col("_rule").isNull().alias("ok")).count().collect()]
         run.count_in(sum(r["count"] for r in counts))
         run.quarantine(bronze.select_quarantine(typed), ref)
         if readable:
-            good = bronze.select_bronze(typed)
-            ensure_table(spark, ref, good.schema, bronze.BRONZE_COMMENTS,
-                         bronze.BRONZE_TABLE_COMMENT, {"delta.dataSkippingNumIndexedCols": "4"})
-            run.write(good, ref, mode="replace", gate=gate, cache=False,
+            run.write(bronze.select_bronze(typed), ref, mode="replace", gate=gate, cache=False,
                       replace_where=in_predicate("source_file", [s.path for s in readable]),
                       comments=bronze.BRONZE_COMMENTS,
                       table_comment=bronze.BRONZE_TABLE_COMMENT)
@@ -112,8 +205,6 @@ def ensure_table(spark: SparkSession, ref, schema, comments: dict[str, str],
     columns, maps included, is a large part of Delta's write cost.
     """
     from delta.tables import DeltaTable
-
-    from pipelines.lakehouse import delta
 
     if delta.table_exists(spark, ref):
         return
@@ -207,7 +298,5 @@ def ingest_silver(run: JobRun, sources: list[VcfSource], sample_map: dict[str, s
 
 
 def read_if_exists(run: JobRun, schema: str, name: str) -> DataFrame | None:
-    from pipelines.lakehouse import delta
-
     ref = run.settings.table(schema, name)
     return run.read(ref) if delta.table_exists(run.spark, ref) else None

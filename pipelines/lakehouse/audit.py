@@ -156,6 +156,11 @@ class JobRun:
         finally:
             if cache:
                 df.unpersist()
+        return self.wrote(ref, rows, version, quarantined, primary=primary)
+
+    def wrote(self, ref: TableRef, rows: int, version: int | None, quarantined: int = 0, *,
+              primary: bool = True) -> delta.WriteResult:
+        """Record a write done outside :meth:`write` (its rows, the table version)."""
         if version is not None:
             self.tables_written[ref.key] = version
         if primary:

@@ -186,3 +186,69 @@ def _merge(spark, df: DataFrame, ref: TableRef, keys: list[str], delete_missing:
     if delete_missing:
         builder = builder.whenNotMatchedBySourceDelete()
     builder.execute()
+
+
+# ---------------------------------------------------------------------------- staged files
+def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, tag: str,
+                 replaced: list[str], predicate: str) -> int | None:
+    """Publish Parquet files already written in ``ref``'s folder, in one Delta commit.
+
+    ``adds`` are Delta ``add`` actions (JSON-ready dicts) whose ``tags[tag]`` names the one
+    value of the slice they hold; the commit also removes the table's files of the slices in
+    ``replaced`` — the files tagged with one of those values — so it is a ``replaceWhere
+    predicate`` whose rows were written outside Spark's writer (recorded in the history as a
+    WRITE with that predicate). The transaction reads the whole table, so a concurrent writer
+    makes one of the two commits fail instead of both succeeding.
+
+    Returns the new version, or ``None`` (nothing committed) when a file of the table has no
+    tag and its statistics cannot rule out that it holds rows of a replaced slice: only a
+    Spark ``replaceWhere`` write can replace part of such a file, which the caller then does.
+    Only for path-based tables (``ref.path``).
+    """
+    import json
+
+    jvm = spark._jvm
+    delta_pkg = jvm.org.apache.spark.sql.delta
+    log = delta_pkg.DeltaLog.forTable(spark._jsparkSession, str(ref.path))
+    txn = log.startTransaction()
+    column = tag.rsplit(".", 1)[-1]
+    wanted = set(replaced)
+    actions = jvm.java.util.ArrayList()
+    files = txn.filterFiles().iterator()  # the whole table, recorded as read by this commit
+    while files.hasNext():
+        f = files.next()
+        add = json.loads(f.json())["add"]
+        owner = (add.get("tags") or {}).get(tag)
+        if owner is None:
+            if add.get("deletionVector") or not _outside(add.get("stats"), column, wanted):
+                return None
+            continue
+        if owner in wanted:
+            actions.add(f.remove())
+    for action in adds:
+        actions.add(delta_pkg.actions.Action.fromJson(json.dumps(action)))
+    seq = jvm.scala.collection.JavaConverters.asScalaBufferConverter(actions).asScala().toSeq()
+    option = jvm.scala.Option
+    operation = delta_pkg.DeltaOperations.Write(
+        jvm.org.apache.spark.sql.SaveMode.Overwrite, option.empty(), option.apply(predicate),
+        option.empty())
+    return int(txn.commit(seq, operation))
+
+
+def _outside(stats: str | None, column: str, values: set[str]) -> bool:
+    """True when a file's Delta statistics prove none of its rows has ``column`` in
+    ``values`` (Delta truncates long strings in statistics, keeping min/max as bounds)."""
+    import json
+
+    if not stats:
+        return False
+    s = json.loads(stats)
+    if s.get("numRecords") == 0:
+        return True
+    lo = (s.get("minValues") or {}).get(column)
+    hi = (s.get("maxValues") or {}).get(column)
+    nulls = (s.get("nullCount") or {}).get(column)
+    if lo is None or hi is None:
+        # no bounds: outside only when every value is null
+        return nulls is not None and nulls == s.get("numRecords")
+    return not any(lo <= v <= hi for v in values)

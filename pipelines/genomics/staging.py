@@ -1,0 +1,229 @@
+"""Write bronze variant rows as Parquet from the Spark tasks that read them.
+
+The rows of ``bronze.variants_raw`` are produced as Arrow batches inside Python tasks
+(:mod:`pipelines.genomics.reader`). Handing them to the JVM to be written costs several times
+more than reading the file: Spark converts every Arrow value into its row format, then
+re-encodes it as Parquet, and the counts, the gate and the quarantine would each need the
+rows again (a cache that grows with the file). Here each task writes its own Arrow batches
+straight to Parquet with Arrow's C++ writer instead:
+
+* rows that passed every reader rule go to data files inside the bronze table's folder,
+  not yet part of the table: they are published afterwards in one Delta commit
+  (:func:`pipelines.lakehouse.delta.commit_files`) once the data-quality gate has passed them;
+* rows that broke a rule go to a staging folder, read back for the quarantine table;
+* the task returns one small row per file written (path, size, row count, Delta statistics)
+  and per (file, sample, passed) count, so the driver receives counts, never records.
+
+Memory is one Arrow batch per task whatever the file size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.genomics import rows
+from pipelines.genomics.bronze import BRONZE_COLUMNS
+from pipelines.genomics.reader import TARGET_ROWS, piece_tasks, read_piece, task_piece
+from pipelines.genomics.sources import Piece, VcfSource
+
+BRONZE_SCHEMA = pa.schema([rows.ROW_SCHEMA.field(n) for n in BRONZE_COLUMNS])
+BRONZE_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in rows.ROW_FIELDS if n in BRONZE_COLUMNS)
+# Delta statistics of a data file cover these columns (the table's
+# delta.dataSkippingNumIndexedCols = 4 first columns: what readers filter bronze on).
+STATS_COLUMNS = ("source_file", "record_index", "sample", "sample_index")
+# The tag naming the one source file whose rows a data file holds: a re-ingest of that file
+# replaces exactly the files carrying its tag (pipelines.lakehouse.delta.commit_files).
+SOURCE_TAG = "oncorank.source_file"
+ROWS_PER_FILE = 4_000_000
+STAGED_DDL = ("kind string, path string, bytes bigint, rows bigint, stats string, "
+              "source_file string, sample string, sample_index int, ok boolean, n bigint")
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A Parquet file a task wrote: absolute path, size, rows and Delta statistics JSON."""
+
+    path: str
+    bytes: int
+    rows: int
+    stats: str | None
+    source_file: str | None
+
+
+@dataclass(frozen=True)
+class Staged:
+    data: list[StagedFile]      # passed rows, inside the table folder, not yet committed
+    rejected: list[StagedFile]  # rows that broke a reader rule (rows.ROW_SCHEMA)
+    counts: list[dict]          # source_file, sample, sample_index, ok, count
+
+
+# ---------------------------------------------------------------------------- task side
+class _FileStats:
+    """Running Delta statistics (numRecords, min/max, null counts) of the key columns."""
+
+    def __init__(self):
+        self.rows = 0
+        self.min: dict = {}
+        self.max: dict = {}
+        self.nulls = Counter()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for name in STATS_COLUMNS:
+            col = batch.column(name)
+            self.nulls[name] += col.null_count
+            mm = pc.min_max(col)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if lo is None:
+                continue
+            self.min[name] = lo if name not in self.min else min(self.min[name], lo)
+            self.max[name] = hi if name not in self.max else max(self.max[name], hi)
+
+    def json(self) -> str:
+        return json.dumps({"numRecords": self.rows, "minValues": self.min,
+                           "maxValues": self.max,
+                           "nullCount": {n: self.nulls[n] for n in STATS_COLUMNS}})
+
+
+class _RollingWriter:
+    """Parquet files of at most ``max_rows`` rows in ``folder``, opened on first write."""
+
+    def __init__(self, folder: str, schema: pa.Schema, prefix: str, max_rows: int):
+        self.folder, self.schema, self.prefix, self.max_rows = folder, schema, prefix, max_rows
+        self.writer: pq.ParquetWriter | None = None
+        self.path = ""
+        self.stats = _FileStats()
+        self.done: list[tuple[str, int, int, str]] = []  # path, bytes, rows, stats
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.writer is None:
+            os.makedirs(self.folder, exist_ok=True)
+            self.path = os.path.join(
+                self.folder, f"part-{self.prefix}-{uuid.uuid4()}.c000.snappy.parquet")
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
+            self.stats = _FileStats()
+        self.writer.write_batch(batch)
+        self.stats.add(batch)
+        if self.stats.rows >= self.max_rows:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.done.append((self.path, os.path.getsize(self.path), self.stats.rows,
+                          self.stats.json()))
+        self.writer = None
+
+
+def _counts(batch: pa.RecordBatch, ok: np.ndarray, counter: Counter) -> None:
+    """Add the batch's rows to ``counter[(source_file, sample, sample_index, ok)]``."""
+    idx = batch.column("sample_index").to_numpy(zero_copy_only=False)
+    idx = np.where(np.isnan(idx.astype(float)), -1, idx).astype(np.int64)
+    key = idx * 2 + ok
+    values, n = np.unique(key, return_counts=True)
+    samples = batch.column("sample")
+    files = batch.column("source_file")
+    for v, k in zip(values.tolist(), n.tolist(), strict=True):
+        first = int(np.argmax(key == v))
+        counter[(files[first].as_py(), samples[first].as_py(),
+                 None if v // 2 < 0 else v // 2, bool(v % 2))] += k
+
+
+def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
+                target_rows: int = TARGET_ROWS,
+                max_rows: int = ROWS_PER_FILE) -> Iterator[tuple]:
+    """Read one piece, write its rows, and describe what was written (``STAGED_DDL`` rows)."""
+    prefix = f"{piece.piece:05d}"
+    data = _RollingWriter(data_dir, BRONZE_SCHEMA, prefix, max_rows)
+    rejected = _RollingWriter(reject_dir, rows.ROW_SCHEMA, prefix, max_rows)
+    counter: Counter = Counter()
+    for batch in read_piece(src, piece, target_rows):
+        ok = batch.column("_rule").is_null().to_numpy(zero_copy_only=False)
+        _counts(batch, ok, counter)
+        if ok.all():
+            data.write(batch.select(list(BRONZE_COLUMNS)))
+        else:
+            mask = pa.array(ok)
+            data.write(batch.filter(mask).select(list(BRONZE_COLUMNS)))
+            rejected.write(batch.filter(pc.invert(mask)))
+    data.close()
+    rejected.close()
+    for kind, writer in (("data", data), ("rejected", rejected)):
+        for path, size, n, stats in writer.done:
+            yield (kind, path, size, n, stats, src.path, None, None, None, None)
+    for (file, sample, sample_index, ok), n in sorted(counter.items(), key=repr):
+        yield ("count", None, None, None, None, file, sample, sample_index, ok, n)
+
+
+def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_dir: str,
+                     max_rows: int) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body: each input row names one piece; write it, describe the files."""
+    schema = _staged_schema()
+    for batch in batches:
+        for row in batch.to_pylist():
+            src, piece = task_piece(row)
+            out = list(stage_piece(src, piece, data_dir, reject_dir, row["target_rows"],
+                                   max_rows))
+            yield pa.RecordBatch.from_pylist(
+                [dict(zip(schema.names, r, strict=True)) for r in out], schema=schema)
+
+
+def _staged_schema() -> pa.Schema:
+    return pa.schema([("kind", pa.string()), ("path", pa.string()), ("bytes", pa.int64()),
+                      ("rows", pa.int64()), ("stats", pa.string()),
+                      ("source_file", pa.string()), ("sample", pa.string()),
+                      ("sample_index", pa.int32()), ("ok", pa.bool_()), ("n", pa.int64())])
+
+
+# ---------------------------------------------------------------------------- driver side
+def stage(spark, sources: list[VcfSource], pieces: list[Piece], data_dir: Path,
+          reject_dir: Path, target_rows: int, max_rows: int = ROWS_PER_FILE) -> Staged:
+    """Read and write every piece in Spark tasks; return the files written and the counts."""
+    if not pieces:
+        return Staged([], [], [])
+    pieces_df = piece_tasks(spark, sources, pieces, target_rows)
+    body = partial(_stage_partition, data_dir=str(data_dir), reject_dir=str(reject_dir),
+                   max_rows=max_rows)
+    out = pieces_df.mapInArrow(body, STAGED_DDL).collect()
+    data, rejected, counts = [], [], []
+    for r in out:
+        if r["kind"] == "count":
+            counts.append({"source_file": r["source_file"], "sample": r["sample"],
+                           "sample_index": r["sample_index"], "ok": r["ok"],
+                           "count": r["n"]})
+            continue
+        f = StagedFile(r["path"], r["bytes"], r["rows"], r["stats"], r["source_file"])
+        (data if r["kind"] == "data" else rejected).append(f)
+    return Staged(data, rejected, counts)
+
+
+def add_action(table_dir: Path, f: StagedFile) -> dict:
+    """The Delta ``add`` action publishing a data file written inside ``table_dir``."""
+    from urllib.parse import quote
+
+    rel = os.path.relpath(f.path, table_dir)
+    return {"add": {"path": quote(rel), "partitionValues": {}, "size": f.bytes,
+                    "modificationTime": int(os.path.getmtime(f.path) * 1000),
+                    "dataChange": True, "stats": f.stats,
+                    "tags": {SOURCE_TAG: f.source_file}}}
+
+
+def discard(files: list[StagedFile]) -> None:
+    """Delete staged files that will not be published."""
+    for f in files:
+        Path(f.path).unlink(missing_ok=True)
