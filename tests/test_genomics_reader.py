@@ -6,6 +6,7 @@ Counts and fields are checked against bcftools and pysam on the real files in
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pipelines.genomics.reader import read_piece
 from pipelines.genomics.rows import lines_to_batch
 from pipelines.genomics.sources import (
     VcfSource,
+    contig_offsets,
     discover,
     plan_pieces,
     read_source,
@@ -169,12 +171,50 @@ def test_contig_pieces_reproduce_the_whole_file(shared_data):
     grouped = plan_pieces([src], split_min_records=1, piece_records=sum(
         n for _, n in src.index_counts) // 4)
     assert 4 <= len(grouped) < 23 and any(len(p.contigs) > 1 for p in grouped)
+    assert set(src.contig_offsets) == {c for c, _ in src.index_counts}
     whole = read_all(src)
     cols = ["record_index", "chrom", "pos", "ref", "alts", "info", "format", "gt", "ad"]
     key = [("record_index", "ascending")]
-    for piece_records in (1, sum(n for _, n in src.index_counts) // 4):
-        split = read_all(src, split_min_records=1, piece_records=piece_records)
-        assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
+    # bulk reads from the index's offsets, and htslib's region iterator (no offsets)
+    for source in (src, dataclasses.replace(src, contig_offsets={})):
+        for piece_records in (1, sum(n for _, n in src.index_counts) // 4):
+            split = read_all(source, split_min_records=1, piece_records=piece_records)
+            assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
+
+
+@pytest.mark.parametrize("name,csi", [(TCGA, False), (G1000, True), (TCGA, True)])
+def test_contig_offsets_are_where_htslib_starts_each_contig(tmp_path, shared_data, name, csi):
+    path = shared_data / "vcf" / name
+    if csi and not Path(str(path) + ".csi").exists():
+        path = tmp_path / name
+        shutil.copy(shared_data / "vcf" / name, path)
+        subprocess.run([BCFTOOLS, "index", "--csi", str(path)], check=True)
+    index = str(path) + (".csi" if csi else ".tbi")
+    offsets = contig_offsets(index)
+    with pysam.TabixFile(str(path), index=index) as tbx, pysam.BGZFile(str(path), "rb") as bgz:
+        assert sorted(offsets) == sorted(tbx.contigs)
+        for contig, offset in offsets.items():
+            bgz.seek(offset)
+            assert bgz.readline().decode() == next(tbx.fetch(contig))
+
+
+def test_pieces_that_disagree_with_the_index_counts_are_reported(shared_data):
+    """A stale or wrong index: an index_mismatch row says where, for the bulk reader (which
+    keeps only the rows before the disagreement) and for htslib's region iterator."""
+    src = read_source(str(shared_data / "vcf" / TCGA))
+    (c1, n1), (c2, n2), *rest = src.index_counts
+    for source in (src, dataclasses.replace(src, contig_offsets={})):
+        # the index claims one record fewer on the first contig, one more on the second
+        fewer = dataclasses.replace(source, index_counts=((c1, n1 - 1), (c2, n2 + 1), *rest))
+        for piece_records in (1, n1 + n2):
+            table = read_all(fewer, split_min_records=1, piece_records=piece_records)
+            rules = [r for r in table.column("_rule").to_pylist() if r]
+            assert rules and set(rules) == {"index_mismatch"}, (source.contig_offsets != {},
+                                                               piece_records)
+            if source.contig_offsets:  # the bulk reader stops at the first disagreement
+                good = table.filter(pa.compute.is_null(table.column("_rule")))
+                lost = 1 if piece_records == 1 else n2 + 1
+                assert good.num_rows == sum(n for _, n in src.index_counts) - lost
 
 
 def test_bcf_rows_match_the_vcf(tmp_path, shared_data):

@@ -159,6 +159,42 @@ def iter_contig_lines(path: str, contig: str, max_lines: int) -> Iterator[pa.Arr
             yield pa.array(buf, pa.large_string())
 
 
+def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
+                     ) -> Iterator[pa.Array]:
+    """``n_lines`` data lines of a bgzipped VCF from a virtual offset, read in bulk (arrays of
+    at most ``max_lines``), then the next line, if any, as a last one-line array so the
+    caller can check where the range ends. Blank lines are skipped, as the whole-file reader
+    does."""
+    import pysam
+
+    emitted = 0
+    carry = b""
+    with pysam.BGZFile(path, "rb") as fh:
+        fh.seek(offset)
+        while emitted <= n_lines:
+            data = fh.read(CHUNK_BYTES)
+            if data:
+                buf = carry + data
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    carry = buf
+                    continue
+                block, carry = buf[:cut], buf[cut + 1:]
+            else:
+                block, carry = carry, b""
+            if block:
+                lines, _ = _drop_header_and_blank(_split_block(block), False)
+                take = min(len(lines), n_lines + 1 - emitted)
+                main = min(take, n_lines - emitted)
+                for start in range(0, main, max_lines):
+                    yield lines.slice(start, min(max_lines, main - start))
+                if take > main:
+                    yield lines.slice(main, 1)
+                emitted += take
+            if not data:
+                break
+
+
 def iter_bcf_lines(path: str, contig: str | None, max_lines: int) -> Iterator[pa.Array]:
     """BCF records rendered as VCF text by htslib (``vcf_format``), whole file or one contig."""
     import warnings
@@ -193,51 +229,108 @@ def _rechunk(arrays: Iterator[pa.Array | ReadFailure], max_lines: int
 # ---------------------------------------------------------------------------- one piece
 def read_piece(src: VcfSource, piece: Piece, target_rows: int = TARGET_ROWS
                ) -> Iterator[pa.RecordBatch]:
-    """Every row of one piece, as Arrow batches of at most ~``target_rows`` rows."""
+    """Every row of one piece, as Arrow batches of at most ~``target_rows`` rows.
+
+    A whole file is streamed in order; the contigs of a piece of a bgzipped VCF are read as
+    one run of lines from the first contig's virtual offset (checked against the index
+    counts); BCF and indexes without offsets go through htslib's region iterator.
+    """
     max_lines = max(1, target_rows // max(1, len(src.samples)))
-    index = piece.first_index
-    failure: ReadFailure | None = None
-    contig = None
+    at = _Position(piece.first_index)
     try:
         if piece.contigs is None:
-            stream = (iter_bcf_lines(src.path, None, max_lines) if src.kind == "bcf"
-                      else _rechunk(iter_text_lines(src.path, src.kind), max_lines))
-            for item in stream:
-                if isinstance(item, ReadFailure):
-                    failure = ReadFailure(index, item.rule, item.reason, item.raw)
-                    break
-                yield rows.lines_to_batch(src, item, index)
-                index += len(item)
-        for contig, expected in piece.contigs or ():
-            start = index
-            lines = (iter_bcf_lines if src.kind == "bcf" else iter_contig_lines)(
-                src.path, contig, max_lines)
-            for item in lines:
-                yield rows.lines_to_batch(src, item, index)
-                index += len(item)
-            if index - start != expected:
-                failure = ReadFailure(
-                    index, "index_mismatch",
-                    f"the index lists {expected} records on contig {contig} but "
-                    f"{index - start} were read; re-index the file (bcftools index) and "
-                    "re-ingest it")
-                break
+            failure = yield from _read_whole(src, piece, max_lines, at)
+        elif src.kind == "bgzf" and piece.contigs[0][0] in src.contig_offsets:
+            failure = yield from _read_range(src, piece, max_lines, at)
+        else:
+            failure = yield from _read_contigs(src, piece, max_lines, at)
     except (OSError, ValueError) as exc:
         # htslib reports damaged data as OSError/ValueError with its own message.
-        where = f"contig {contig}" if contig is not None else "this file"
-        failure = ReadFailure(index, "unreadable_data",
-                              f"reading stopped after {index - piece.first_index} records of "
-                              f"{'this piece, in ' if contig else ''}{where} "
+        failure = ReadFailure(at.index, "unreadable_data",
+                              f"reading stopped after {at.index - piece.first_index} records of "
+                              f"this {'piece' if piece.contigs else 'file'} "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
-    if failure is None and piece.contigs is None and piece.expected_records is not None:
-        read = index - piece.first_index
-        if read != piece.expected_records:
-            failure = ReadFailure(
-                index, "index_mismatch",
-                f"the index lists {piece.expected_records} records but {read} were read; "
-                "re-index the file (bcftools index) and re-ingest it")
     if failure is not None:
         yield failure_batch(src.path, failure)
+
+
+@dataclass
+class _Position:
+    index: int  # ordinal of the next record to emit
+
+
+def _emit(src: VcfSource, lines: pa.Array, at: _Position) -> pa.RecordBatch:
+    batch = rows.lines_to_batch(src, lines, at.index)
+    at.index += len(lines)
+    return batch
+
+
+def _read_whole(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
+    stream = (iter_bcf_lines(src.path, None, max_lines) if src.kind == "bcf"
+              else _rechunk(iter_text_lines(src.path, src.kind), max_lines))
+    for item in stream:
+        if isinstance(item, ReadFailure):
+            return ReadFailure(at.index, item.rule, item.reason, item.raw)
+        yield _emit(src, item, at)
+    read = at.index - piece.first_index
+    if piece.expected_records is not None and read != piece.expected_records:
+        return ReadFailure(at.index, "index_mismatch",
+                           f"the index lists {piece.expected_records} records but {read} were "
+                           "read; re-index the file (bcftools index) and re-ingest it")
+    return None
+
+
+def _read_contigs(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
+    for contig, expected in piece.contigs:
+        start = at.index
+        lines = (iter_bcf_lines if src.kind == "bcf" else iter_contig_lines)(
+            src.path, contig, max_lines)
+        for item in lines:
+            yield _emit(src, item, at)
+        if at.index - start != expected:
+            return ReadFailure(at.index, "index_mismatch",
+                               f"the index lists {expected} records on contig {contig} but "
+                               f"{at.index - start} were read; re-index the file (bcftools "
+                               "index) and re-ingest it")
+    return None
+
+
+def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
+    """Every line must be on the contig the index counts place it on, and the line after
+    the range must not be on the last contig."""
+    names = [c for c, _ in piece.contigs]
+    ends = np.cumsum([n for _, n in piece.contigs])
+    total = int(ends[-1])
+    names_arr = pa.array(names, pa.large_string())
+    for lines in iter_range_lines(src.path, src.contig_offsets[names[0]], total, max_lines):
+        chrom = pc.list_element(pc.split_pattern(lines, "\t", max_splits=1), 0)
+        done = at.index - piece.first_index
+        if done >= total:  # the line after the range
+            if chrom[0].as_py() == names[-1]:
+                return ReadFailure(at.index, "index_mismatch",
+                                   f"the index lists {int(piece.contigs[-1][1])} records on "
+                                   f"contig {names[-1]} but the file has more; re-index the "
+                                   "file (bcftools index) and re-ingest it")
+            return None
+        expected = names_arr.take(pa.array(
+            np.searchsorted(ends, np.arange(done, done + len(lines)), side="right")))
+        same = pc.equal(chrom.cast(pa.large_string()), expected)
+        if not pc.all(same).as_py():
+            bad = int(np.argmin(same.to_numpy(zero_copy_only=False)))
+            if bad:
+                yield _emit(src, lines.slice(0, bad), at)
+            return ReadFailure(at.index, "index_mismatch",
+                               f"record {at.index} is on contig {chrom[bad].as_py()} where the "
+                               f"index counts place contig {expected[bad].as_py()}; re-index "
+                               "the file (bcftools index) and re-ingest it")
+        yield _emit(src, lines, at)
+    done = at.index - piece.first_index
+    if done < total:
+        return ReadFailure(at.index, "index_mismatch",
+                           f"the index lists {total} records on contigs {', '.join(names)} but "
+                           f"the file ends after {done}; re-index the file (bcftools index) "
+                           "and re-ingest it")
+    return None
 
 
 def failure_batch(path: str, failure: ReadFailure) -> pa.RecordBatch:

@@ -71,6 +71,8 @@ class VcfSource:
     eof_ok: bool = True
     index_counts: tuple[tuple[str, int], ...] = ()  # (contig, records) in index order
     index_usable: bool = False
+    # BGZF virtual offset of each contig's first record (bgzipped VCF with a .tbi/.csi)
+    contig_offsets: dict[str, int] = field(default_factory=dict)
     problem: str = ""
 
     @property
@@ -197,9 +199,11 @@ def read_source(path: str) -> VcfSource:
         contig = header.contigs.get(name)
         if contig is not None and contig.length:
             lengths[name] = int(contig.length)
-    counts, usable = (), False
+    counts, usable, offsets = (), False, {}
     if kind in ("bgzf", "bcf") and eof_ok:
         counts, usable = _index_counts(path, kind)
+        if usable and kind == "bgzf":
+            offsets = contig_offsets(_index_path(path, kind))
     return VcfSource(
         path=path,
         kind=kind,
@@ -215,6 +219,7 @@ def read_source(path: str) -> VcfSource:
         eof_ok=eof_ok,
         index_counts=counts,
         index_usable=usable,
+        contig_offsets=offsets,
     )
 
 
@@ -329,8 +334,7 @@ def _index_counts(path: str, kind: str) -> tuple[tuple[tuple[str, int], ...], bo
     """
     import pysam.bcftools
 
-    candidates = [path + ".csi"] if kind == "bcf" else [path + ".tbi", path + ".csi"]
-    index = next((c for c in candidates if os.path.isfile(c)), None)
+    index = _index_path(path, kind)
     if index is None:
         return (), False
     if os.path.getmtime(index) < os.path.getmtime(path):
@@ -346,6 +350,78 @@ def _index_counts(path: str, kind: str) -> tuple[tuple[tuple[str, int], ...], bo
         if len(parts) == 3 and parts[2].isdigit():
             counts.append((parts[0], int(parts[2])))
     return tuple(counts), bool(counts)
+
+
+def _index_path(path: str, kind: str) -> str | None:
+    candidates = [path + ".csi"] if kind == "bcf" else [path + ".tbi", path + ".csi"]
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def contig_offsets(index: str | None) -> dict[str, int]:
+    """Virtual offset of each contig's first record, from a tabix (.tbi) or CSI index.
+
+    htslib stores, per reference, a pseudo-bin whose first chunk spans the reference's
+    records (the same bin ``bcftools index --stats`` reads its counts from): its start is
+    where a reader seeks to read the contig as one stream, without going through the index's
+    region iterator line by line. Returns {} for an index without names or pseudo-bins (BCF
+    indexes name contigs through the BCF header).
+    """
+    import gzip
+    import struct
+
+    if index is None:
+        return {}
+    try:
+        with gzip.open(index, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError):
+        return {}
+    try:
+        return _parse_index(data, struct)
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError):
+        return {}
+
+
+def _parse_index(data: bytes, struct) -> dict[str, int]:
+    i32, u32, u64 = struct.Struct("<i"), struct.Struct("<I"), struct.Struct("<Q")
+    pos = 4
+    if data[:4] == b"TBI\x01":
+        n_ref = i32.unpack_from(data, pos)[0]
+        pos += 4 + 6 * 4
+        l_nm = i32.unpack_from(data, pos)[0]
+        names = data[pos + 4:pos + 4 + l_nm].split(b"\0")[:n_ref]
+        pos += 4 + l_nm
+        pseudo, csi = 37450, False
+    elif data[:4] == b"CSI\x01":
+        _, depth, l_aux = struct.unpack_from("<iii", data, pos)
+        aux = data[pos + 12:pos + 12 + l_aux]
+        pos += 12 + l_aux
+        if len(aux) < 28:
+            return {}
+        l_nm = i32.unpack_from(aux, 24)[0]
+        names = aux[28:28 + l_nm].split(b"\0")
+        n_ref = i32.unpack_from(data, pos)[0]
+        pos += 4
+        names = names[:n_ref]
+        pseudo, csi = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1, True
+    else:
+        return {}
+    out: dict[str, int] = {}
+    for ref in range(n_ref):
+        n_bin = i32.unpack_from(data, pos)[0]
+        pos += 4
+        for _ in range(n_bin):
+            bin_id = u32.unpack_from(data, pos)[0]
+            pos += 4 + (8 if csi else 0)
+            n_chunk = i32.unpack_from(data, pos)[0]
+            pos += 4
+            if bin_id == pseudo and n_chunk == 2 and ref < len(names):
+                out[names[ref].decode()] = u64.unpack_from(data, pos)[0]
+            pos += 16 * n_chunk
+        if not csi:
+            n_intv = i32.unpack_from(data, pos)[0]
+            pos += 4 + 8 * n_intv
+    return out
 
 
 # ---------------------------------------------------------------------------- pieces
