@@ -1,0 +1,159 @@
+"""How bronze.variants_raw is written: the read tasks' Parquet files published in one Delta
+commit, Spark's Delta writer, and the fallbacks from the first to the second.
+
+The two writers must produce the same tables; the Delta log says which one wrote a file
+(the direct path tags every file with its source file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pysam
+import pytest
+from pyspark.sql import functions as F
+
+from pipelines.genomics.config import GenomicsConfig
+from pipelines.genomics.sources import read_source
+from pipelines.genomics.stage import ingest_bronze
+from pipelines.genomics.staging import SOURCE_TAG
+from pipelines.lakehouse import delta
+from pipelines.lakehouse.audit import job_run
+from pipelines.lakehouse.settings import Inputs, Settings
+
+TCGA = "somatic_TCGA-A6-2686_COAD_tumor_normal.grch38.vcf.gz"
+SMALL_VCF = """##fileformat=VCFv4.2
+##contig=<ID=chr1,length=1000000>
+##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">
+##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
+##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">
+#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tPT900002
+chr1\t100\t.\tA\tG\t50\tPASS\tDP=10\tGT:AD\t0/1:5,5
+chr1\t200\t.\tA\tG\tabc\tPASS\tDP=10\tGT:AD\t0/1:5,5
+chr1\t300\t.\tC\tT\t50\tPASS\tDP=10\tGT:AD\t1/1:0,9
+"""
+# POS 0 passes the reader (a whole number) but not the bronze gate ("pos > 0", quarantine).
+POS0_VCF = SMALL_VCF.replace("chr1\t300\t", "chr1\t0\t")
+
+
+def ingest(spark, lake: Path, files: list[str], direct: bool):
+    settings = Settings(lakehouse=lake, shuffle_partitions=2, spark_master="local[2]",
+                        inputs=Inputs(vcf=tuple(files)))
+    with job_run(spark, settings, "ingest-variants") as run:
+        ingest_bronze(run, [read_source(f) for f in files],
+                      GenomicsConfig(direct_write=direct, split_min_records=1))
+    return settings, run
+
+
+def snapshot(spark, settings) -> dict:
+    out = {}
+    for name in ("variants_raw", "quarantine_variants_raw"):
+        df = delta.read_table(spark, settings.table("bronze", name))
+        df = df.drop(*[c for c in ("run_id", "quarantined_at") if c in df.columns])
+        out[name] = sorted(map(repr, df.collect()))
+    return out
+
+
+def log_actions(table: Path) -> list[dict]:
+    return [json.loads(line) for commit in sorted((table / "_delta_log").glob("*.json"))
+            for line in commit.read_text().splitlines()]
+
+
+def live_files(table: Path) -> dict[str, dict]:
+    """The table's current data files from its Delta log: path -> add action."""
+    live: dict[str, dict] = {}
+    for action in log_actions(table):
+        if "add" in action:
+            live[action["add"]["path"]] = action["add"]
+        elif "remove" in action:
+            live.pop(action["remove"]["path"], None)
+    return live
+
+
+def assert_no_orphans(table: Path, lake: Path) -> None:
+    """Every data file with rows in the folder was committed once (replaced files stay on
+    disk for time travel until VACUUM; Spark's writer may leave an empty file it did not
+    commit); no staging folder is left."""
+    committed = {a["add"]["path"] for a in log_actions(table) if "add" in a}
+    stray = [p.name for p in table.glob("*.parquet")
+             if p.name not in committed and pq.ParquetFile(p).metadata.num_rows]
+    assert not stray, "data files no Delta commit ever referenced"
+    assert not any((lake / "_staging").glob("*")), "staging folder left behind"
+
+
+@pytest.fixture(scope="module")
+def inputs(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("genomics-write")
+    small = root / "PT900002_small.vcf"
+    small.write_text(SMALL_VCF)
+    pos0 = root / "PT900003_pos0.vcf"
+    pos0.write_text(POS0_VCF)
+    return root, [str(shared_data / "vcf" / TCGA), str(small)], str(pos0)
+
+
+def test_direct_commit_equals_spark_writer_and_leaves_nothing_behind(spark, inputs):
+    root, files, _ = inputs
+    direct, run_d = ingest(spark, root / "direct", files, direct=True)
+    sparkw, run_s = ingest(spark, root / "spark", files, direct=False)
+    assert snapshot(spark, direct) == snapshot(spark, sparkw)
+    assert (run_d.rows_in, run_d.rows_written, run_d.rows_quarantined) == (
+        run_s.rows_in, run_s.rows_written, run_s.rows_quarantined)
+    assert run_d.rows_in == run_d.rows_written + run_d.rows_quarantined
+    with pysam.VariantFile(files[0]) as vf:
+        tcga_rows = sum(1 for _ in vf) * len(vf.header.samples)
+    assert run_d.rows_quarantined == 1 and run_d.rows_written == tcga_rows + 2
+
+    table = Path(direct.table("bronze", "variants_raw").path)
+    files_now = live_files(table)
+    assert files_now and all(a["tags"][SOURCE_TAG] in files for a in files_now.values())
+    stats = json.loads(next(iter(files_now.values()))["stats"])
+    assert set(stats["minValues"]) == {"source_file", "record_index", "sample",
+                                       "sample_index"}
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").orderBy(F.desc("version")).first()
+    assert last["operation"] == "WRITE" and "source_file" in last["operationParameters"][
+        "predicate"]
+    assert_no_orphans(table, root / "direct")
+    # data skipping works on the direct files' statistics: one file's rows, one file read
+    one = delta.read_table(spark, direct.table("bronze", "variants_raw")).filter(
+        F.col("source_file") == files[1])
+    assert one.count() == 2 and len(one.inputFiles()) == 1
+
+
+def test_reingest_replaces_exactly_the_files_of_its_sources(spark, inputs):
+    root, files, _ = inputs
+    settings, _ = ingest(spark, root / "reingest", files, direct=True)
+    table = Path(settings.table("bronze", "variants_raw").path)
+    before, files_before = snapshot(spark, settings), live_files(table)
+    ingest(spark, root / "reingest", files[1:], direct=True)
+    after = live_files(table)
+    assert snapshot(spark, settings) == before
+    kept = {p for p, a in files_before.items() if a["tags"][SOURCE_TAG] == files[0]}
+    assert kept and kept <= set(after)  # the other source's files were not touched
+    assert not (set(files_before) - kept) & set(after)  # this source's files were replaced
+    assert_no_orphans(table, root / "reingest")
+
+
+def test_untagged_files_and_gate_quarantines_fall_back_to_spark_writer(spark, inputs):
+    root, files, pos0 = inputs
+    # A table written by Spark's writer has untagged files whose statistics cannot rule out
+    # the re-ingested source (long paths are truncated): the direct path must not guess.
+    settings, _ = ingest(spark, root / "mixed", files, direct=False)
+    before = snapshot(spark, settings)
+    ingest(spark, root / "mixed", files, direct=True)
+    assert snapshot(spark, settings) == before
+    table = Path(settings.table("bronze", "variants_raw").path)
+    assert not any(a.get("tags") for a in live_files(table).values())
+    assert_no_orphans(table, root / "mixed")
+
+    # The gate quarantines POS 0: the rows that passed are written by Spark's writer.
+    settings, run = ingest(spark, root / "gated", [pos0], direct=True)
+    assert (run.rows_in, run.rows_written, run.rows_quarantined) == (3, 1, 2)
+    q = delta.read_table(spark, settings.table("bronze", "quarantine_variants_raw"))
+    rules = {r["rule"]: json.loads(r["record"])["record_index"] for r in q.collect()}
+    assert rules == {"invalid_qual": 1, "gx:pos > 0": 2}
+    table = Path(settings.table("bronze", "variants_raw").path)
+    assert [r["record_index"] for r in delta.read_table(
+        spark, settings.table("bronze", "variants_raw")).collect()] == [0]
+    assert_no_orphans(table, root / "gated")
