@@ -284,7 +284,7 @@ def header_issues(info: dict[str, FieldDef], formats: dict[str, FieldDef],
                   declared_contigs: list[str]) -> tuple[tuple[str, str, str], ...]:
     """Header declarations that break the VCF spec, and what ingestion does about them.
 
-    >>> header_issues({"GC": FieldDef("G", "Integer")}, {}, ["1"])[0][2][:40]
+    >>> header_issues({"GC": FieldDef("G", "Integer")}, {}, ["1"])[0][2][:41]
     'Number=G is valid only for FORMAT fields '
     """
     issues = []

@@ -51,8 +51,15 @@ ROWS_PER_FILE = 4_000_000
 # (INFO/FORMAT values, positions, depths) trying it costs ~20% of the write for no gain.
 DICTIONARY_COLUMNS = ("source_file", "sample", "chrom", "id", "ref", "alts", "filters", "gt",
                       "info_svtype", "_rule", "_reason")
-STAGED_DDL = ("kind string, path string, bytes bigint, rows bigint, stats string, "
-              "source_file string, sample string, sample_index int, ok boolean, n bigint")
+# What a task returns: one row per file written (kind "data" or "rejected": path, bytes,
+# rows, stats) and one per (source_file, sample, sample_index, ok) count (kind "count": n).
+STAGED_FIELDS = (("kind", pa.string(), "string"), ("path", pa.string(), "string"),
+                 ("bytes", pa.int64(), "bigint"), ("rows", pa.int64(), "bigint"),
+                 ("stats", pa.string(), "string"), ("source_file", pa.string(), "string"),
+                 ("sample", pa.string(), "string"), ("sample_index", pa.int32(), "int"),
+                 ("ok", pa.bool_(), "boolean"), ("n", pa.int64(), "bigint"))
+STAGED_SCHEMA = pa.schema([(n, t) for n, t, _ in STAGED_FIELDS])
+STAGED_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in STAGED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
 def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_dir: str,
                      max_rows: int) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body: each input row names one piece; write it, describe the files."""
-    schema = _staged_schema()
+    schema = STAGED_SCHEMA
     for batch in batches:
         for row in batch.to_pylist():
             src, piece = task_piece(row)
@@ -187,13 +194,6 @@ def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_di
                                    max_rows))
             yield pa.RecordBatch.from_pylist(
                 [dict(zip(schema.names, r, strict=True)) for r in out], schema=schema)
-
-
-def _staged_schema() -> pa.Schema:
-    return pa.schema([("kind", pa.string()), ("path", pa.string()), ("bytes", pa.int64()),
-                      ("rows", pa.int64()), ("stats", pa.string()),
-                      ("source_file", pa.string()), ("sample", pa.string()),
-                      ("sample_index", pa.int32()), ("ok", pa.bool_()), ("n", pa.int64())])
 
 
 # ---------------------------------------------------------------------------- driver side
