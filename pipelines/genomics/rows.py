@@ -321,8 +321,8 @@ def _typed_rows(src: VcfSource, parts: pa.Array, rec_index: np.ndarray) -> pa.Re
         sample_idx = np.tile(np.arange(ns, dtype=np.int32), m)
         sample = pa.array(src.samples, pa.string()).take(pa.array(sample_idx))
         fmt_row = fmt if ns == 1 else fmt.take(pa.array(rec_of_row))
-        fmt_map, sample_cols, sample_rules = _format_columns(fmt_row, sample_data, n_alts,
-                                                             rec_of_row)
+        fmt_map, sample_cols, sample_rules = _format_columns(
+            fmt_row, enc.dictionary, codes[rec_of_row], sample_data, n_alts, rec_of_row)
         fill = rule == None  # noqa: E711 - numpy object comparison, element-wise
         rule[fill] = sample_rules.rule[fill]
         reason[fill] = sample_rules.reason[fill]
@@ -378,14 +378,21 @@ def _mark_duplicates(rules: _Rules, keys: pa.Array, parents: np.ndarray, name: s
         _mark_first(rules, mask, parents, keys, name, template)
 
 
-def _format_columns(fmt: pa.Array, sample_data: pa.Array, n_alts: np.ndarray,
-                    rec_of_row: np.ndarray):
-    """The per-sample FORMAT map and typed fields; sample-level rules."""
+def _format_columns(fmt: pa.Array, formats: pa.Array, codes: np.ndarray,
+                    sample_data: pa.Array, n_alts: np.ndarray, rec_of_row: np.ndarray):
+    """The per-sample FORMAT map and typed fields; sample-level rules.
+
+    ``formats`` are the distinct FORMAT strings and ``codes`` each row's one: a file has
+    few, so keys and key positions are worked out once per distinct string, not per row.
+    """
     n = len(sample_data)
     rules = _Rules(n)
-    fkeys = pc.split_pattern(fmt, ":")
+    keys_of = [(text or "").split(":") for text in formats.to_pylist()]
+    key_offsets = np.zeros(len(keys_of) + 1, dtype=np.int64)
+    np.cumsum([len(k) for k in keys_of], out=key_offsets[1:])
+    all_keys = pa.array([k for ks in keys_of for k in ks], pa.string())
     fvals = pc.split_pattern(sample_data, ":")
-    nk = _np(pc.list_value_length(fkeys)).astype(np.int64)
+    nk = np.diff(key_offsets)[codes]
     nv = _np(pc.list_value_length(fvals)).astype(np.int64)
     too_many = nv > nk
     rules.mark_mask(too_many, "format_value_count",
@@ -393,15 +400,23 @@ def _format_columns(fmt: pa.Array, sample_data: pa.Array, n_alts: np.ndarray,
                               f"({sample_data[r].as_py()} for {fmt[r].as_py()})")
     # Trailing FORMAT fields may be dropped (VCF 4.3 section 1.6.2): pair the first nv keys.
     length = np.where(too_many, 0, nv)
-    key_idx, offsets = _ragged_index(_np(fkeys.offsets)[:-1].astype(np.int64), length)
-    val_idx, _ = _ragged_index(_np(fvals.offsets)[:-1].astype(np.int64), length)
-    kflat, vflat = pc.list_flatten(fkeys), pc.list_flatten(fvals)
-    mkeys = kflat.take(pa.array(key_idx)).cast(pa.string())
+    key_idx, offsets = _ragged_index(key_offsets[:-1][codes], length)
+    value_starts = _np(fvals.offsets)[:-1].astype(np.int64)
+    val_idx, _ = _ragged_index(value_starts, length)
+    vflat = pc.list_flatten(fvals)
+    mkeys = all_keys.take(pa.array(key_idx))
     mvals = vflat.take(pa.array(val_idx)).cast(pa.string())
     fmt_map = pa.MapArray.from_arrays(pa.array(offsets.astype(np.int32)), mkeys, mvals)
-    parents = np.repeat(np.arange(n, dtype=np.int64), length)
 
-    gt = _lookup(mkeys, mvals, parents, n, "GT")
+    def field(key: str) -> pa.Array:
+        """This row's value of FORMAT ``key`` (null when absent or dropped); the last
+        occurrence, as a map lookup would give, for a (quarantined) repeated key."""
+        where = np.array([len(ks) - 1 - ks[::-1].index(key) if key in ks else -1
+                          for ks in keys_of], dtype=np.int64)[codes]
+        present = (where >= 0) & (where < length)
+        return _take(vflat, np.where(present, value_starts + where, -1)).cast(pa.string())
+
+    gt = field("GT")
     gt_ok = _matches(gt, GT_RE) | ~_bool(pc.is_valid(gt))
     rules.mark_mask(~gt_ok, "malformed_gt", lambda r: f"GT {gt[r].as_py()!r} is not a genotype")
     alleles = pc.split_pattern_regex(pc.if_else(pa.array(gt_ok), gt,
@@ -416,15 +431,15 @@ def _format_columns(fmt: pa.Array, sample_data: pa.Array, n_alts: np.ndarray,
     rules.mark_mask(beyond, "malformed_gt",
                     lambda r: f"GT {gt[r].as_py()} refers to allele {int(top[r])} but the "
                               f"record has {int(n_alts[rec_of_row[r]])} ALT allele(s)")
-    ad_text = _lookup(mkeys, mvals, parents, n, "AD")
+    ad_text = field("AD")
     ad, bad_ad = _parse_list(ad_text, COUNT_RE, pa.int32())
     rules.mark_mask(bad_ad, "invalid_ad",
                     lambda r: f"AD {ad_text[r].as_py()!r} is not a list of counts")
-    dp_text = _lookup(mkeys, mvals, parents, n, "DP")
+    dp_text = field("DP")
     dp, bad_dp = _parse(dp_text, COUNT_RE, pa.int32())
     rules.mark_mask(bad_dp, "invalid_dp", lambda r: f"DP {dp_text[r].as_py()!r} is not a count")
-    gq, _ = _parse(_lookup(mkeys, mvals, parents, n, "GQ"), INT_RE, pa.int32())
-    af, _ = _parse_list(_lookup(mkeys, mvals, parents, n, "AF"), FLOAT_RE, pa.float64())
+    gq, _ = _parse(field("GQ"), INT_RE, pa.int32())
+    af, _ = _parse_list(field("AF"), FLOAT_RE, pa.float64())
     return fmt_map, {"gt": gt, "ad": ad, "dp": dp, "gq": gq, "af": af}, rules
 
 
