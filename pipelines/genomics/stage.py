@@ -122,11 +122,12 @@ def _ingest_bronze_direct(run: JobRun, ref, sources: list[VcfSource], pieces, cf
             {"source_file": s.path, "sample": None, "sample_index": None, "ok": False,
              "count": 1} for s in sources if s.problem]
         run.count_in(sum(c["count"] for c in counts))
-        bad = unreadable_frame(spark, sources)
-        if staged.rejected:
-            bad = spark.read.schema(rows.ROW_DDL).parquet(
-                *[f.path for f in staged.rejected]).unionByName(bad)
-        run.quarantine(bronze.select_quarantine(bad), ref)
+        if staged.rejected or any(s.problem for s in sources):  # else nothing to read
+            bad = unreadable_frame(spark, sources)
+            if staged.rejected:
+                bad = spark.read.schema(rows.ROW_DDL).parquet(
+                    *[f.path for f in staged.rejected]).unionByName(bad)
+            run.quarantine(bronze.select_quarantine(bad), ref)
         if readable:
             _publish(run, ref, staged, readable, gate)
             published = True
