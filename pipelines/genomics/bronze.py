@@ -9,14 +9,22 @@ and ``info_af``, ``info_dp``, ``info_end``, ``info_svtype`` per site.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from pipelines.genomics import rows
 
 BRONZE_COLUMNS = (
     "source_file", "record_index", "sample", "sample_index", "chrom", "pos", "id", "ref",
     "alts", "qual", "filters", "info", "format", "gt", "ad", "dp", "gq", "af", "info_af",
     "info_dp", "info_end", "info_svtype",
 )
+BRONZE_SCHEMA = pa.schema([rows.ROW_SCHEMA.field(n) for n in BRONZE_COLUMNS])
+BRONZE_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in rows.ROW_FIELDS if n in BRONZE_COLUMNS)
+# Delta statistics cover these first columns (table property
+# delta.dataSkippingNumIndexedCols): what replaceWhere and silver filter bronze on.
+STATS_COLUMNS = ("source_file", "record_index", "sample", "sample_index")
 BRONZE_COMMENTS = {
     "source_file": "Absolute path of the VCF/BCF file the record came from",
     "record_index": "0-based ordinal of the record among the file's data lines",

@@ -265,6 +265,11 @@ def _emit(src: VcfSource, lines: pa.Array, at: _Position) -> pa.RecordBatch:
     return batch
 
 
+def _mismatch(at: _Position, what: str) -> ReadFailure:
+    return ReadFailure(at.index, "index_mismatch",
+                       f"{what}; re-index the file (bcftools index) and re-ingest it")
+
+
 def _read_whole(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
     stream = (iter_bcf_lines(src.path, None, max_lines) if src.kind == "bcf"
               else _rechunk(iter_text_lines(src.path, src.kind), max_lines))
@@ -274,9 +279,8 @@ def _read_whole(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
         yield _emit(src, item, at)
     read = at.index - piece.first_index
     if piece.expected_records is not None and read != piece.expected_records:
-        return ReadFailure(at.index, "index_mismatch",
-                           f"the index lists {piece.expected_records} records but {read} were "
-                           "read; re-index the file (bcftools index) and re-ingest it")
+        return _mismatch(at, f"the index lists {piece.expected_records} records but {read} "
+                             "were read")
     return None
 
 
@@ -288,10 +292,8 @@ def _read_contigs(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
         for item in lines:
             yield _emit(src, item, at)
         if at.index - start != expected:
-            return ReadFailure(at.index, "index_mismatch",
-                               f"the index lists {expected} records on contig {contig} but "
-                               f"{at.index - start} were read; re-index the file (bcftools "
-                               "index) and re-ingest it")
+            return _mismatch(at, f"the index lists {expected} records on contig {contig} "
+                                 f"but {at.index - start} were read")
     return None
 
 
@@ -307,10 +309,8 @@ def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
         done = at.index - piece.first_index
         if done >= total:  # the line after the range
             if chrom[0].as_py() == names[-1]:
-                return ReadFailure(at.index, "index_mismatch",
-                                   f"the index lists {int(piece.contigs[-1][1])} records on "
-                                   f"contig {names[-1]} but the file has more; re-index the "
-                                   "file (bcftools index) and re-ingest it")
+                return _mismatch(at, f"the index lists {int(piece.contigs[-1][1])} records "
+                                     f"on contig {names[-1]} but the file has more")
             return None
         expected = names_arr.take(pa.array(
             np.searchsorted(ends, np.arange(done, done + len(lines)), side="right")))
@@ -319,17 +319,14 @@ def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
             bad = int(np.argmin(same.to_numpy(zero_copy_only=False)))
             if bad:
                 yield _emit(src, lines.slice(0, bad), at)
-            return ReadFailure(at.index, "index_mismatch",
-                               f"record {at.index} is on contig {chrom[bad].as_py()} where the "
-                               f"index counts place contig {expected[bad].as_py()}; re-index "
-                               "the file (bcftools index) and re-ingest it")
+            return _mismatch(at, f"record {at.index} is on contig {chrom[bad].as_py()} "
+                                 f"where the index counts place contig "
+                                 f"{expected[bad].as_py()}")
         yield _emit(src, lines, at)
     done = at.index - piece.first_index
     if done < total:
-        return ReadFailure(at.index, "index_mismatch",
-                           f"the index lists {total} records on contigs {', '.join(names)} but "
-                           f"the file ends after {done}; re-index the file (bcftools index) "
-                           "and re-ingest it")
+        return _mismatch(at, f"the index lists {total} records on contigs "
+                             f"{', '.join(names)} but the file ends after {done}")
     return None
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,9 +367,6 @@ def contig_offsets(index: str | None) -> dict[str, int]:
     region iterator line by line. Returns {} for an index without names or pseudo-bins (BCF
     indexes name contigs through the BCF header).
     """
-    import gzip
-    import struct
-
     if index is None:
         return {}
     try:
@@ -377,12 +375,12 @@ def contig_offsets(index: str | None) -> dict[str, int]:
     except (OSError, EOFError):
         return {}
     try:
-        return _parse_index(data, struct)
+        return _parse_index(data)
     except (struct.error, UnicodeDecodeError, ValueError, IndexError):
         return {}
 
 
-def _parse_index(data: bytes, struct) -> dict[str, int]:
+def _parse_index(data: bytes) -> dict[str, int]:
     i32, u32, u64 = struct.Struct("<i"), struct.Struct("<I"), struct.Struct("<Q")
     pos = 4
     if data[:4] == b"TBI\x01":

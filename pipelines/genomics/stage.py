@@ -93,9 +93,9 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
     pieces = plan_pieces(readable, cfg.split_min_records, cfg.piece_records,
                          task_slots(run.spark))
     if readable:
-        ensure_table(run.spark, ref, run.spark.createDataFrame([], staging.BRONZE_DDL).schema,
+        ensure_table(run.spark, ref, run.spark.createDataFrame([], bronze.BRONZE_DDL).schema,
                      bronze.BRONZE_COMMENTS, bronze.BRONZE_TABLE_COMMENT,
-                     {"delta.dataSkippingNumIndexedCols": str(len(staging.STATS_COLUMNS))})
+                     {"delta.dataSkippingNumIndexedCols": str(len(bronze.STATS_COLUMNS))})
     if ref.path is None or not cfg.direct_write:
         return _ingest_bronze_spark(run, ref, sources, pieces, cfg, gate)
     return _ingest_bronze_direct(run, ref, sources, pieces, cfg, gate)
@@ -146,9 +146,9 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
     spark = run.spark
     replace_where = in_predicate("source_file", [s.path for s in readable])
     if staged.data:
-        rows_df = spark.read.schema(staging.BRONZE_DDL).parquet(*[f.path for f in staged.data])
+        rows_df = spark.read.schema(bronze.BRONZE_DDL).parquet(*[f.path for f in staged.data])
     else:
-        rows_df = spark.createDataFrame([], staging.BRONZE_DDL)
+        rows_df = spark.createDataFrame([], bronze.BRONZE_DDL)
     if gate:
         from pipelines.quality.gate import apply_gate
 
@@ -156,23 +156,17 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
     else:
         good, bad = rows_df, None
     quarantined = run.quarantine(bad, ref) if bad is not None else 0
-    version = None
     if bad is None:
         adds = [staging.add_action(Path(ref.path), f) for f in staged.data]
-        version = delta.commit_files(spark, ref, adds, tag=staging.SOURCE_TAG,
+        version = delta.commit_files(spark, ref, adds, column="source_file",
+                                     tag=staging.SOURCE_TAG,
                                      replaced=[s.path for s in readable],
                                      predicate=replace_where)
-        n_rows = sum(f.rows for f in staged.data)
-    if version is None:
-        good = good.persist()
-        try:
-            n_rows = good.count()
-            version = delta.write_table(spark, good, ref, mode="replace",
-                                        replace_where=replace_where)
-        finally:
-            good.unpersist()
-        staging.discard(staged.data)
-    run.wrote(ref, n_rows, version, quarantined)
+        if version is not None:
+            run.wrote(ref, sum(f.rows for f in staged.data), version, quarantined)
+            return
+    run.write(good, ref, mode="replace", gate=False, replace_where=replace_where)
+    staging.discard(staged.data)
 
 
 def _ingest_bronze_spark(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,

@@ -34,15 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.genomics import rows
-from pipelines.genomics.bronze import BRONZE_COLUMNS
+from pipelines.genomics.bronze import BRONZE_COLUMNS, BRONZE_SCHEMA, STATS_COLUMNS
 from pipelines.genomics.reader import TARGET_ROWS, piece_tasks, read_piece, task_piece
 from pipelines.genomics.sources import Piece, VcfSource
 
-BRONZE_SCHEMA = pa.schema([rows.ROW_SCHEMA.field(n) for n in BRONZE_COLUMNS])
-BRONZE_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in rows.ROW_FIELDS if n in BRONZE_COLUMNS)
-# Delta statistics of a data file cover these columns (the table's
-# delta.dataSkippingNumIndexedCols = 4 first columns: what readers filter bronze on).
-STATS_COLUMNS = ("source_file", "record_index", "sample", "sample_index")
 # The tag naming the one source file whose rows a data file holds: a re-ingest of that file
 # replaces exactly the files carrying its tag (pipelines.lakehouse.delta.commit_files).
 SOURCE_TAG = "oncorank.source_file"
@@ -144,17 +139,11 @@ class _RollingWriter:
 
 
 def _counts(batch: pa.RecordBatch, ok: np.ndarray, counter: Counter) -> None:
-    """Add the batch's rows to ``counter[(source_file, sample, sample_index, ok)]``."""
-    idx = batch.column("sample_index").to_numpy(zero_copy_only=False)
-    idx = np.where(np.isnan(idx.astype(float)), -1, idx).astype(np.int64)
-    key = idx * 2 + ok
-    values, n = np.unique(key, return_counts=True)
-    samples = batch.column("sample")
-    files = batch.column("source_file")
+    """Add the batch's rows to ``counter[(sample_index or -1, ok)]``."""
+    idx = pc.fill_null(batch.column("sample_index"), -1).to_numpy(zero_copy_only=False)
+    values, n = np.unique(idx.astype(np.int64) * 2 + ok, return_counts=True)
     for v, k in zip(values.tolist(), n.tolist(), strict=True):
-        first = int(np.argmax(key == v))
-        counter[(files[first].as_py(), samples[first].as_py(),
-                 None if v // 2 < 0 else v // 2, bool(v % 2))] += k
+        counter[(v // 2, bool(v % 2))] += k
 
 
 def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
@@ -179,8 +168,10 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
     for kind, writer in (("data", data), ("rejected", rejected)):
         for path, size, n, stats in writer.done:
             yield (kind, path, size, n, stats, src.path, None, None, None, None)
-    for (file, sample, sample_index, ok), n in sorted(counter.items(), key=repr):
-        yield ("count", None, None, None, None, file, sample, sample_index, ok, n)
+    for (sample_index, ok), n in sorted(counter.items()):
+        sample = src.samples[sample_index] if sample_index >= 0 else None
+        yield ("count", None, None, None, None, src.path, sample,
+               sample_index if sample_index >= 0 else None, ok, n)
 
 
 def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_dir: str,

@@ -189,15 +189,15 @@ def _merge(spark, df: DataFrame, ref: TableRef, keys: list[str], delete_missing:
 
 
 # ---------------------------------------------------------------------------- staged files
-def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, tag: str,
-                 replaced: list[str], predicate: str) -> int | None:
+def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column: str,
+                 tag: str, replaced: list[str], predicate: str) -> int | None:
     """Publish Parquet files already written in ``ref``'s folder, in one Delta commit.
 
     ``adds`` are Delta ``add`` actions (JSON-ready dicts) whose ``tags[tag]`` names the one
-    value of the slice they hold; the commit also removes the table's files of the slices in
-    ``replaced`` — the files tagged with one of those values — so it is a ``replaceWhere
-    predicate`` whose rows were written outside Spark's writer (recorded in the history as a
-    WRITE with that predicate). The transaction reads the whole table, so a concurrent writer
+    value of ``column`` their rows hold; the commit also removes the table's files of the
+    values in ``replaced`` — the files tagged with one of them — so it is a ``replaceWhere
+    predicate`` (``column IN replaced``) whose rows were written outside Spark's writer
+    (recorded in the history as a WRITE with that predicate). The transaction reads the whole table, so a concurrent writer
     makes one of the two commits fail instead of both succeeding.
 
     Returns the new version, or ``None`` (nothing committed) when a file of the table has no
@@ -211,7 +211,6 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, tag: s
     delta_pkg = jvm.org.apache.spark.sql.delta
     log = delta_pkg.DeltaLog.forTable(spark._jsparkSession, str(ref.path))
     txn = log.startTransaction()
-    column = tag.rsplit(".", 1)[-1]
     wanted = set(replaced)
     actions = jvm.java.util.ArrayList()
     files = txn.filterFiles().iterator()  # the whole table, recorded as read by this commit
