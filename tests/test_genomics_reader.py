@@ -19,6 +19,7 @@ import pytest
 from pipelines.genomics.reader import read_piece
 from pipelines.genomics.rows import lines_to_batch
 from pipelines.genomics.sources import (
+    FieldDef,
     VcfSource,
     contig_offsets,
     discover,
@@ -257,8 +258,6 @@ def test_truncated_bgzip_keeps_what_can_be_read(tmp_path, shared_data):
 
 # ---------------------------------------------------------------------------- checks
 def _src(**kw) -> VcfSource:
-    from pipelines.genomics.sources import FieldDef
-
     base = dict(path="/t.vcf", samples=("S1", "S2"), contigs_declared=("1", "2"),
                 info={"DP": FieldDef("1", "Integer"), "DB": FieldDef("0", "Flag")},
                 formats={"GT": FieldDef("1", "String"), "AD": FieldDef("R", "Integer")})
@@ -301,3 +300,78 @@ def test_without_contig_lines_human_names_are_accepted():
     b = lines_to_batch(_src(contigs_declared=()), lines, 0).to_pylist()
     bad = {r["chrom"] for r in b if r["_rule"]}
     assert bad == {"chrZ"}
+
+
+def _tricky_numbers() -> list[str]:
+    """Every string up to 4 characters over digits, '.', 'e', 'E', '+', '-', 'x', and 100,000
+    random ones up to 8 characters with letters Arrow's parsers know (nan, inf, 0x, 0b)."""
+    import itertools
+    import random
+
+    out = {"".join(t) for n in range(5) for t in itertools.product("01.eE+-x", repeat=n)}
+    rnd = random.Random(7)
+    alphabet = "0123456789.eE+-xXnaNifIb _,٣"
+    out.update("".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8)))
+               for _ in range(100_000))
+    out.update(["99999999999", "2147483647", "2147483648", "-2147483649",
+                "9223372036854775808", "1" * 25, "1e400", "-1e400", "Infinity", "nan"])
+    return sorted(out)
+
+
+@pytest.mark.parametrize("pattern,typ", [
+    ("COUNT_RE", pa.int32()), ("COUNT_RE", pa.int64()), ("INT_RE", pa.int32()),
+    ("INT_RE", pa.int64()), ("FLOAT_RE", pa.float64())])
+def test_number_parsing_is_exactly_the_vcf_pattern(pattern, typ):
+    """The parser's fast checks (ascii_is_decimal, Arrow's float cast) accept exactly the
+    strings the pattern does; what matches but does not fit the type is flagged, not raised."""
+    import pyarrow.compute as pc
+
+    from pipelines.genomics import rows
+
+    regex = getattr(rows, pattern)
+    strings = pa.array(_tricky_numbers() + [None])
+    values, invalid = rows._parse(strings, regex, typ)
+    matches = pc.match_substring_regex(strings, regex).to_pylist()
+    limit = None if pa.types.is_floating(typ) else 2 ** (typ.bit_width - 1)
+    checked = 0
+    for s, ok, v, bad in zip(strings.to_pylist(), matches, values.to_pylist(), invalid,
+                             strict=True):
+        if s is None or s == ".":
+            assert (v, bad) == (None, False)
+        elif not ok:
+            assert (v, bad) == (None, True), s
+        elif limit is None:
+            expected = float(s)
+            assert (v, bad) == (expected, False), s
+            checked += 1
+        elif -limit <= int(s) < limit:
+            assert (v, bad) == (int(s), False), s
+            checked += 1
+        else:
+            assert (v, bad) == (None, True), s
+    assert checked > 500
+
+
+def test_absurd_values_are_quarantined_not_raised():
+    src = _src(info={"DP": FieldDef("1", "Integer"), "END": FieldDef("1", "Integer")},
+               formats={"GT": FieldDef("1", "String"), "AD": FieldDef("R", "Integer"),
+                        "DP": FieldDef("1", "Integer")})
+    lines = pa.array([
+        "1\t10\t.\tA\tG\t50\tPASS\tDP=3\tGT:AD:DP\t0/1:3,4:7\t0/0:5,0:5",                 # fine
+        f"1\t{'9' * 25}\t.\tA\tG\t50\tPASS\tDP=3\tGT:AD:DP\t0/1:3,4:7\t0/0:5,0:5",        # POS
+        "1\t12\t.\tA\tG\t50\tPASS\tDP=3\tGT:AD:DP\t0/1:3,4:99999999999\t0/0:5,0:5",     # DP
+        "1\t13\t.\tA\tG\t50\tPASS\tDP=3\tGT:AD:DP\t0/1:3,4294967296:7\t0/0:5,0:5",      # AD
+        f"1\t14\t.\tA\tG\t50\tPASS\tDP=3\tGT:AD:DP\t0/{'9' * 22}:3,4:7\t0/0:5,0:5",    # GT
+        f"1\t15\t.\tA\tG\t50\tPASS\tDP={'9' * 30};END=1\tGT:AD:DP\t0/1:3,4:7\t0/0:5,0:5",
+    ])
+    rows = lines_to_batch(src, lines, 0).to_pylist()
+    rule = {(r["record_index"], r["sample"]): r["_rule"] for r in rows}
+    assert rule == {(0, "S1"): None, (0, "S2"): None,
+                    (1, "S1"): "invalid_pos", (1, "S2"): "invalid_pos",
+                    (2, "S1"): "invalid_dp", (2, "S2"): None,
+                    (3, "S1"): "invalid_ad", (3, "S2"): None,
+                    (4, "S1"): "malformed_gt", (4, "S2"): None,
+                    (5, "S1"): None, (5, "S2"): None}
+    # an INFO value out of range is kept verbatim in the map, its typed column left null
+    last = next(r for r in rows if r["record_index"] == 5)
+    assert dict(last["info"])["DP"] == "9" * 30 and last["info_dp"] is None
