@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -102,11 +103,24 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
 
 
 def task_slots(spark: SparkSession) -> int:
-    """How many tasks Spark runs at once (its default parallelism)."""
+    """How many tasks Spark runs at once: N for ``local[N]`` (``local[*]``: the machine's
+    cores), else the default parallelism (the executors' cores on a cluster).
+
+    >>> from types import SimpleNamespace
+    >>> task_slots(SimpleNamespace(sparkContext=SimpleNamespace(master="local[1]")))
+    1
+    """
     try:
-        return int(spark.sparkContext.defaultParallelism)
+        sc = spark.sparkContext
     except Exception:  # Spark Connect has no SparkContext
         return os.cpu_count() or 1
+    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\d+)?\])?", sc.master or "")
+    if local:
+        n = local.group(1)
+        if n is None:  # plain "local": one thread
+            return 1
+        return (os.cpu_count() or 1) if n == "*" else int(n)
+    return int(sc.defaultParallelism)
 
 
 def _ingest_bronze_direct(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,
