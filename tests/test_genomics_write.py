@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pipelines.genomics.config import GenomicsConfig
 from pipelines.genomics.sources import read_source
 from pipelines.genomics.stage import ingest_bronze
-from pipelines.genomics.staging import SOURCE_TAG
+from pipelines.genomics.staging import SOURCE_TAG, StagedFile, key_proof, stage_piece
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import job_run
 from pipelines.lakehouse.settings import Inputs, Settings
@@ -120,6 +120,20 @@ def test_direct_commit_equals_spark_writer_and_leaves_nothing_behind(spark, inpu
         F.col("source_file") == files[1])
     assert one.count() == 2 and len(one.inputFiles()) == 1
 
+    # Key uniqueness: proven by the direct writer (no shuffle), run by GX on Spark's path;
+    # both recorded as passed on every row.
+    def uniqueness(settings, run):
+        (row,) = delta.read_table(spark, settings.table("ops", "data_quality")).filter(
+            (F.col("run_id") == run.run_id) & (F.col("table") == "bronze.variants_raw")
+            & (F.col("expectation") == "one row per file, record and sample")).collect()
+        return row
+    proven, checked = uniqueness(direct, run_d), uniqueness(sparkw, run_s)
+    assert (proven.status, proven.success, proven.rows_validated) == (
+        "passed", True, run_d.rows_written)
+    assert proven.details.startswith(
+        f"verified while writing, on every row of the {len(files_now)} staged file(s)")
+    assert (checked.status, checked.details) == ("passed", None)
+
 
 def test_reingest_replaces_exactly_the_files_of_its_sources(spark, inputs):
     root, files, _ = inputs
@@ -157,3 +171,61 @@ def test_untagged_files_and_gate_quarantines_fall_back_to_spark_writer(spark, in
     assert [r["record_index"] for r in delta.read_table(
         spark, settings.table("bronze", "variants_raw")).collect()] == [0]
     assert_no_orphans(table, root / "gated")
+
+
+# ---------------------------------------------------------------------------- key proof
+def _staged(source, first, last, increasing=True):
+    return StagedFile(f"/t/{source}-{first}.parquet", 1, 1, None, source, first, last,
+                      increasing)
+
+
+def test_key_proof_needs_ordered_files_disjoint_ranges_and_distinct_samples():
+    from pipelines.genomics.sources import VcfSource
+
+    a, b = VcfSource("/a.vcf", samples=("T", "N")), VcfSource("/b.vcf", samples=("T",))
+    good = [_staged("/a.vcf", 11, 40), _staged("/a.vcf", 1, 10), _staged("/b.vcf", 1, 10)]
+    proof = key_proof(good, [a, b])
+    assert proof is not None and proof.columns == ("source_file", "record_index", "sample")
+    assert key_proof([], [a]) is not None  # nothing staged, nothing to collide
+    for bad in ([_staged("/a.vcf", 1, 10), _staged("/a.vcf", 10, 20)],   # ranges overlap
+                [_staged("/a.vcf", 1, 10, increasing=False)],            # out of order
+                [_staged("/c.vcf", 1, 10)]):                              # unknown source
+        assert key_proof(bad, [a, b]) is None
+    twins = VcfSource("/a.vcf", samples=("T", "T"))  # one name for two sample columns
+    assert key_proof([_staged("/a.vcf", 1, 10)], [twins]) is None
+
+
+def test_written_files_report_their_key_order(tmp_path, shared_data):
+    from pipelines.genomics.sources import Piece
+
+    src = read_source(str(shared_data / "vcf" / TCGA))
+    out = list(stage_piece(src, Piece(src.path, 0, None, 0, None, 0), str(tmp_path / "d"),
+                           str(tmp_path / "r"), target_rows=500, max_rows=1000))
+    data = [r for r in out if r[0] == "data"]
+    assert len(data) > 2  # several files, several batches per file
+    ns = len(src.samples)
+    keys = []
+    for _, path, _, n, _, _, first, last, increasing, *_ in data:
+        t = pq.read_table(path)
+        k = [ri * (ns + 1) + si + 1 for ri, si in zip(t["record_index"].to_pylist(),
+                                                       t["sample_index"].to_pylist(),
+                                                       strict=True)]
+        assert (first, last, increasing, n) == (k[0], k[-1], True, len(k))
+        keys.extend(k)
+    assert keys == sorted(set(keys))
+
+
+def test_key_order_notices_a_repeat_across_batches():
+    import numpy as np
+
+    from pipelines.genomics.staging import _KeyOrder
+
+    order = _KeyOrder()
+    order.add(np.array([1, 2, 5]))
+    order.add(np.array([6, 9]))
+    assert (order.first, order.last, order.increasing) == (1, 9, True)
+    order.add(np.array([9, 10]))  # 9 again, at a batch boundary
+    assert not order.increasing
+    within = _KeyOrder()
+    within.add(np.array([3, 4, 4]))
+    assert not within.increasing

@@ -349,3 +349,22 @@ def test_quality_status_summarises_the_latest_validation_per_table(spark, qsetti
     assert status["tables"]["silver.qa_clean"] == {
         **status["tables"]["silver.qa_clean"], "status": "pass", "passed": 1, "failed": 0,
         "quarantined_rows": 0}
+
+
+def test_a_producer_proof_covers_only_uniqueness_on_the_same_columns():
+    from pipelines.quality.gate import Verified
+    from pipelines.quality.suites import ExpectationSpec
+
+    proof = Verified("expect_compound_columns_to_be_unique", ("a", "b"), "checked upstream")
+
+    def spec(etype, **kwargs):
+        return ExpectationSpec(etype, kwargs, "stop", "x")
+
+    assert proof.covers(spec("expect_compound_columns_to_be_unique", column_list=["b", "a"],
+                             ignore_row_if="never"))
+    assert not proof.covers(spec("expect_compound_columns_to_be_unique", column_list=["a"]))
+    assert not proof.covers(spec("expect_compound_columns_to_be_unique",
+                                 column_list=["a", "b", "c"]))
+    # a type a whole-table check cannot settle is never covered, whatever the proof claims
+    assert not Verified("expect_column_values_to_not_be_null", ("a",), "?").covers(
+        spec("expect_column_values_to_not_be_null", column="a"))

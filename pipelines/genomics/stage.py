@@ -166,7 +166,8 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
     if gate:
         from pipelines.quality.gate import apply_gate
 
-        good, bad = apply_gate(run, rows_df, ref)
+        proof = staging.key_proof(staged.data, readable)
+        good, bad = apply_gate(run, rows_df, ref, (proof,) if proof else ())
     else:
         good, bad = rows_df, None
     quarantined = run.quarantine(bad, ref) if bad is not None else 0

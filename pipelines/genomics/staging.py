@@ -11,8 +11,15 @@ straight to Parquet with Arrow's C++ writer instead:
   not yet part of the table: they are published afterwards in one Delta commit
   (:func:`pipelines.lakehouse.delta.commit_files`) once the data-quality gate has passed them;
 * rows that broke a rule go to a staging folder, read back for the quarantine table;
-* the task returns one small row per file written (path, size, row count, Delta statistics)
-  and per (file, sample, passed) count, so the driver receives counts, never records.
+* the task returns one small row per file written (path, size, row count, Delta statistics,
+  first and last key, whether keys strictly increase) and per (file, sample, passed) count,
+  so the driver receives counts, never records.
+
+Rows are written in key order — record by record, sample by sample within a record — and the
+writer checks it: every file's keys strictly increase. With the files of one source covering
+disjoint key ranges and the header's sample names distinct, that proves bronze's key
+(source_file, record_index, sample) unique on every row (:func:`key_proof`), so the gate need
+not re-check it with a shuffle of all rows (``pipelines.quality.gate.Verified``).
 
 Memory is one Arrow batch per task whatever the file size.
 """
@@ -26,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +62,8 @@ STATISTICS_COLUMNS = (*STATS_COLUMNS, "chrom", "pos")
 STAGED_FIELDS = (("kind", pa.string(), "string"), ("path", pa.string(), "string"),
                  ("bytes", pa.int64(), "bigint"), ("rows", pa.int64(), "bigint"),
                  ("stats", pa.string(), "string"), ("source_file", pa.string(), "string"),
+                 ("first_key", pa.int64(), "bigint"), ("last_key", pa.int64(), "bigint"),
+                 ("keys_increasing", pa.bool_(), "boolean"),
                  ("sample", pa.string(), "string"), ("sample_index", pa.int32(), "int"),
                  ("ok", pa.bool_(), "boolean"), ("n", pa.int64(), "bigint"))
 STAGED_SCHEMA = pa.schema([(n, t) for n, t, _ in STAGED_FIELDS])
@@ -62,13 +72,17 @@ STAGED_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in STAGED_FIELDS)
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A Parquet file a task wrote: absolute path, size, rows and Delta statistics JSON."""
+    """A Parquet file a task wrote: absolute path, size, rows, Delta statistics JSON, and its
+    first and last row key (:func:`row_keys`) and whether its keys strictly increase."""
 
     path: str
     bytes: int
     rows: int
     stats: str | None
     source_file: str | None
+    first_key: int | None = None
+    last_key: int | None = None
+    keys_increasing: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,15 +120,47 @@ class _FileStats:
                            "nullCount": {n: self.nulls[n] for n in STATS_COLUMNS}})
 
 
+def row_keys(batch: pa.RecordBatch, n_samples: int) -> np.ndarray:
+    """Each row's (record_index, sample_index) as one int64 that sorts the same way:
+    ``record_index * (n_samples + 1) + sample_index + 1`` (a sites-only row: sample_index 0)."""
+    record = batch.column("record_index").to_numpy(zero_copy_only=False).astype(np.int64)
+    sample = pc.fill_null(batch.column("sample_index"), -1).to_numpy(zero_copy_only=False)
+    return record * (n_samples + 1) + sample.astype(np.int64) + 1
+
+
+class _KeyOrder:
+    """First and last key of a file, and whether its keys strictly increase."""
+
+    def __init__(self):
+        self.first: int | None = None
+        self.last: int | None = None
+        self.increasing = True
+
+    def add(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        if self.first is None:
+            self.first = int(keys[0])
+        elif keys[0] <= self.last:
+            self.increasing = False
+        if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+            self.increasing = False
+        self.last = int(keys[-1])
+
+
 class _RollingWriter:
     """Parquet files of at most ``max_rows`` rows in ``folder``, opened on first write."""
 
-    def __init__(self, folder: str, schema: pa.Schema, prefix: str, max_rows: int):
+    def __init__(self, folder: str, schema: pa.Schema, prefix: str, max_rows: int,
+                 n_samples: int = 0):
         self.folder, self.schema, self.prefix, self.max_rows = folder, schema, prefix, max_rows
+        self.n_samples = n_samples
         self.writer: pq.ParquetWriter | None = None
         self.path = ""
         self.stats = _FileStats()
-        self.done: list[tuple[str, int, int, str]] = []  # path, bytes, rows, stats
+        self.keys = _KeyOrder()
+        # path, bytes, rows, stats, first key, last key, keys increasing
+        self.done: list[tuple[str, int, int, str, int | None, int | None, bool]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -128,8 +174,10 @@ class _RollingWriter:
                 use_dictionary=[n for n in DICTIONARY_COLUMNS if n in self.schema.names],
                 write_statistics=[n for n in STATISTICS_COLUMNS if n in self.schema.names])
             self.stats = _FileStats()
+            self.keys = _KeyOrder()
         self.writer.write_batch(batch)
         self.stats.add(batch)
+        self.keys.add(row_keys(batch, self.n_samples))
         if self.stats.rows >= self.max_rows:
             self.close()
 
@@ -138,7 +186,8 @@ class _RollingWriter:
             return
         self.writer.close()
         self.done.append((self.path, os.path.getsize(self.path), self.stats.rows,
-                          self.stats.json()))
+                          self.stats.json(), self.keys.first, self.keys.last,
+                          self.keys.increasing))
         self.writer = None
 
 
@@ -155,8 +204,9 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
                 max_rows: int = ROWS_PER_FILE) -> Iterator[tuple]:
     """Read one piece, write its rows, and describe what was written (``STAGED_DDL`` rows)."""
     prefix = f"{piece.piece:05d}"
-    data = _RollingWriter(data_dir, BRONZE_SCHEMA, prefix, max_rows)
-    rejected = _RollingWriter(reject_dir, rows.ROW_SCHEMA, prefix, max_rows)
+    ns = len(src.samples)
+    data = _RollingWriter(data_dir, BRONZE_SCHEMA, prefix, max_rows, ns)
+    rejected = _RollingWriter(reject_dir, rows.ROW_SCHEMA, prefix, max_rows, ns)
     counter: Counter = Counter()
     for batch in read_piece(src, piece, target_rows):
         ok = batch.column("_rule").is_null().to_numpy(zero_copy_only=False)
@@ -170,11 +220,12 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
     data.close()
     rejected.close()
     for kind, writer in (("data", data), ("rejected", rejected)):
-        for path, size, n, stats in writer.done:
-            yield (kind, path, size, n, stats, src.path, None, None, None, None)
+        for path, size, n, stats, first, last, increasing in writer.done:
+            yield (kind, path, size, n, stats, src.path, first, last, increasing,
+                   None, None, None, None)
     for (sample_index, ok), n in sorted(counter.items()):
         sample = src.samples[sample_index] if sample_index >= 0 else None
-        yield ("count", None, None, None, None, src.path, sample,
+        yield ("count", None, None, None, None, src.path, None, None, None, sample,
                sample_index if sample_index >= 0 else None, ok, n)
 
 
@@ -208,9 +259,39 @@ def stage(spark, sources: list[VcfSource], pieces: list[Piece], data_dir: Path,
                            "sample_index": r["sample_index"], "ok": r["ok"],
                            "count": r["n"]})
             continue
-        f = StagedFile(r["path"], r["bytes"], r["rows"], r["stats"], r["source_file"])
+        f = StagedFile(r["path"], r["bytes"], r["rows"], r["stats"], r["source_file"],
+                       r["first_key"], r["last_key"], bool(r["keys_increasing"]))
         (data if r["kind"] == "data" else rejected).append(f)
     return Staged(data, rejected, counts)
+
+
+def key_proof(files: list[StagedFile], sources: list[VcfSource]):
+    """A :class:`~pipelines.quality.gate.Verified` for bronze's key uniqueness over ``files``,
+    or None when the writer's checks do not prove it (the gate then runs the expectation).
+
+    Proven when every file's keys strictly increase, the files of each source cover disjoint
+    key ranges, and each source's header names every sample once: then no two rows share
+    (source_file, record_index, sample).
+    """
+    from pipelines.quality.gate import Verified
+
+    samples = {s.path: s.samples for s in sources}
+    by_source: dict[str | None, list[StagedFile]] = {}
+    for f in files:
+        if not f.keys_increasing or f.first_key is None or f.source_file not in samples:
+            return None
+        by_source.setdefault(f.source_file, []).append(f)
+    for path, group in by_source.items():
+        if len(set(samples[path])) != len(samples[path]):
+            return None
+        group.sort(key=lambda f: f.first_key)
+        if any(a.last_key >= b.first_key for a, b in pairwise(group)):
+            return None
+    return Verified(
+        "expect_compound_columns_to_be_unique", ("source_file", "record_index", "sample"),
+        f"verified while writing, on every row of the {len(files)} staged file(s): keys "
+        "strictly increasing within each file, files of a source covering disjoint key "
+        "ranges, sample names distinct in each header")
 
 
 def add_action(table_dir: Path, f: StagedFile) -> dict:

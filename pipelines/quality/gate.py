@@ -10,7 +10,10 @@ How one write is validated (see ``pipelines/quality/README.md``):
 
 1. decide which of the suite's expectations apply: an expectation on a column the frame lacks
    is skipped (the suite's schema expectation, severity ``stop``, says which columns must
-   exist), and so is a cross-table check whose referenced table does not exist yet;
+   exist), and so is a cross-table check whose referenced table does not exist yet; an
+   expectation the writer has already checked exactly on every row (a :class:`Verified`
+   passed by the caller, e.g. key uniqueness proven while the rows were written in key order)
+   is recorded as passed with how it was checked, and not run again;
 2. run those expectations with Great Expectations on the Spark frame (one validation);
 3. stop if a ``stop`` expectation failed, naming the table, the expectation and examples;
 4. only if a ``quarantine`` expectation failed, evaluate the failing ones as Spark predicates
@@ -22,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -43,13 +47,35 @@ GATE_RULE_PREFIX = "gx:"
 UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 
 
-def apply_gate(run, df: DataFrame, ref: TableRef) -> tuple[DataFrame, DataFrame | None]:
+@dataclass(frozen=True)
+class Verified:
+    """An expectation the producer of a frame has checked exactly, on every row, by other
+    means: ``type`` on ``columns`` (any order), with ``how`` saying how (the outcome's
+    details). Only :data:`VERIFIABLE` types qualify: for them a check of all rows settles
+    the expectation whatever its other arguments."""
+
+    type: str
+    columns: tuple[str, ...]
+    how: str
+
+    def covers(self, spec: ExpectationSpec) -> bool:
+        return (spec.type == self.type and spec.type in VERIFIABLE
+                and sorted(spec.columns) == sorted(self.columns))
+
+
+# Uniqueness of every row's key implies uniqueness of any subset of rows (row_condition,
+# ignore_row_if) and satisfies any ``mostly``.
+VERIFIABLE = frozenset(UNIQUE_TYPES)
+
+
+def apply_gate(run, df: DataFrame, ref: TableRef, verified: tuple[Verified, ...] = ()
+               ) -> tuple[DataFrame, DataFrame | None]:
     from pipelines.quality import suites
 
     suite = suites.load_suite(ref.key, run.settings)
     if suite is None:
         return df, None
-    return suites.run_suite(run, df, ref, suite)
+    return suites.run_suite(run, df, ref, suite, verified)
 
 
 def parameters(run) -> dict[str, Any]:
@@ -94,12 +120,18 @@ STATISTIC_PREFIXES = ("expect_column_proportion_of_", "expect_column_mean_",
                       "expect_column_min_", "expect_column_max_", "expect_column_quantile_")
 
 
-def _plan(run, df: DataFrame, suite: Suite, n_rows: int):
-    """Split the suite into applicable expectations (with GX kwargs) and skipped ones."""
+def _plan(run, df: DataFrame, suite: Suite, n_rows: int, verified: tuple[Verified, ...] = ()):
+    """Split the suite into applicable expectations (with GX kwargs), skipped ones and ones
+    the producer verified (with how)."""
     columns = set(df.columns)
     active: list[tuple[ExpectationSpec, dict]] = []
     skipped: list[tuple[ExpectationSpec, str]] = []
+    proven: list[tuple[ExpectationSpec, str]] = []
     for spec in suite.expectations:
+        proof = next((v for v in verified if v.covers(spec)), None)
+        if proof is not None:
+            proven.append((spec, proof.how))
+            continue
         if n_rows == 0 and spec.type.startswith(STATISTIC_PREFIXES):
             skipped.append((spec, "no rows to measure"))
             continue
@@ -128,10 +160,11 @@ def _plan(run, df: DataFrame, suite: Suite, n_rows: int):
             kwargs["unexpected_rows_query"] = REF_PATTERN.sub(
                 lambda m: _view_name(f"{m.group(1)}.{m.group(2)}"), kwargs["unexpected_rows_query"])
         active.append((spec, kwargs))
-    return active, skipped
+    return active, skipped, proven
 
 
-def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
+def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite,
+                       verified: tuple[Verified, ...] = ()
                        ) -> tuple[DataFrame, DataFrame | None]:
     """Validate ``df`` (about to be written to ``ref``) and split off quarantined rows."""
     from pipelines.quality import engine, results
@@ -142,7 +175,7 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
     # the step's own error, not as every expectation failing inside GX.
     n_rows = df.count()
     params = parameters(run)
-    active, skipped = _plan(run, df, suite, n_rows)
+    active, skipped, proven = _plan(run, df, suite, n_rows, verified)
     gx, identifier = engine.validate(run.settings, ref.key, active, df, params, run.run_id)
     page = str(engine.page_for(run.settings, identifier)) if identifier is not None else None
     buf = results.pending(run)
@@ -182,6 +215,11 @@ def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite
             ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
             None, "skipped", "skipped", rows_validated=rows, details=why, suite=suite_label,
             data_docs=page))
+    for spec, how in proven:
+        outcomes.append(results.Outcome(
+            ref.key, spec.name, spec.type, ",".join(spec.columns) or None, spec.severity,
+            True, "passed", "none", unexpected_count=0, rows_validated=rows, details=how,
+            suite=suite_label, data_docs=page))
 
     def record() -> None:
         seconds = time.perf_counter() - t0
