@@ -302,26 +302,33 @@ def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
     the range must not be on the last contig."""
     names = [c for c, _ in piece.contigs]
     ends = np.cumsum([n for _, n in piece.contigs])
+    starts = ends - np.array([n for _, n in piece.contigs])
     total = int(ends[-1])
-    names_arr = pa.array(names, pa.large_string())
     for lines in iter_range_lines(src.path, src.contig_offsets[names[0]], total, max_lines):
-        chrom = pc.list_element(pc.split_pattern(lines, "\t", max_splits=1), 0)
         done = at.index - piece.first_index
         if done >= total:  # the line after the range
-            if chrom[0].as_py() == names[-1]:
+            if lines[0].as_py().startswith(names[-1] + "\t"):
                 return _mismatch(at, f"the index lists {int(piece.contigs[-1][1])} records "
                                      f"on contig {names[-1]} but the file has more")
             return None
-        expected = names_arr.take(pa.array(
-            np.searchsorted(ends, np.arange(done, done + len(lines)), side="right")))
-        same = pc.equal(chrom.cast(pa.large_string()), expected)
-        if not pc.all(same).as_py():
-            bad = int(np.argmin(same.to_numpy(zero_copy_only=False)))
+        # Each contig's run of lines in this batch must start with "<contig>\t": a prefix
+        # comparison per line, no copy of the lines.
+        bad = None
+        for name, lo, hi in zip(names, starts, ends, strict=True):
+            a, b = max(int(lo), done) - done, min(int(hi), done + len(lines)) - done
+            if a >= b:
+                continue
+            same = pc.starts_with(lines.slice(a, b - a), name + "\t")
+            if not pc.all(same).as_py():
+                bad = a + int(np.argmin(same.to_numpy(zero_copy_only=False)))
+                expected_name = name
+                break
+        if bad is not None:
             if bad:
                 yield _emit(src, lines.slice(0, bad), at)
-            return _mismatch(at, f"record {at.index} is on contig {chrom[bad].as_py()} "
-                                 f"where the index counts place contig "
-                                 f"{expected[bad].as_py()}")
+            found = lines[bad].as_py().split("\t", 1)[0]
+            return _mismatch(at, f"record {at.index} is on contig {found} where the index "
+                                 f"counts place contig {expected_name}")
         yield _emit(src, lines, at)
     done = at.index - piece.first_index
     if done < total:
