@@ -184,6 +184,19 @@ def test_duplicate_keys_and_schema_drift_write_nothing(spark, settings):
     assert delta.current_version(spark, ref) == version
 
 
+def test_current_version_is_the_latest_commit_in_the_history(spark, settings):
+    ref = settings.table("silver", "versioned")
+    assert delta.current_version(spark, ref) is None
+    df = spark.createDataFrame([(1, "a")], "id int, v string")
+    seen = []
+    for _ in range(3):
+        seen.append(delta.write_table(spark, df, ref, mode="append"))
+        latest = spark.sql(f"DESCRIBE HISTORY delta.`{ref.path}`").agg(
+            F.max("version")).first()[0]
+        assert delta.current_version(spark, ref) == latest == seen[-1]
+    assert seen == [0, 1, 2]
+
+
 # ------------------------------------------------------------------ audit and reconciliation
 def test_job_run_records_counts_versions_and_quarantine(spark, settings):
     src = spark.createDataFrame([(1, "ok"), (2, "ok"), (3, "bad")], "id int, v string")

@@ -50,8 +50,20 @@ def table_exists(spark: SparkSession, ref: TableRef) -> bool:
 
 
 def current_version(spark: SparkSession, ref: TableRef) -> int | None:
+    """The table's latest version, or None when it does not exist.
+
+    For a path-based table, read from the Delta log's snapshot (a listing of ``_delta_log``,
+    ~20 ms); ``DeltaTable.history`` runs a Spark job (~0.4 s on one core) and is used only
+    for catalog tables or without JVM access (Spark Connect).
+    """
     if not table_exists(spark, ref):
         return None
+    jvm = getattr(spark, "_jvm", None)
+    if ref.path and jvm is not None:
+        none = jvm.scala.Option.empty()
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession,
+                                                               str(ref.path))
+        return int(log.update(False, none, none).version())
     row = _delta_table(spark, ref).history(1).select("version").first()
     return int(row["version"]) if row else None
 
