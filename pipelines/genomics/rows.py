@@ -470,7 +470,8 @@ def _format_columns(fmt: pa.Array, formats: pa.Array, codes: np.ndarray,
     distinct = enc.dictionary.to_pylist()
     valid = np.append(_matches(enc.dictionary, GT_RE), True)  # last: no GT (index -1)
     highest = np.array([_highest_allele(g) if ok else -1
-                        for g, ok in zip(distinct, valid, strict=False)] + [-1], dtype=np.int64)
+                        for g, ok in zip(distinct, valid[:-1], strict=True)] + [-1],
+                       dtype=np.int64)
     gt_code = _np(pc.fill_null(enc.indices, -1)).astype(np.int64)
     gt_ok = valid[gt_code]
     rules.mark_mask(~gt_ok, "malformed_gt", lambda r: f"GT {gt[r].as_py()!r} is not a genotype")

@@ -58,7 +58,8 @@ DICTIONARY_COLUMNS = ("source_file", "sample", "chrom", "id", "ref", "alts", "fi
 # silver) and the position (region queries); on INFO/FORMAT maps they cost ~14% of the write.
 STATISTICS_COLUMNS = (*STATS_COLUMNS, "chrom", "pos")
 # What a task returns: one row per file written (kind "data" or "rejected": path, bytes,
-# rows, stats) and one per (source_file, sample, sample_index, ok) count (kind "count": n).
+# rows, stats, first/last key, keys increasing) and one per (source_file, sample,
+# sample_index, ok) count (kind "count": n).
 STAGED_FIELDS = (("kind", pa.string(), "string"), ("path", pa.string(), "string"),
                  ("bytes", pa.int64(), "bigint"), ("rows", pa.int64(), "bigint"),
                  ("stats", pa.string(), "string"), ("source_file", pa.string(), "string"),
