@@ -56,6 +56,14 @@ def _split_block(block: bytes) -> pa.Array:
     return lines
 
 
+def _cut_lines(carry: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """``carry + data`` cut after its last newline: (complete lines without the last
+    newline, the unfinished rest). No newline yet: (b"", everything)."""
+    buf = carry + data
+    cut = buf.rfind(b"\n")
+    return (b"", buf) if cut < 0 else (buf[:cut], buf[cut + 1:])
+
+
 def _drop_header_and_blank(lines: pa.Array, in_header: bool) -> tuple[pa.Array, bool]:
     if in_header and len(lines):
         is_meta = pc.starts_with(lines, "#").to_numpy(zero_copy_only=False)
@@ -91,12 +99,8 @@ def iter_text_lines(path: str, kind: str) -> Iterator[pa.Array | ReadFailure]:
                 failure = str(exc) or type(exc).__name__
                 data = _recover_blocks(path, last_good) if last_good is not None else b""
             if data:
-                buf = carry + data
-                cut = buf.rfind(b"\n")
-                if cut < 0:
-                    carry = buf
-                else:
-                    block, carry = buf[:cut], buf[cut + 1:]
+                block, carry = _cut_lines(carry, data)
+                if block:
                     lines, in_header = _drop_header_and_blank(_split_block(block), in_header)
                     if len(lines):
                         emitted += len(lines)
@@ -173,15 +177,7 @@ def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
         fh.seek(offset)
         while emitted <= n_lines:
             data = fh.read(CHUNK_BYTES)
-            if data:
-                buf = carry + data
-                cut = buf.rfind(b"\n")
-                if cut < 0:
-                    carry = buf
-                    continue
-                block, carry = buf[:cut], buf[cut + 1:]
-            else:
-                block, carry = carry, b""
+            block, carry = _cut_lines(carry, data) if data else (carry, b"")
             if block:
                 lines, _ = _drop_header_and_blank(_split_block(block), False)
                 take = min(len(lines), n_lines + 1 - emitted)

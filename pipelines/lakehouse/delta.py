@@ -15,6 +15,7 @@ a crash after it leaves the finished write, which a re-run reproduces.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -61,9 +62,7 @@ def current_version(spark: SparkSession, ref: TableRef) -> int | None:
     jvm = getattr(spark, "_jvm", None)
     if ref.path and jvm is not None:
         none = jvm.scala.Option.empty()
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession,
-                                                               str(ref.path))
-        return int(log.update(False, none, none).version())
+        return int(_delta_log(spark, ref).update(False, none, none).version())
     row = _delta_table(spark, ref).history(1).select("version").first()
     return int(row["version"]) if row else None
 
@@ -217,12 +216,9 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
     Spark ``replaceWhere`` write can replace part of such a file, which the caller then does.
     Only for path-based tables (``ref.path``).
     """
-    import json
-
     jvm = spark._jvm
     delta_pkg = jvm.org.apache.spark.sql.delta
-    log = delta_pkg.DeltaLog.forTable(spark._jsparkSession, str(ref.path))
-    txn = log.startTransaction()
+    txn = _delta_log(spark, ref).startTransaction()
     wanted = set(replaced)
     actions = jvm.java.util.ArrayList()
     files = txn.filterFiles().iterator()  # the whole table, recorded as read by this commit
@@ -246,11 +242,15 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
     return int(txn.commit(seq, operation))
 
 
+def _delta_log(spark: SparkSession, ref: TableRef):
+    """Delta's own ``DeltaLog`` of a path-based table (JVM object, through py4j)."""
+    return spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession,
+                                                                   str(ref.path))
+
+
 def _outside(stats: str | None, column: str, values: set[str]) -> bool:
     """True when a file's Delta statistics prove none of its rows has ``column`` in
     ``values`` (Delta truncates long strings in statistics, keeping min/max as bounds)."""
-    import json
-
     if not stats:
         return False
     s = json.loads(stats)
