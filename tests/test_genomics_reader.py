@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,10 +21,12 @@ from pipelines.genomics.reader import read_piece
 from pipelines.genomics.rows import lines_to_batch
 from pipelines.genomics.sources import (
     FieldDef,
+    Piece,
     VcfSource,
     contig_offsets,
     discover,
     plan_pieces,
+    plan_tasks,
     read_source,
 )
 from pipelines.lakehouse.errors import InputNotFoundError
@@ -181,6 +184,26 @@ def test_contig_pieces_reproduce_the_whole_file(shared_data):
         for piece_records in (1, sum(n for _, n in src.index_counts) // 4):
             split = read_all(source, split_min_records=1, piece_records=piece_records)
             assert whole.select(cols).sort_by(key).equals(split.select(cols).sort_by(key))
+
+
+def test_tasks_pack_small_files_and_keep_every_slot_busy():
+    rnd = random.Random(7)
+    weights = [rnd.choice([1, 50, 5_000, 20_000]) for _ in range(300)] + [900_000, 3_000_000]
+    pieces = [Piece(f"/f{i}.vcf", 0, None, 0, None, w) for i, w in enumerate(weights)]
+    total = sum(weights)
+    for task_rows, slots in ((1_000_000, 1), (1_000_000, 2), (100_000, 8), (10**9, 3)):
+        tasks = plan_tasks(pieces, task_rows, slots)
+        assert len(tasks) == min(len(pieces), max(slots, -(-total // task_rows)))
+        placed = [p for t in tasks for p in t]
+        assert sorted(placed, key=lambda p: p.path) == sorted(pieces, key=lambda p: p.path)
+        loads = [sum(p.weight for p in t) for t in tasks]
+        assert loads == sorted(loads, reverse=True)  # largest task first
+        # longest-processing-time packing: no task exceeds the mean by more than one piece
+        assert max(loads) <= total / len(tasks) + max(weights)
+        big = [t for t in tasks if any(p.weight == 3_000_000 for p in t)]
+        assert len(big[0]) == 1  # a piece above the others' share stays alone
+    assert len(plan_tasks(pieces, 10**9, 1)) == 1  # one core, small cohort: one task
+    assert plan_tasks([], 10, 2) == []
 
 
 @pytest.mark.parametrize("name,csi", [(TCGA, False), (G1000, True), (TCGA, True)])

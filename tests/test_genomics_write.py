@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.genomics.config import GenomicsConfig
-from pipelines.genomics.sources import read_source
+from pipelines.genomics.sources import plan_pieces, plan_tasks, read_source
 from pipelines.genomics.stage import ingest_bronze
 from pipelines.genomics.staging import SOURCE_TAG, StagedFile, key_proof, stage_piece
 from pipelines.lakehouse import delta
@@ -105,9 +105,17 @@ def test_direct_commit_equals_spark_writer_and_leaves_nothing_behind(spark, inpu
         tcga_rows = sum(1 for _ in vf) * len(vf.header.samples)
     assert run_d.rows_quarantined == 1 and run_d.rows_written == tcga_rows + 2
 
+    # The small file shares a read task with a TCGA piece, yet every data file holds the rows
+    # of exactly the one source its tag names (a re-ingest replaces files by that tag).
+    slots = 2
+    pieces = plan_pieces([read_source(f) for f in files], 1, 1_000_000, slots)
+    assert len(plan_tasks(pieces, 1_000_000, slots)) == slots < len(pieces)
     table = Path(direct.table("bronze", "variants_raw").path)
     files_now = live_files(table)
     assert files_now and all(a["tags"][SOURCE_TAG] in files for a in files_now.values())
+    for path, add in files_now.items():
+        held = set(pq.read_table(table / path, columns=["source_file"]).column(0).to_pylist())
+        assert held == {add["tags"][SOURCE_TAG]}
     stats = json.loads(next(iter(files_now.values()))["stats"])
     assert set(stats["minValues"]) == {"source_file", "record_index", "sample",
                                        "sample_index"}

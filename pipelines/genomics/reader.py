@@ -15,6 +15,7 @@ well-formed lines + one per malformed line + one per read failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -343,37 +344,42 @@ def unreadable_file_batch(src: VcfSource) -> pa.RecordBatch:
 
 
 # ---------------------------------------------------------------------------- Spark
-PIECES_DDL = ("path string, piece int, contigs_json string, first_index bigint, "
-              "expected_records bigint, source_json string, target_rows int")
+# One row per read task: its pieces (JSON, see task_pieces) and the rows per Arrow batch.
+TASKS_DDL = "task int, pieces_json string, target_rows int"
 
 
 def _read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body: each input row names one piece; stream its rows out."""
+    """``mapInArrow`` body: each input row is one task's pieces; stream their rows out."""
     for batch in batches:
         for row in batch.to_pylist():
-            src, piece = task_piece(row)
-            yield from read_piece(src, piece, row["target_rows"])
+            for src, piece in task_pieces(row):
+                yield from read_piece(src, piece, row["target_rows"])
 
 
-def task_piece(row: dict) -> tuple[VcfSource, Piece]:
-    """The source and piece a ``PIECES_DDL`` row names."""
-    contigs = json.loads(row["contigs_json"])
-    return VcfSource.from_json(row["source_json"]), Piece(
-        row["path"], row["piece"], None if contigs is None else tuple(map(tuple, contigs)),
-        row["first_index"], row["expected_records"], 0)
+def task_pieces(row: dict) -> list[tuple[VcfSource, Piece]]:
+    """The (source, piece) pairs a ``TASKS_DDL`` row names, in order."""
+    task = json.loads(row["pieces_json"])
+    sources = {path: VcfSource.from_json(text) for path, text in task["sources"].items()}
+    out = []
+    for p in task["pieces"]:
+        contigs = None if p["contigs"] is None else tuple(map(tuple, p["contigs"]))
+        out.append((sources[p["path"]], Piece(p["path"], p["piece"], contigs, p["first_index"],
+                                              p["expected_records"], p["weight"])))
+    return out
 
 
-def raw_frame(spark, sources: list[VcfSource], pieces: list[Piece],
+def raw_frame(spark, sources: list[VcfSource], tasks: list[tuple[Piece, ...]],
               target_rows: int = TARGET_ROWS):
-    """All rows of ``sources`` as one DataFrame (``rows.ROW_DDL``), one Spark task per piece.
+    """All rows of ``sources`` as one DataFrame (``rows.ROW_DDL``), one Spark task per
+    entry of ``tasks`` (:func:`pipelines.genomics.sources.plan_tasks`).
 
     Files that could not be opened contribute their one ``unreadable_file`` row.
     """
     bad = unreadable_frame(spark, sources)
-    if not pieces:
+    if not tasks:
         return bad
-    good = piece_tasks(spark, sources, pieces, target_rows).mapInArrow(_read_partition,
-                                                                       rows.ROW_DDL)
+    good = read_tasks(spark, sources, tasks, target_rows).mapInArrow(_read_partition,
+                                                                     rows.ROW_DDL)
     return good.unionByName(bad) if any(s.problem for s in sources) else good
 
 
@@ -385,14 +391,19 @@ def unreadable_frame(spark, sources: list[VcfSource]):
         [tuple(r[n] for n, _, _ in rows.ROW_FIELDS) for r in unreadable], rows.ROW_DDL)
 
 
-def piece_tasks(spark, sources: list[VcfSource], pieces: list[Piece], target_rows: int):
-    """One row (``PIECES_DDL``) per piece, one partition each: the input of the read tasks."""
+def read_tasks(spark, sources: list[VcfSource], tasks: list[tuple[Piece, ...]],
+               target_rows: int):
+    """One row (``TASKS_DDL``) per task, one partition each: the input of the read tasks."""
     by_path = {s.path: s for s in sources}
-    tasks = [(p.path, p.piece, json.dumps(p.contigs), p.first_index, p.expected_records,
-              by_path[p.path].to_json(), int(target_rows)) for p in pieces]
+    rows_ = []
+    for i, task in enumerate(tasks):
+        pieces = [dataclasses.asdict(p) for p in task]
+        text = json.dumps({"sources": {p.path: by_path[p.path].to_json() for p in task},
+                           "pieces": pieces})
+        rows_.append((i, text, int(target_rows)))
     try:
-        # One partition per piece, in the planned (largest first) order.
-        rdd = spark.sparkContext.parallelize(tasks, len(tasks))
-        return spark.createDataFrame(rdd, PIECES_DDL)
+        # One partition per task, in the planned (largest first) order.
+        rdd = spark.sparkContext.parallelize(rows_, len(rows_))
+        return spark.createDataFrame(rdd, TASKS_DDL)
     except Exception:  # Spark Connect has no RDDs: spread the rows round-robin instead
-        return spark.createDataFrame(tasks, PIECES_DDL).repartition(len(tasks))
+        return spark.createDataFrame(rows_, TASKS_DDL).repartition(len(rows_))

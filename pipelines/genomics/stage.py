@@ -29,7 +29,13 @@ from pipelines.genomics import bronze, rows, silver, staging
 from pipelines.genomics.annotation import annotation_layout, layout_ddl
 from pipelines.genomics.config import GenomicsConfig, load_sample_map
 from pipelines.genomics.reader import raw_frame, unreadable_frame
-from pipelines.genomics.sources import VcfSource, discover, plan_pieces, read_source
+from pipelines.genomics.sources import (
+    VcfSource,
+    discover,
+    plan_pieces,
+    plan_tasks,
+    read_source,
+)
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.privacy import pseudonymise
@@ -91,15 +97,16 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
     """
     ref = run.settings.table("bronze", "variants_raw")
     readable = [s for s in sources if not s.problem]
-    pieces = plan_pieces(readable, cfg.split_min_records, cfg.piece_records,
-                         task_slots(run.spark))
+    slots = task_slots(run.spark)
+    tasks = plan_tasks(plan_pieces(readable, cfg.split_min_records, cfg.piece_records, slots),
+                       cfg.piece_records, slots)
     if readable:
         ensure_table(run.spark, ref, run.spark.createDataFrame([], bronze.BRONZE_DDL).schema,
                      bronze.BRONZE_COMMENTS, bronze.BRONZE_TABLE_COMMENT,
                      {"delta.dataSkippingNumIndexedCols": str(len(bronze.STATS_COLUMNS))})
     if ref.path is None or not cfg.direct_write:
-        return _ingest_bronze_spark(run, ref, sources, pieces, cfg, gate)
-    return _ingest_bronze_direct(run, ref, sources, pieces, cfg, gate)
+        return _ingest_bronze_spark(run, ref, sources, tasks, cfg, gate)
+    return _ingest_bronze_direct(run, ref, sources, tasks, cfg, gate)
 
 
 def task_slots(spark: SparkSession) -> int:
@@ -123,12 +130,12 @@ def task_slots(spark: SparkSession) -> int:
     return int(sc.defaultParallelism)
 
 
-def _ingest_bronze_direct(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,
+def _ingest_bronze_direct(run: JobRun, ref, sources: list[VcfSource], tasks, cfg,
                           gate: bool) -> list[dict]:
     spark = run.spark
     readable = [s for s in sources if not s.problem]
     scratch = run.settings.lakehouse.absolute() / "_staging" / run.run_id
-    staged = staging.stage(spark, sources, pieces, Path(ref.path), scratch / "rejected",
+    staged = staging.stage(spark, sources, tasks, Path(ref.path), scratch / "rejected",
                            cfg.batch_rows)
     published = False
     try:
@@ -184,12 +191,12 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
     staging.discard(staged.data)
 
 
-def _ingest_bronze_spark(run: JobRun, ref, sources: list[VcfSource], pieces, cfg,
+def _ingest_bronze_spark(run: JobRun, ref, sources: list[VcfSource], tasks, cfg,
                          gate: bool) -> list[dict]:
     """Spark's Delta writer: the typed rows are cached once for the counts, the
     quarantine and the write (memory grows with the input)."""
     readable = [s for s in sources if not s.problem]
-    typed = raw_frame(run.spark, sources, pieces, cfg.batch_rows).persist()
+    typed = raw_frame(run.spark, sources, tasks, cfg.batch_rows).persist()
     try:
         counts = [r.asDict() for r in typed.groupBy(
             "source_file", "sample", "sample_index",

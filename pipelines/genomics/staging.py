@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from pipelines.genomics import rows
 from pipelines.genomics.bronze import BRONZE_COLUMNS, BRONZE_SCHEMA, STATS_COLUMNS
-from pipelines.genomics.reader import TARGET_ROWS, piece_tasks, read_piece, task_piece
+from pipelines.genomics.reader import TARGET_ROWS, read_piece, read_tasks, task_pieces
 from pipelines.genomics.sources import Piece, VcfSource
 
 # The tag naming the one source file whose rows a data file holds: a re-ingest of that file
@@ -232,27 +232,29 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
 
 def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_dir: str,
                      max_rows: int) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body: each input row names one piece; write it, describe the files."""
+    """``mapInArrow`` body: each input row is one task's pieces; write each, describe the
+    files."""
     schema = STAGED_SCHEMA
     for batch in batches:
         for row in batch.to_pylist():
-            src, piece = task_piece(row)
-            out = list(stage_piece(src, piece, data_dir, reject_dir, row["target_rows"],
-                                   max_rows))
+            out = [r for src, piece in task_pieces(row)
+                   for r in stage_piece(src, piece, data_dir, reject_dir, row["target_rows"],
+                                        max_rows)]
             yield pa.RecordBatch.from_pylist(
                 [dict(zip(schema.names, r, strict=True)) for r in out], schema=schema)
 
 
 # ---------------------------------------------------------------------------- driver side
-def stage(spark, sources: list[VcfSource], pieces: list[Piece], data_dir: Path,
+def stage(spark, sources: list[VcfSource], tasks: list[tuple[Piece, ...]], data_dir: Path,
           reject_dir: Path, target_rows: int, max_rows: int = ROWS_PER_FILE) -> Staged:
-    """Read and write every piece in Spark tasks; return the files written and the counts."""
-    if not pieces:
+    """Read and write every piece in Spark tasks (one per entry of ``tasks``); return the
+    files written and the counts."""
+    if not tasks:
         return Staged([], [], [])
-    pieces_df = piece_tasks(spark, sources, pieces, target_rows)
+    tasks_df = read_tasks(spark, sources, tasks, target_rows)
     body = partial(_stage_partition, data_dir=str(data_dir), reject_dir=str(reject_dir),
                    max_rows=max_rows)
-    out = pieces_df.mapInArrow(body, STAGED_DDL).collect()
+    out = tasks_df.mapInArrow(body, STAGED_DDL).collect()
     data, rejected, counts = [], [], []
     for r in out:
         if r["kind"] == "count":
