@@ -21,6 +21,10 @@ apart (``first_job_seconds_20k_records``) — then the measured file, as a night
 ingests into an existing lakehouse does. Every engine runs pinned to its cores
 (``sched_setaffinity``), the JVM and Python workers included.
 
+``--files K`` spreads each size over K generated files in one folder — a cohort of
+per-patient VCFs, as a nightly run meets it — and every engine reads them all (bcftools once
+per file, from a shell loop; the pysam loops and Spark in one process).
+
 Peak memory is the largest summed RSS of the measured process and all its descendants (the
 JVM and Python workers for Spark), sampled every 0.2 s from /proc. Spark timings exclude
 JVM start-up; records/s is records of the file / wall seconds of its ingestion.
@@ -180,16 +184,18 @@ def run_measured(cmd: list[str], env: dict | None = None, stdout=None, cores: in
 
 
 PYSAM_CHILD = r"""
-import json, sys, time, pysam
+import glob, json, os, sys, time, pysam
 path, mode = sys.argv[1], sys.argv[2]
+paths = sorted(glob.glob(os.path.join(path, "*.vcf.gz"))) if os.path.isdir(path) else [path]
 t0 = time.perf_counter(); n = 0
-for rec in pysam.VariantFile(path):
-    n += 1
-    if mode == "min":
-        rec.pos
-    else:
-        (rec.chrom, rec.pos, rec.id, rec.ref, rec.alts, rec.qual, list(rec.filter.keys()),
-         dict(rec.info.items()), [dict(s.items()) for s in rec.samples.values()])
+for p in paths:
+    for rec in pysam.VariantFile(p):
+        n += 1
+        if mode == "min":
+            rec.pos
+        else:
+            (rec.chrom, rec.pos, rec.id, rec.ref, rec.alts, rec.qual, list(rec.filter.keys()),
+             dict(rec.info.items()), [dict(s.items()) for s in rec.samples.values()])
 print(json.dumps({"records": n, "seconds": time.perf_counter() - t0}))
 """
 
@@ -202,7 +208,7 @@ from pipelines.lakehouse.session import spark_session
 from pipelines.lakehouse.audit import job_run
 from pipelines.genomics import stage
 from pipelines.genomics.config import GenomicsConfig
-from pipelines.genomics.sources import read_source
+from pipelines.genomics.sources import discover, read_source
 path, master, what, _, lakehouse, memory, warm_path = sys.argv[1:8]
 
 
@@ -214,7 +220,7 @@ def ingest(vcf):
         run = stage.ingest_variants(spark, s)
     else:
         with job_run(spark, s, "benchmark-bronze") as run:
-            stage.ingest_bronze(run, [read_source(vcf)],
+            stage.ingest_bronze(run, [read_source(p) for p in discover([vcf])],
                                 GenomicsConfig(direct_write=what != "bronze-sparkwriter"),
                                 gate=what != "bronze-nogate")
     return run, time.perf_counter() - t0
@@ -235,7 +241,12 @@ def measure(engine: str, path: Path, records: int, cores: int, work: Path,
     py = sys.executable
     if engine == "bcftools":
         with open(os.devnull, "wb") as null:
-            wall, peak, _ = run_measured(["bcftools", "view", "-Ou", str(path)], stdout=null)
+            if path.is_dir():  # a cohort: one bcftools per file, as a shell loop runs it
+                loop = 'for f in "$0"/*.vcf.gz; do bcftools view -Ou "$f"; done'
+                wall, peak, _ = run_measured(["sh", "-c", loop, str(path)], stdout=null)
+            else:
+                wall, peak, _ = run_measured(["bcftools", "view", "-Ou", str(path)],
+                                             stdout=null)
         seconds = wall
     elif engine in ("pysam-min", "pysam-full"):
         wall, peak, out = run_measured([py, "-c", PYSAM_CHILD, str(path), engine[6:]])
@@ -263,11 +274,21 @@ def measure(engine: str, path: Path, records: int, cores: int, work: Path,
     return out
 
 
+def _size(path: Path) -> int:
+    """Bytes of a file, or of a cohort folder's VCFs."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.glob("*.vcf.gz"))
+    return path.stat().st_size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", default="5000000",
                     help="records of the generated file(s), comma-separated: memory flatness "
                          "is read across sizes")
+    ap.add_argument("--files", type=int, default=1,
+                    help="split each --records size over this many files (a cohort of "
+                         "per-patient VCFs, one folder) instead of one file")
     ap.add_argument("--vcf", help="use this bgzipped, indexed VCF instead of generating one")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--engines", default="bcftools,pysam-min,pysam-full,spark-bronze,"
@@ -286,14 +307,27 @@ def main() -> None:
         files.append((path, out.stdout.count(b"\n")))
     else:
         for n in (int(x) for x in str(args.records).split(",")):
-            path = work / f"bench_{n}.vcf.gz"
-            if not path.exists():
-                t0 = time.perf_counter()
-                generate(path, n)
-                print(f"generated {path} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-            out = subprocess.run(["bcftools", "view", "-H", str(path)], capture_output=True,
-                                 check=True)
-            files.append((path, out.stdout.count(b"\n")))  # contigs round n down a little
+            if args.files > 1:
+                path = work / f"cohort_{n}_{args.files}"
+                if not path.exists():
+                    path.mkdir()
+                    for i in range(args.files):
+                        generate(path / f"PT{i:05d}.vcf.gz", n // args.files, seed=100 + i)
+                parts = sorted(path.glob("*.vcf.gz"))
+            else:
+                path = work / f"bench_{n}.vcf.gz"
+                if not path.exists():
+                    t0 = time.perf_counter()
+                    generate(path, n)
+                    print(f"generated {path} in {time.perf_counter() - t0:.0f}s",
+                          file=sys.stderr)
+                parts = [path]
+            records = 0
+            for part in parts:  # contigs round n down a little
+                out = subprocess.run(["bcftools", "view", "-H", str(part)],
+                                     capture_output=True, check=True)
+                records += out.stdout.count(b"\n")
+            files.append((path, records))
     results = []
     for path, records in files:
         for engine in args.engines.split(","):
@@ -304,7 +338,7 @@ def main() -> None:
                     r = measure(engine, path, records, c, work, args.driver_memory)
                     print(json.dumps(r), flush=True)
                     results.append(r)
-    print(json.dumps({"files": [(str(p), p.stat().st_size, n) for p, n in files],
+    print(json.dumps({"files": [(str(p), _size(p), n) for p, n in files],
                       "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(),
                       "results": results}, indent=1))
 

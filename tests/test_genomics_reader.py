@@ -25,6 +25,7 @@ from pipelines.genomics.sources import (
     VcfSource,
     contig_offsets,
     discover,
+    index_stats,
     plan_pieces,
     plan_tasks,
     read_source,
@@ -215,6 +216,13 @@ def test_contig_offsets_are_where_htslib_starts_each_contig(tmp_path, shared_dat
         subprocess.run([BCFTOOLS, "index", "--csi", str(path)], check=True)
     index = str(path) + (".csi" if csi else ".tbi")
     offsets = contig_offsets(index)
+    # the counts read with the offsets are what `bcftools index --stats` prints
+    _, counts = index_stats(index)
+    stats = subprocess.run([BCFTOOLS, "index", "--stats", str(path)], capture_output=True,
+                           text=True, check=True).stdout
+    expected = tuple((c, int(n)) for c, _, n in (ln.split("\t") for ln in stats.splitlines()))
+    assert counts == expected and sum(n for _, n in counts) == bcftools_records(path)
+    assert read_source(str(path)).index_counts == counts
     with pysam.TabixFile(str(path), index=index) as tbx, pysam.BGZFile(str(path), "rb") as bgz:
         assert sorted(offsets) == sorted(tbx.contigs)
         for contig, offset in offsets.items():

@@ -204,9 +204,7 @@ def read_source(path: str) -> VcfSource:
             lengths[name] = int(contig.length)
     counts, usable, offsets = (), False, {}
     if kind in ("bgzf", "bcf") and eof_ok:
-        counts, usable = _index_counts(path, kind)
-        if usable and kind == "bgzf":
-            offsets = contig_offsets(_index_path(path, kind))
+        counts, usable, offsets = _index_facts(path, kind)
     return VcfSource(
         path=path,
         kind=kind,
@@ -329,30 +327,45 @@ def annotation_fields(defn: FieldDef | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in body.split("|"))
 
 
-def _index_counts(path: str, kind: str) -> tuple[tuple[tuple[str, int], ...], bool]:
-    """Per-contig record counts from the .tbi/.csi (``bcftools index --stats``).
+def _index_facts(path: str, kind: str
+                 ) -> tuple[tuple[tuple[str, int], ...], bool, dict[str, int]]:
+    """Per-contig record counts (``bcftools index --stats``), whether they can be used to
+    read the file in pieces, and each contig's first virtual offset, from the .tbi/.csi.
 
+    The index of a bgzipped VCF is read once, here (:func:`index_stats`); a BCF's CSI names
+    no contigs (the BCF header does), so its counts come from ``bcftools index --stats``.
     An index older than its data file may describe another version of the file, so such a
     file is read whole instead of by contig.
     """
-    import pysam.bcftools
-
     index = _index_path(path, kind)
     if index is None:
-        return (), False
+        return (), False, {}
     if os.path.getmtime(index) < os.path.getmtime(path):
         log.warning("index %s is older than its data file; reading the file whole", index)
-        return (), False
+        return (), False, {}
+    if kind == "bgzf":
+        stats = index_stats(index)
+        if stats is not None:
+            offsets, counts = stats
+            return counts, bool(counts), offsets
+    counts = _bcftools_index_counts(path)
+    offsets = contig_offsets(index) if counts and kind == "bgzf" else {}
+    return counts, bool(counts), offsets
+
+
+def _bcftools_index_counts(path: str) -> tuple[tuple[str, int], ...]:
+    import pysam.bcftools
+
     try:
         text = pysam.bcftools.index("--stats", path)
     except Exception:  # an index without statistics: read the file whole
-        return (), False
+        return ()
     counts = []
     for line in text.splitlines():
         parts = line.split("\t")
         if len(parts) == 3 and parts[2].isdigit():
             counts.append((parts[0], int(parts[2])))
-    return tuple(counts), bool(counts)
+    return tuple(counts)
 
 
 def _index_path(path: str, kind: str) -> str | None:
@@ -369,20 +382,30 @@ def contig_offsets(index: str | None) -> dict[str, int]:
     region iterator line by line. Returns {} for an index without names or pseudo-bins (BCF
     indexes name contigs through the BCF header).
     """
-    if index is None:
-        return {}
+    stats = index_stats(index) if index is not None else None
+    return stats[0] if stats is not None else {}
+
+
+def index_stats(index: str) -> tuple[dict[str, int], tuple[tuple[str, int], ...]] | None:
+    """(first virtual offset per contig, records per contig) from a .tbi/.csi that names
+    its contigs, or None when it cannot say (no names, a reference without a pseudo-bin,
+    an unreadable file).
+
+    The counts are the pseudo-bin's mapped-record count, in the index's contig order,
+    contigs without records left out: what ``bcftools index --stats`` prints.
+    """
     try:
         with gzip.open(index, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError):
-        return {}
+        return None
     try:
         return _parse_index(data)
     except (struct.error, UnicodeDecodeError, ValueError, IndexError):
-        return {}
+        return None
 
 
-def _parse_index(data: bytes) -> dict[str, int]:
+def _parse_index(data: bytes) -> tuple[dict[str, int], tuple[tuple[str, int], ...]] | None:
     i32, u32, u64 = struct.Struct("<i"), struct.Struct("<I"), struct.Struct("<Q")
     pos = 4
     if data[:4] == b"TBI\x01":
@@ -397,7 +420,7 @@ def _parse_index(data: bytes) -> dict[str, int]:
         aux = data[pos + 12:pos + 12 + l_aux]
         pos += 12 + l_aux
         if len(aux) < 28:
-            return {}
+            return None
         l_nm = i32.unpack_from(aux, 24)[0]
         names = aux[28:28 + l_nm].split(b"\0")
         n_ref = i32.unpack_from(data, pos)[0]
@@ -405,23 +428,34 @@ def _parse_index(data: bytes) -> dict[str, int]:
         names = names[:n_ref]
         pseudo, csi = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1, True
     else:
-        return {}
-    out: dict[str, int] = {}
+        return None
+    if len(names) < n_ref:
+        return None
+    offsets: dict[str, int] = {}
+    counts: list[tuple[str, int]] = []
     for ref in range(n_ref):
         n_bin = i32.unpack_from(data, pos)[0]
         pos += 4
+        found = False
         for _ in range(n_bin):
             bin_id = u32.unpack_from(data, pos)[0]
             pos += 4 + (8 if csi else 0)
             n_chunk = i32.unpack_from(data, pos)[0]
             pos += 4
-            if bin_id == pseudo and n_chunk == 2 and ref < len(names):
-                out[names[ref].decode()] = u64.unpack_from(data, pos)[0]
+            if bin_id == pseudo and n_chunk == 2:
+                name = names[ref].decode()
+                offsets[name] = u64.unpack_from(data, pos)[0]
+                mapped = u64.unpack_from(data, pos + 16)[0]
+                if mapped:
+                    counts.append((name, mapped))
+                found = True
             pos += 16 * n_chunk
         if not csi:
             n_intv = i32.unpack_from(data, pos)[0]
             pos += 4 + 8 * n_intv
-    return out
+        if n_bin and not found:
+            return None
+    return offsets, tuple(counts)
 
 
 # ---------------------------------------------------------------------------- pieces

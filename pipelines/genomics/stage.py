@@ -174,7 +174,8 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
         from pipelines.quality.gate import apply_gate
 
         proof = staging.key_proof(staged.data, readable)
-        good, bad = apply_gate(run, rows_df, ref, (proof,) if proof else ())
+        good, bad = apply_gate(run, rows_df, ref, (proof,) if proof else (),
+                               n_rows=sum(f.rows for f in staged.data))
     else:
         good, bad = rows_df, None
     quarantined = run.quarantine(bad, ref) if bad is not None else 0

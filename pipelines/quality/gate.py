@@ -68,14 +68,19 @@ class Verified:
 VERIFIABLE = frozenset(UNIQUE_TYPES)
 
 
-def apply_gate(run, df: DataFrame, ref: TableRef, verified: tuple[Verified, ...] = ()
-               ) -> tuple[DataFrame, DataFrame | None]:
+def apply_gate(run, df: DataFrame, ref: TableRef, verified: tuple[Verified, ...] = (),
+               n_rows: int | None = None) -> tuple[DataFrame, DataFrame | None]:
+    """Validate ``df`` against ``ref``'s suite; returns (rows that pass, quarantined rows).
+
+    ``n_rows``: ``df``'s row count when the producer knows it exactly (files it wrote and
+    counted), which spares a Spark job over every row; else the gate counts.
+    """
     from pipelines.quality import suites
 
     suite = suites.load_suite(ref.key, run.settings)
     if suite is None:
         return df, None
-    return suites.run_suite(run, df, ref, suite, verified)
+    return suites.run_suite(run, df, ref, suite, verified, n_rows)
 
 
 def parameters(run) -> dict[str, Any]:
@@ -164,16 +169,17 @@ def _plan(run, df: DataFrame, suite: Suite, n_rows: int, verified: tuple[Verifie
 
 
 def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite,
-                       verified: tuple[Verified, ...] = ()
+                       verified: tuple[Verified, ...] = (), n_rows: int | None = None
                        ) -> tuple[DataFrame, DataFrame | None]:
     """Validate ``df`` (about to be written to ``ref``) and split off quarantined rows."""
     from pipelines.quality import engine, results
 
     t0 = time.perf_counter()
     validated_at = dt.datetime.now(dt.UTC)
-    # Materialise the (cached) frame first: an error in the producing step then surfaces as
-    # the step's own error, not as every expectation failing inside GX.
-    n_rows = df.count()
+    if n_rows is None:
+        # Materialise the (cached) frame first: an error in the producing step then surfaces
+        # as the step's own error, not as every expectation failing inside GX.
+        n_rows = df.count()
     params = parameters(run)
     active, skipped, proven = _plan(run, df, suite, n_rows, verified)
     gx, identifier = engine.validate(run.settings, ref.key, active, df, params, run.run_id)

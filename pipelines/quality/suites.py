@@ -244,8 +244,8 @@ def all_suites(settings=None) -> dict[str, Suite]:
     return found
 
 
-def run_suite(run, df, ref, suite: Suite, verified: tuple = ()):
+def run_suite(run, df, ref, suite: Suite, verified: tuple = (), n_rows: int | None = None):
     """Validate ``df`` against ``suite`` for ``run``; see :mod:`pipelines.quality.gate`."""
     from pipelines.quality.gate import validate_and_split
 
-    return validate_and_split(run, df, ref, suite, verified)
+    return validate_and_split(run, df, ref, suite, verified, n_rows)
