@@ -194,7 +194,9 @@ def test_tasks_pack_small_files_and_keep_every_slot_busy():
     total = sum(weights)
     for task_rows, slots in ((1_000_000, 1), (1_000_000, 2), (100_000, 8), (10**9, 3)):
         tasks = plan_tasks(pieces, task_rows, slots)
-        assert len(tasks) == min(len(pieces), max(slots, -(-total // task_rows)))
+        big = sum(1 for w in weights if 2 * w >= task_rows)
+        assert len(tasks) == min(len(pieces), max(slots, -(-total // task_rows), big))
+        assert all(len(t) == 1 for t in tasks if 2 * t[0].weight >= task_rows)
         placed = [p for t in tasks for p in t]
         assert sorted(placed, key=lambda p: p.path) == sorted(pieces, key=lambda p: p.path)
         loads = [sum(p.weight for p in t) for t in tasks]

@@ -527,9 +527,10 @@ def plan_tasks(pieces: list[Piece], task_rows: int = 1_000_000,
     reading a 5,000-record file: a cohort of 200 such files spent 44 s in 200 tasks for 4 s
     of reading. The pieces are packed, largest first, each into the least loaded of ``k``
     tasks (longest-processing-time scheduling), where ``k`` is the number of tasks of about
-    ``task_rows`` rows the input fills, and at least ``slots`` (when there are that many
-    pieces) so that every task slot stays busy. A piece of ``task_rows`` rows or more
-    gets a task of its own.
+    ``task_rows`` rows the input fills, at least ``slots`` (when there are that many pieces)
+    so that every task slot stays busy, and at least the number of pieces of half a task or
+    more: those each get a task of their own, as a split file's contig pieces do, and the
+    small files fill in around them.
 
     >>> ps = [Piece(f"/{n}.vcf", 0, None, 0, None, w) for n, w in enumerate([9, 5, 4, 3, 1])]
     >>> [[p.path for p in t] for t in plan_tasks(ps, task_rows=10, slots=2)]
@@ -541,7 +542,8 @@ def plan_tasks(pieces: list[Piece], task_rows: int = 1_000_000,
         return []
     ordered = sorted(pieces, key=lambda p: -p.weight)
     total = sum(max(1, p.weight) for p in ordered)
-    k = min(len(ordered), max(slots, -(-total // max(1, task_rows))))
+    big = sum(1 for p in ordered if 2 * p.weight >= task_rows)  # a task's worth on their own
+    k = min(len(ordered), max(slots, -(-total // max(1, task_rows)), big))
     load = [(0, i) for i in range(k)]  # (rows, task) heap: the least loaded task first
     tasks: list[list[Piece]] = [[] for _ in range(k)]
     for p in ordered:
