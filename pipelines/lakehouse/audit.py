@@ -244,9 +244,8 @@ class JobRun:
             self.settings.env,
             self.message,
         )
-        df = self.spark.createDataFrame([row], JOB_RUNS_SCHEMA)
-        delta.write_table(
-            self.spark, df, self.settings.table("ops", "job_runs"), mode="append",
+        delta.append_rows(
+            self.spark, self.settings.table("ops", "job_runs"), [row], JOB_RUNS_SCHEMA,
             comments=JOB_RUNS_COMMENTS,
             table_comment="One row per job run: counts in/written/quarantined and versions.",
         )

@@ -130,9 +130,8 @@ def flush(run) -> None:
          o.data_docs, at.replace(tzinfo=None))
         for o, at in buf.outcomes
     ]
-    df = run.spark.createDataFrame(rows, DATA_QUALITY_SCHEMA)
-    delta.write_table(
-        run.spark, df, run.settings.table("ops", "data_quality"), mode="append",
+    delta.append_rows(
+        run.spark, run.settings.table("ops", "data_quality"), rows, DATA_QUALITY_SCHEMA,
         comments=DATA_QUALITY_COMMENTS,
         table_comment="One row per expectation per validated write (quality gate results).",
     )
