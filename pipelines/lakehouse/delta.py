@@ -7,7 +7,9 @@ Three write modes, all safe to re-run:
   source is then a complete snapshot of the table, or of ``scope`` of it).
 * ``replace`` — replace one partition/slice atomically (``replaceWhere``).
 * ``overwrite`` — replace the whole table atomically.
-* ``append`` — only for logs (``ops.*``), whose rows are events.
+* ``append`` — only for logs (``ops.*``), whose rows are events. The job records are a
+  few rows each: :func:`append_rows` writes them with Arrow and a blind-append commit, no
+  Spark job.
 
 Every write is one Delta commit: a crash before it leaves the table at its previous version;
 a crash after it leaves the finished write, which a re-run reproduces.
