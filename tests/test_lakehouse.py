@@ -202,17 +202,15 @@ def test_append_rows_without_spark_job_equals_sparks_append(spark, settings):
 
     from pyspark.sql import types as T
 
-    schema = T.StructType([
-        T.StructField("run_id", T.StringType(), False),
-        T.StructField("at", T.TimestampType(), True),
-        T.StructField("n", T.LongType(), True),
-        T.StructField("ok", T.BooleanType(), True),
-        T.StructField("x", T.DoubleType(), True),
-        T.StructField("versions", T.MapType(T.StringType(), T.LongType()), True),
-    ])
-    rows = [("r1", dt.datetime(2026, 11, 27, 12, 30, 5, 123456), 7, True, 0.5, {"a.b": 3}),
-            ("r2", None, None, None, None, None)]
-    direct, spark_ref = settings.table("ops", "append_direct"), settings.table("ops", "append_spark")
+    from pipelines.lakehouse.audit import JOB_RUNS_SCHEMA as schema
+
+    at = dt.datetime(2026, 11, 27, 12, 30, 5, 123456)
+    rows = [("r1", None, "job", at, at, "succeeded", 7, 5, 2, {"bronze.x": 3}, {}, "abc",
+             "h", "dev", None),
+            ("r2", "r0", "job", at, None, "failed", 0, 0, 0, None, None, None, None, None,
+             "stopped: \u00e9")]
+    direct, spark_ref = (settings.table("ops", "append_direct"),
+                         settings.table("ops", "append_spark"))
     # the first write creates the table (Spark), later ones append directly or through Spark
     assert delta.append_rows(spark, direct, rows[:1], schema) == 0
     delta.write_table(spark, spark.createDataFrame(rows[:1], schema), spark_ref, mode="append")
@@ -222,19 +220,27 @@ def test_append_rows_without_spark_job_equals_sparks_append(spark, settings):
     def content(ref):
         return sorted(map(repr, delta.read_table(spark, ref).collect()))
     assert content(direct) == content(spark_ref) and len(content(direct)) == 3
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{direct.path}`").orderBy(F.desc("version"))
-    last = history.first()
+    last = spark.sql(f"DESCRIBE HISTORY delta.`{direct.path}`").orderBy(
+        F.desc("version")).first()
     assert last["operation"] == "WRITE" and last["operationParameters"]["mode"] == "Append"
     assert last["isBlindAppend"]
+    # ... and it was written without Spark: Arrow's Parquet writer made the file it added
+    import json
+
+    import pyarrow.parquet as pq
+    (add,) = [json.loads(line)["add"] for line in (
+        Path(direct.path) / "_delta_log" / f"{1:020d}.json").read_text().splitlines()
+        if "add" in json.loads(line)]
+    assert "arrow" in pq.ParquetFile(Path(direct.path) / add["path"]).metadata.created_by
+    assert json.loads(add["stats"])["numRecords"] == 2
     # a NULL in a NOT NULL column goes through Spark's writer, which refuses it
     with pytest.raises(Exception, match="run_id"):
-        delta.append_rows(spark, direct, [(None, None, 1, None, None, None)], schema)
+        delta.append_rows(spark, direct, [(None, *rows[0][1:])], schema)
     assert delta.current_version(spark, direct) == 1
     # another schema than the table's goes through write_table (whose append keeps the
     # table's columns): the row lands, the extra column does not
     wider = T.StructType([*schema.fields, T.StructField("extra", T.StringType())])
-    assert delta.append_rows(spark, direct, [("r3", None, 1, None, None, None, "e")],
-                             wider) == 2
+    assert delta.append_rows(spark, direct, [("r3", *rows[0][1:], "e")], wider) == 2
     assert "extra" not in delta.read_table(spark, direct).columns
     assert delta.read_table(spark, direct).filter("run_id = 'r3'").count() == 1
 
