@@ -27,7 +27,10 @@ def spark_settings(tmp_path_factory):
     from pipelines.lakehouse.settings import Settings
 
     root = tmp_path_factory.mktemp("lakehouse-root")
-    return Settings(lakehouse=root / "lakehouse", driver_memory=os.environ.get("ONCORANK_TEST_DRIVER_MEMORY", "2g"), shuffle_partitions=2,
+    # One JVM serves the whole suite (~500 tests); at 2 GB its heap was seen full near the
+    # end (garbage collection using every core, the suite stalling), so it gets 3 GB.
+    memory = os.environ.get("ONCORANK_TEST_DRIVER_MEMORY", "3g")
+    return Settings(lakehouse=root / "lakehouse", driver_memory=memory, shuffle_partitions=2,
                     spark_master="local[2]")
 
 
