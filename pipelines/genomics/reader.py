@@ -345,7 +345,7 @@ def unreadable_file_batch(src: VcfSource) -> pa.RecordBatch:
 
 # ---------------------------------------------------------------------------- Spark
 # One row per read task: its pieces (JSON, see task_pieces) and the rows per Arrow batch.
-TASKS_DDL = "task int, pieces_json string, target_rows int"
+TASKS_DDL = "pieces_json string, target_rows int"
 
 
 def _read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -395,12 +395,9 @@ def read_tasks(spark, sources: list[VcfSource], tasks: list[tuple[Piece, ...]],
                target_rows: int):
     """One row (``TASKS_DDL``) per task, one partition each: the input of the read tasks."""
     by_path = {s.path: s for s in sources}
-    rows_ = []
-    for i, task in enumerate(tasks):
-        pieces = [dataclasses.asdict(p) for p in task]
-        text = json.dumps({"sources": {p.path: by_path[p.path].to_json() for p in task},
-                           "pieces": pieces})
-        rows_.append((i, text, int(target_rows)))
+    rows_ = [(json.dumps({"sources": {p.path: by_path[p.path].to_json() for p in task},
+                          "pieces": [dataclasses.asdict(p) for p in task]}), int(target_rows))
+             for task in tasks]
     try:
         # One partition per task, in the planned (largest first) order.
         rdd = spark.sparkContext.parallelize(rows_, len(rows_))

@@ -348,9 +348,9 @@ def _index_facts(path: str, kind: str
         if stats is not None:
             offsets, counts = stats
             return counts, bool(counts), offsets
+    # A BCF, or an index index_stats cannot read: it had no offsets to give either.
     counts = _bcftools_index_counts(path)
-    offsets = contig_offsets(index) if counts and kind == "bgzf" else {}
-    return counts, bool(counts), offsets
+    return counts, bool(counts), {}
 
 
 def _bcftools_index_counts(path: str) -> tuple[tuple[str, int], ...]:
@@ -373,26 +373,16 @@ def _index_path(path: str, kind: str) -> str | None:
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 
-def contig_offsets(index: str | None) -> dict[str, int]:
-    """Virtual offset of each contig's first record, from a tabix (.tbi) or CSI index.
-
-    htslib stores, per reference, a pseudo-bin whose first chunk spans the reference's
-    records (the same bin ``bcftools index --stats`` reads its counts from): its start is
-    where a reader seeks to read the contig as one stream, without going through the index's
-    region iterator line by line. Returns {} for an index without names or pseudo-bins (BCF
-    indexes name contigs through the BCF header).
-    """
-    stats = index_stats(index) if index is not None else None
-    return stats[0] if stats is not None else {}
-
-
 def index_stats(index: str) -> tuple[dict[str, int], tuple[tuple[str, int], ...]] | None:
     """(first virtual offset per contig, records per contig) from a .tbi/.csi that names
-    its contigs, or None when it cannot say (no names, a reference without a pseudo-bin,
-    an unreadable file).
+    its contigs, or None when it cannot say (no names — BCF indexes name contigs through the
+    BCF header —, a reference without a pseudo-bin, an unreadable file).
 
-    The counts are the pseudo-bin's mapped-record count, in the index's contig order,
-    contigs without records left out: what ``bcftools index --stats`` prints.
+    htslib stores, per reference, a pseudo-bin whose first chunk spans the reference's
+    records: its start is where a reader seeks to read the contig as one stream, without
+    going through the index's region iterator line by line. Its second chunk holds the
+    mapped-record count: the counts, in the index's contig order, contigs without records
+    left out, are what ``bcftools index --stats`` prints.
     """
     try:
         with gzip.open(index, "rb") as fh:
@@ -502,9 +492,8 @@ def plan_pieces(sources: list[VcfSource], split_min_records: int = 200_000,
 
 
 # Bytes per data row, to estimate the rows of a file no index counts (scheduling only):
-# about 35 in a bgzipped VCF or a BCF, about 300 in plain text (the benchmark's somatic VCFs).
-_BYTES_PER_ROW = {"vcf": 300}
-_BYTES_PER_ROW_COMPRESSED = 35
+# about 300 in plain text, about 35 bgzipped or BCF (the benchmark's somatic VCFs).
+_BYTES_PER_ROW_TEXT, _BYTES_PER_ROW_COMPRESSED = 300, 35
 
 
 def _estimated_rows(src: VcfSource) -> int:
@@ -516,7 +505,8 @@ def _estimated_rows(src: VcfSource) -> int:
         size = os.path.getsize(src.path)
     except OSError:
         return 1
-    return max(1, size // _BYTES_PER_ROW.get(src.kind, _BYTES_PER_ROW_COMPRESSED))
+    per_row = _BYTES_PER_ROW_TEXT if src.kind == "vcf" else _BYTES_PER_ROW_COMPRESSED
+    return max(1, size // per_row)
 
 
 def plan_tasks(pieces: list[Piece], task_rows: int = 1_000_000,

@@ -201,16 +201,9 @@ def _append_direct(spark: SparkSession, ref: TableRef, rows: list[tuple], schema
     add = {"add": {"path": name, "partitionValues": {}, "size": os.path.getsize(path),
                    "modificationTime": int(os.path.getmtime(path) * 1000),
                    "dataChange": True, "stats": json.dumps({"numRecords": len(rows)})}}
-    delta_pkg = jvm.org.apache.spark.sql.delta
-    actions = jvm.java.util.ArrayList()
-    actions.add(delta_pkg.actions.Action.fromJson(json.dumps(add)))
-    seq = jvm.scala.collection.JavaConverters.asScalaBufferConverter(actions).asScala().toSeq()
-    option = jvm.scala.Option
-    operation = delta_pkg.DeltaOperations.Write(
-        jvm.org.apache.spark.sql.SaveMode.Append, option.empty(), option.empty(),
-        option.empty())
+    action = jvm.org.apache.spark.sql.delta.actions.Action.fromJson(json.dumps(add))
     try:
-        return int(txn.commit(seq, operation))
+        return _commit(spark, txn, [action], "Append")
     except Exception:
         os.remove(path)
         raise
@@ -293,10 +286,9 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
     Only for path-based tables (``ref.path``).
     """
     jvm = spark._jvm
-    delta_pkg = jvm.org.apache.spark.sql.delta
     txn = _delta_log(spark, ref).startTransaction()
     wanted = set(replaced)
-    actions = jvm.java.util.ArrayList()
+    actions = []
     files = txn.filterFiles().iterator()  # the whole table, recorded as read by this commit
     while files.hasNext():
         f = files.next()
@@ -307,14 +299,25 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
                 return None
             continue
         if owner in wanted:
-            actions.add(f.remove())
-    for action in adds:
-        actions.add(delta_pkg.actions.Action.fromJson(json.dumps(action)))
-    seq = jvm.scala.collection.JavaConverters.asScalaBufferConverter(actions).asScala().toSeq()
+            actions.append(f.remove())
+    actions += [jvm.org.apache.spark.sql.delta.actions.Action.fromJson(json.dumps(a))
+                for a in adds]
+    return _commit(spark, txn, actions, "Overwrite", predicate)
+
+
+def _commit(spark: SparkSession, txn, actions: list, save_mode: str,
+            predicate: str | None = None) -> int:
+    """Commit Delta ``actions`` (JVM objects) in ``txn``, recorded in the history as a WRITE
+    in ``save_mode`` ("Append", "Overwrite") with ``predicate`` (a replaceWhere)."""
+    jvm = spark._jvm
+    jlist = jvm.java.util.ArrayList()
+    for action in actions:
+        jlist.add(action)
+    seq = jvm.scala.collection.JavaConverters.asScalaBufferConverter(jlist).asScala().toSeq()
     option = jvm.scala.Option
-    operation = delta_pkg.DeltaOperations.Write(
-        jvm.org.apache.spark.sql.SaveMode.Overwrite, option.empty(), option.apply(predicate),
-        option.empty())
+    operation = jvm.org.apache.spark.sql.delta.DeltaOperations.Write(
+        getattr(jvm.org.apache.spark.sql.SaveMode, save_mode), option.empty(),
+        option.empty() if predicate is None else option.apply(predicate), option.empty())
     return int(txn.commit(seq, operation))
 
 
