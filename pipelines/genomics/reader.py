@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.genomics import rows
+from pipelines.genomics.lines import Lines
 from pipelines.genomics.rows import conventions  # noqa: F401 - re-exported
 from pipelines.genomics.sources import Piece, VcfSource
 
@@ -43,8 +44,14 @@ class ReadFailure:
 
 
 # ---------------------------------------------------------------------------- line sources
-def _split_block(block: bytes) -> pa.Array:
-    """Cut a block of complete lines (no trailing newline) into a string array."""
+def _split_block(block) -> Lines:
+    """Cut a block of complete lines (no trailing newline) into lines: spans of the block
+    itself, or for a block with CRLF ends or bad UTF-8, a cleaned copy."""
+    lines = Lines.of_block(block)
+    return lines if lines is not None else Lines.of_arrow(_split_careful(bytes(block)))
+
+
+def _split_careful(block: bytes) -> pa.Array:
     arr = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").flatten()
     try:
         lines = arr.cast(pa.large_string())
@@ -57,27 +64,30 @@ def _split_block(block: bytes) -> pa.Array:
     return lines
 
 
-def _cut_lines(carry: bytes, data: bytes) -> tuple[bytes, bytes]:
+def _cut_lines(carry: bytes, data: bytes) -> tuple[memoryview | bytes, bytes]:
     """``carry + data`` cut after its last newline: (complete lines without the last
-    newline, the unfinished rest). No newline yet: (b"", everything)."""
-    buf = carry + data
+    newline, as a view of the buffer, and the unfinished rest). No newline yet: (b"",
+    everything)."""
+    buf = carry + data if carry else data
     cut = buf.rfind(b"\n")
-    return (b"", buf) if cut < 0 else (buf[:cut], buf[cut + 1:])
+    return (b"", buf) if cut < 0 else (memoryview(buf)[:cut], buf[cut + 1:])
 
 
-def _drop_header_and_blank(lines: pa.Array, in_header: bool) -> tuple[pa.Array, bool]:
+def _drop_header_and_blank(lines: Lines, in_header: bool) -> tuple[Lines, bool]:
     if in_header and len(lines):
-        is_meta = pc.starts_with(lines, "#").to_numpy(zero_copy_only=False)
+        is_meta = lines.starts_with("#")
         first_data = int(np.argmin(is_meta)) if not is_meta.all() else len(lines)
         lines = lines.slice(first_data)
         in_header = first_data == len(is_meta)
     if len(lines):
-        lines = lines.filter(pc.not_equal(pc.utf8_length(lines), 0))
+        blank = lines.ends == lines.starts
+        if blank.any():
+            lines = lines.select(~blank)
     return lines, in_header
 
 
-def iter_text_lines(path: str, kind: str) -> Iterator[pa.Array | ReadFailure]:
-    """Data lines of a whole text VCF (plain, gzip or bgzip), in order, as Arrow arrays.
+def iter_text_lines(path: str, kind: str) -> Iterator[Lines | ReadFailure]:
+    """Data lines of a whole text VCF (plain, gzip or bgzip), in order, block by block.
 
     A read error (truncated or corrupt bgzip) ends the stream with a :class:`ReadFailure`
     whose ``raw`` holds the incomplete last line; for BGZF the blocks before the bad one are
@@ -149,7 +159,7 @@ def _recover_blocks(path: str, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def iter_contig_lines(path: str, contig: str, max_lines: int) -> Iterator[pa.Array]:
+def iter_contig_lines(path: str, contig: str, max_lines: int) -> Iterator[Lines]:
     """Data lines of one contig of an indexed bgzipped VCF, through the tabix index."""
     import pysam
 
@@ -158,14 +168,14 @@ def iter_contig_lines(path: str, contig: str, max_lines: int) -> Iterator[pa.Arr
         for line in tbx.fetch(contig):
             buf.append(line)
             if len(buf) >= max_lines:
-                yield pa.array(buf, pa.large_string())
+                yield Lines.of_arrow(pa.array(buf, pa.large_string()))
                 buf = []
         if buf:
-            yield pa.array(buf, pa.large_string())
+            yield Lines.of_arrow(pa.array(buf, pa.large_string()))
 
 
 def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
-                     ) -> Iterator[pa.Array]:
+                     ) -> Iterator[Lines]:
     """``n_lines`` data lines of a bgzipped VCF from a virtual offset, read in bulk (arrays of
     at most ``max_lines``), then the next line, if any, as a last one-line array so the
     caller can check where the range ends. Blank lines are skipped, as the whole-file reader
@@ -192,7 +202,7 @@ def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
                 break
 
 
-def iter_bcf_lines(path: str, contig: str | None, max_lines: int) -> Iterator[pa.Array]:
+def iter_bcf_lines(path: str, contig: str | None, max_lines: int) -> Iterator[Lines]:
     """BCF records rendered as VCF text by htslib (``vcf_format``), whole file or one contig."""
     import warnings
 
@@ -207,14 +217,14 @@ def iter_bcf_lines(path: str, contig: str | None, max_lines: int) -> Iterator[pa
         for rec in it:
             buf.append(str(rec).rstrip("\n"))
             if len(buf) >= max_lines:
-                yield pa.array(buf, pa.large_string())
+                yield Lines.of_arrow(pa.array(buf, pa.large_string()))
                 buf = []
         if buf:
-            yield pa.array(buf, pa.large_string())
+            yield Lines.of_arrow(pa.array(buf, pa.large_string()))
 
 
-def _rechunk(arrays: Iterator[pa.Array | ReadFailure], max_lines: int
-             ) -> Iterator[pa.Array | ReadFailure]:
+def _rechunk(arrays: Iterator[Lines | ReadFailure], max_lines: int
+             ) -> Iterator[Lines | ReadFailure]:
     for arr in arrays:
         if isinstance(arr, ReadFailure):
             yield arr
@@ -256,7 +266,7 @@ class _Position:
     index: int  # ordinal of the next record to emit
 
 
-def _emit(src: VcfSource, lines: pa.Array, at: _Position) -> pa.RecordBatch:
+def _emit(src: VcfSource, lines: Lines, at: _Position) -> pa.RecordBatch:
     batch = rows.lines_to_batch(src, lines, at.index)
     at.index += len(lines)
     return batch
@@ -304,7 +314,7 @@ def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
     for lines in iter_range_lines(src.path, src.contig_offsets[names[0]], total, max_lines):
         done = at.index - piece.first_index
         if done >= total:  # the line after the range
-            if lines[0].as_py().startswith(names[-1] + "\t"):
+            if lines.text(0).startswith(names[-1] + "\t"):
                 return _mismatch(at, f"the index lists {int(piece.contigs[-1][1])} records "
                                      f"on contig {names[-1]} but the file has more")
             return None
@@ -315,15 +325,15 @@ def _read_range(src: VcfSource, piece: Piece, max_lines: int, at: _Position):
             a, b = max(int(lo), done) - done, min(int(hi), done + len(lines)) - done
             if a >= b:
                 continue
-            same = pc.starts_with(lines.slice(a, b - a), name + "\t")
-            if not pc.all(same).as_py():
-                bad = a + int(np.argmin(same.to_numpy(zero_copy_only=False)))
+            same = lines.slice(a, b - a).starts_with(name + "\t")
+            if not same.all():
+                bad = a + int(np.argmin(same))
                 expected_name = name
                 break
         if bad is not None:
             if bad:
                 yield _emit(src, lines.slice(0, bad), at)
-            found = lines[bad].as_py().split("\t", 1)[0]
+            found = lines.text(bad).split("\t", 1)[0]
             return _mismatch(at, f"record {at.index} is on contig {found} where the index "
                                  f"counts place contig {expected_name}")
         yield _emit(src, lines, at)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from pipelines.genomics.lines import Lines
 from pipelines.genomics.sources import VcfSource
 
 STR_LIST = pa.list_(pa.string())
@@ -63,6 +64,9 @@ RULE_ORDER = (
     "invalid_alt", "format_value_count", "malformed_gt", "invalid_ad", "invalid_dp",
 )
 
+# Smaller batches (small files) stay on the Arrow path: loading the compiled code costs a
+# new Python worker ~1.2 s once, more than it saves on a few thousand rows.
+COMPILED_MIN_ROWS = 4096
 INT_RE = r"^-?[0-9]+$"
 COUNT_RE = r"^[0-9]+$"
 FLOAT_RE = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
@@ -203,8 +207,13 @@ class _Rules:
 
 
 # ---------------------------------------------------------------------------- lines -> rows
-def lines_to_batch(src: VcfSource, lines: pa.Array, first_index: int) -> pa.RecordBatch:
+def lines_to_batch(src: VcfSource, lines: pa.Array | Lines, first_index: int,
+                   compiled: bool = True) -> pa.RecordBatch:
     """One typed row per (record, sample) for a batch of VCF data lines.
+
+    A batch of at least :data:`COMPILED_MIN_ROWS` rows in which no rule fails is typed by
+    the compiled fast path (:mod:`pipelines.genomics.fastrows`) unless ``compiled`` is False;
+    any other batch by the Arrow kernels below, which apply the rules.
 
     >>> from pipelines.genomics.sources import FieldDef
     >>> src = VcfSource("/f.vcf", samples=("S1",), contigs_declared=("1",),
@@ -214,6 +223,16 @@ def lines_to_batch(src: VcfSource, lines: pa.Array, first_index: int) -> pa.Reco
     >>> b.column("record_index").to_pylist(), b.column("gt").to_pylist()
     ([7], ['0/1'])
     """
+    if compiled and len(lines) * max(1, len(src.samples)) >= COMPILED_MIN_ROWS:
+        from pipelines.genomics import fastrows  # imports this module
+
+        spans = lines if isinstance(lines, Lines) else (
+            Lines.of_arrow(lines) if lines.null_count == 0 else None)
+        fast = None if spans is None else fastrows.typed_batch(src, spans, first_index)
+        if fast is not None:
+            return fast
+    if isinstance(lines, Lines):
+        lines = lines.arrow()
     n = len(lines)
     lines = lines.cast(pa.large_string())
     parts = pc.split_pattern(lines, "\t")
