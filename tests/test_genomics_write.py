@@ -181,6 +181,42 @@ def test_untagged_files_and_gate_quarantines_fall_back_to_spark_writer(spark, in
     assert_no_orphans(table, root / "gated")
 
 
+def test_replaced_files_read_from_the_log_equal_deltas_own_listing(spark, inputs):
+    """The files a re-ingest removes, listed by ``deltalake`` from the log, are the ones
+    Delta's own state reconstruction finds by their tags, on the same snapshot."""
+    root, files, _ = inputs
+    settings, _ = ingest(spark, root / "listing", files, direct=True)
+    ref = settings.table("bronze", "variants_raw")
+    for wanted in ({files[0]}, {files[1]}, set(files), {"/elsewhere.vcf"}):
+        txn = delta._delta_log(spark, ref).startTransaction()
+        ours = delta._replaced_files(spark, txn, ref, "source_file", SOURCE_TAG, wanted)
+        txn = delta._delta_log(spark, ref).startTransaction()
+        theirs = delta._replaced_files_jvm(txn, "source_file", SOURCE_TAG, wanted)
+        paths = sorted(json.loads(a.json())["remove"]["path"] for a in ours)
+        assert paths == sorted(json.loads(a.json())["remove"]["path"] for a in theirs)
+        assert bool(paths) == (wanted != {"/elsewhere.vcf"})
+
+
+def test_a_concurrent_commit_makes_the_replacing_commit_fail(spark, inputs):
+    """The replacing commit records the whole table as read: a commit that lands between
+    its snapshot and its own commit makes it fail, nothing half-replaced."""
+    from delta.exceptions import ConcurrentAppendException
+
+    root, files, _ = inputs
+    settings, _ = ingest(spark, root / "race", files, direct=True)
+    ref = settings.table("bronze", "variants_raw")
+    before = snapshot(spark, settings)
+    txn = delta._delta_log(spark, ref).startTransaction()
+    removes = delta._replaced_files(spark, txn, ref, "source_file", SOURCE_TAG, {files[1]})
+    assert removes
+    ingest(spark, root / "race", files[1:], direct=True)  # the concurrent writer
+    version = delta.current_version(spark, ref)
+    with pytest.raises(ConcurrentAppendException):
+        delta._commit(spark, txn, removes, "Overwrite", "true")
+    assert delta.current_version(spark, ref) == version
+    assert snapshot(spark, settings) == before
+
+
 # ---------------------------------------------------------------------------- key proof
 def _staged(source, first, last, increasing=True):
     return StagedFile(f"/t/{source}-{first}.parquet", 1, 1, None, source, first, last,

@@ -274,20 +274,74 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
     """Publish Parquet files already written in ``ref``'s folder, in one Delta commit.
 
     ``adds`` are Delta ``add`` actions (JSON-ready dicts) whose ``tags[tag]`` names the one
-    value of ``column`` their rows hold; the commit also removes the table's files of the
-    values in ``replaced`` — the files tagged with one of them — so it is a ``replaceWhere
-    predicate`` (``column IN replaced``) whose rows were written outside Spark's writer
-    (recorded in the history as a WRITE with that predicate). The transaction reads the whole table, so a concurrent writer
+    value of ``column`` their rows hold (their statistics say so too); the commit also
+    removes the table's files of the values in ``replaced`` — the files holding only one of
+    them (:func:`_replaced_files`) — so it is a ``replaceWhere predicate`` (``column IN
+    replaced``) whose rows were written outside Spark's writer (recorded in the history as a
+    WRITE with that predicate). The transaction reads the whole table, so a concurrent writer
     makes one of the two commits fail instead of both succeeding.
 
-    Returns the new version, or ``None`` (nothing committed) when a file of the table has no
-    tag and its statistics cannot rule out that it holds rows of a replaced slice: only a
-    Spark ``replaceWhere`` write can replace part of such a file, which the caller then does.
-    Only for path-based tables (``ref.path``).
+    Returns the new version, or ``None`` (nothing committed) when a file of the table may
+    hold rows of a replaced slice and other rows: only a Spark ``replaceWhere`` write can
+    replace part of such a file, which the caller then does. Only for path-based tables
+    (``ref.path``).
     """
     jvm = spark._jvm
     txn = _delta_log(spark, ref).startTransaction()
-    wanted = set(replaced)
+    removes = _replaced_files(spark, txn, ref, column, tag, set(replaced))
+    if removes is None:
+        return None
+    actions = removes + [jvm.org.apache.spark.sql.delta.actions.Action.fromJson(json.dumps(a))
+                         for a in adds]
+    return _commit(spark, txn, actions, "Overwrite", predicate)
+
+
+def _replaced_files(spark: SparkSession, txn, ref: TableRef, column: str, tag: str,
+                    wanted: set[str]) -> list | None:
+    """``remove`` actions (JVM objects) for the table's files of the ``wanted`` values of
+    ``column``, with the whole table recorded as read by ``txn``; None when a file may hold
+    wanted and other values alike.
+
+    The file list of the transaction's snapshot is read from the Delta log by ``deltalake``
+    (~40 ms) instead of Delta's own state reconstruction (``filterFiles``: three Spark jobs,
+    ~1 s on one core whenever the table has a new version), and the whole table is marked
+    read (``readWholeTable``), so a concurrent writer still makes one commit fail. A file
+    belongs to a value when its statistics say every row holds it (min = max, no nulls), as
+    for the files :mod:`pipelines.genomics.staging` writes (which also carry ``tag``).
+    Partitioned tables and protocols that allow deletion vectors take Delta's route.
+    """
+    import time
+
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(ref.path), version=int(txn.snapshot().version()))
+    if ("deletionVectors" in (table.protocol().writer_features or [])
+            or table.metadata().partition_columns):
+        return _replaced_files_jvm(txn, column, tag, wanted)
+    txn.readWholeTable()
+    files = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    lo, hi, nulls = f"min.{column}", f"max.{column}", f"null_count.{column}"
+    now = int(time.time() * 1000)
+    removes = []
+    for f in files:
+        if f.get(lo) is not None and f.get(lo) == f.get(hi) and f.get(nulls) == 0:
+            if f[lo] in wanted:
+                removes.append({"remove": {
+                    "path": f["path"], "deletionTimestamp": now, "dataChange": True,
+                    "extendedFileMetadata": True, "partitionValues": {},
+                    "size": f["size_bytes"]}})
+            continue
+        stats = {"numRecords": f.get("num_records"), "minValues": {column: f.get(lo)},
+                 "maxValues": {column: f.get(hi)}, "nullCount": {column: f.get(nulls)}}
+        if not _outside(json.dumps(stats), column, wanted):
+            return None
+    action = spark._jvm.org.apache.spark.sql.delta.actions.Action
+    return [action.fromJson(json.dumps(r)) for r in removes]
+
+
+def _replaced_files_jvm(txn, column: str, tag: str, wanted: set[str]) -> list | None:
+    """:func:`_replaced_files` through Delta's own file listing (the tag decides)."""
     actions = []
     files = txn.filterFiles().iterator()  # the whole table, recorded as read by this commit
     while files.hasNext():
@@ -300,9 +354,7 @@ def commit_files(spark: SparkSession, ref: TableRef, adds: list[dict], *, column
             continue
         if owner in wanted:
             actions.append(f.remove())
-    actions += [jvm.org.apache.spark.sql.delta.actions.Action.fromJson(json.dumps(a))
-                for a in adds]
-    return _commit(spark, txn, actions, "Overwrite", predicate)
+    return actions
 
 
 def _commit(spark: SparkSession, txn, actions: list, save_mode: str,
