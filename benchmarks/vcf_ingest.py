@@ -5,6 +5,8 @@ synthetic cohort's (GT:AD:DP:AF, a 12-field VEP CSQ, PASS/LowQual/strand_bias, ~
 multi-allelic), then runs, each in a fresh process on the same file:
 
 * ``bcftools``     ``bcftools view -Ou FILE > /dev/null`` (decode every record; 1 thread);
+* ``bcftools-text`` ``bcftools view FILE > /dev/null``, the literal command: decode, then
+  format every record back to VCF text (slower than ``-Ou``, which is the floor we quote);
 * ``pysam-min``    ``for rec in VariantFile(FILE): rec.pos`` (htslib parse + one attribute);
 * ``pysam-full``   the same loop reading every field bronze stores (INFO and FORMAT dicts);
 * ``spark-bronze`` our reader + typing + Delta write of ``bronze.variants_raw`` (the
@@ -239,13 +241,14 @@ print(json.dumps({"records_in": run.rows_in, "rows_written": run.rows_written,
 def measure(engine: str, path: Path, records: int, cores: int, work: Path,
             memory: str) -> dict:
     py = sys.executable
-    if engine == "bcftools":
+    if engine in ("bcftools", "bcftools-text"):
+        fmt = ["-Ou"] if engine == "bcftools" else []
         with open(os.devnull, "wb") as null:
             if path.is_dir():  # a cohort: one bcftools per file, as a shell loop runs it
-                loop = 'for f in "$0"/*.vcf.gz; do bcftools view -Ou "$f"; done'
+                loop = f'for f in "$0"/*.vcf.gz; do bcftools view {" ".join(fmt)} "$f"; done'
                 wall, peak, _ = run_measured(["sh", "-c", loop, str(path)], stdout=null)
             else:
-                wall, peak, _ = run_measured(["bcftools", "view", "-Ou", str(path)],
+                wall, peak, _ = run_measured(["bcftools", "view", *fmt, str(path)],
                                              stdout=null)
         seconds = wall
     elif engine in ("pysam-min", "pysam-full"):
