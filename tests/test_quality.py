@@ -182,6 +182,30 @@ def test_row_predicates_flag_exactly_the_rows_gx_counts(spark, settings):
     df.unpersist()
 
 
+def test_no_value_queries_only_when_no_values_are_asked(settings):
+    """GX's ``unexpected_values`` on Spark is answered without a query exactly when the
+    result format asks for no values; otherwise GX's own function runs."""
+    from great_expectations.expectations import registry
+
+    engine._context(settings)
+    engine._no_queries_for_no_values()  # a second time changes nothing
+    wrapped = {n: d["providers"]["SparkDFExecutionEngine"][1]
+               for n, d in registry._registered_metrics.items()
+               if n.endswith(".unexpected_values")
+               and d["providers"].get("SparkDFExecutionEngine") is not None}
+    assert "column_values.nonnull.unexpected_values" in wrapped
+    assert all(fn.oncorank_no_values and not getattr(fn.__wrapped__, "oncorank_no_values",
+                                                     False) for fn in wrapped.values())
+    fn = wrapped["column_values.nonnull.unexpected_values"]
+    kw = {"cls": None, "execution_engine": None, "metric_domain_kwargs": {}, "metrics": {},
+          "runtime_configuration": None}
+    assert fn(metric_value_kwargs={"result_format": engine.RESULT_FORMAT}, **kw) == []
+    for asked in ({"result_format": "SUMMARY", "partial_unexpected_count": 3},
+                  {"result_format": "COMPLETE", "partial_unexpected_count": 0}):
+        with pytest.raises(KeyError, match="unexpected_condition"):  # GX's own code ran
+            fn(metric_value_kwargs={"result_format": asked}, **kw)
+
+
 # ---------------------------------------------------------------------------- the gate
 def test_tables_without_a_suite_pass_unchanged(spark, settings):
     df = spark.range(3)

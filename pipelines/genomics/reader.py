@@ -2,9 +2,10 @@
 
 Per-record Python is the bottleneck of VCF ingestion (FINDINGS.md, "pysam inside Spark"),
 so records are never turned into Python objects here. htslib (through pysam) decompresses
-and, for contig pieces, seeks with the index; the text lines are then cut into columns with
-vectorised Arrow kernels and typed (:mod:`pipelines.genomics.rows`), so the JVM only
-converts Arrow batches and writes.
+and, for contig pieces, seeks with the index; each decompressed block is cut into lines in
+place (:class:`pipelines.genomics.lines.Lines`), which are then cut into columns and typed
+batch by batch (:mod:`pipelines.genomics.rows`: compiled code for clean batches, vectorised
+Arrow kernels for the rest), so the JVM only receives Arrow batches.
 
 Each output row is one (record, sample), plus ``_rule``/``_reason`` when the row must be
 quarantined. A line whose column count is wrong becomes one row with the raw line in

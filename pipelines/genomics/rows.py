@@ -1,5 +1,9 @@
 """VCF data lines -> typed bronze rows, with vectorised Arrow kernels (no per-record Python).
 
+This module is the rule book: a batch in which no rule fails may be typed faster by the
+compiled fast path (:mod:`pipelines.genomics.fastrows`), which hands every other batch back
+here and is tested to give exactly these rows.
+
 :func:`lines_to_batch` cuts a batch of data lines into one row per (record, sample), types
 every column of ``bronze.variants_raw`` and applies every rule of the bad-input table
 (``README.md``), returning an Arrow batch in :data:`ROW_SCHEMA`. Rows that break a rule carry
