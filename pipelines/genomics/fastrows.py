@@ -34,11 +34,30 @@ INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63) + 1, 2**63 - 1)
 MAX_OFFSET = 2**31 - 1  # pa.string() offsets are 32-bit
 
-_jit = njit(cache=True, nogil=True)
+
+
+def _jit(fn):
+    """Compile ``fn``, caching the machine code on disk (next to this module, or in the
+    user's cache folder) so later processes only load it; without a writable place,
+    compile in memory in each process."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True)(fn)
 
 
 # ---------------------------------------------------------------------------- kernels
 # Spans are (start, end) byte positions in the batch's data; a start of -1 is "absent".
+@_jit
+def _capacity(starts, ends):
+    """Bytes plus one per present span (start >= 0): room for every token of a split."""
+    cap = 0
+    for i in range(len(starts)):
+        if starts[i] >= 0:
+            cap += ends[i] - starts[i] + 1
+    return cap
+
+
 @_jit
 def line_spans(data):
     """The lines of a block (cut at newlines, which they exclude), in one pass: (starts,
@@ -130,10 +149,7 @@ def split_gather(data, starts, ends, delim):
     empty one: one empty token, as Arrow's ``split_pattern``): (list offsets, token bytes,
     token offsets), in one pass."""
     n = len(starts)
-    cap = 0
-    for i in range(n):
-        if starts[i] >= 0:
-            cap += ends[i] - starts[i] + 1
+    cap = _capacity(starts, ends)
     lists = np.empty(n + 1, np.int64)
     toks = np.empty(cap + 1, np.int64)
     out = np.empty(cap, np.uint8)
@@ -163,10 +179,7 @@ def list_spans(data, starts, ends, delim):
     """Each span cut at ``delim`` (an absent span: no tokens): (list offsets, token starts,
     token ends), in one pass."""
     n = len(starts)
-    cap = 0
-    for i in range(n):
-        if starts[i] >= 0:
-            cap += ends[i] - starts[i] + 1
+    cap = _capacity(starts, ends)
     lists = np.empty(n + 1, np.int64)
     ts = np.empty(cap, np.int64)
     te = np.empty(cap, np.int64)
@@ -295,9 +308,7 @@ def info_kernel(data, starts, ends, lookup, lookup_offsets):
     """
     n = len(starts)
     nl = len(lookup_offsets) - 1
-    cap = 0
-    for i in range(n):
-        cap += ends[i] - starts[i] + 1
+    cap = _capacity(starts, ends)
     # sized for the worst case, never zeroed: the OS maps only the pages written
     items = np.empty(n + 1, np.int64)
     kb = np.empty(cap, np.uint8)
@@ -369,9 +380,7 @@ def sample_kernel(data, starts, ends, codes, nk_of, key_base, where):
     """
     n = len(starts)
     nf = where.shape[0]
-    cap = 0
-    for i in range(n):
-        cap += ends[i] - starts[i] + 1
+    cap = _capacity(starts, ends)
     moff = np.empty(n + 1, np.int64)
     vb = np.empty(cap, np.uint8)
     vo = np.empty(cap + 1, np.int64)
