@@ -197,6 +197,24 @@ def test_replaced_files_read_from_the_log_equal_deltas_own_listing(spark, inputs
         assert bool(paths) == (wanted != {"/elsewhere.vcf"})
 
 
+def test_a_log_deltalake_cannot_read_falls_back_to_deltas_listing(spark, inputs, monkeypatch):
+    import deltalake
+
+    root, files, _ = inputs
+    settings, _ = ingest(spark, root / "unreadable-log", files, direct=True)
+    ref = settings.table("bronze", "variants_raw")
+
+    def unreadable(*_a, **_k):
+        raise deltalake.exceptions.DeltaProtocolError("unsupported reader features")
+
+    monkeypatch.setattr(deltalake, "DeltaTable", unreadable)
+    txn = delta._delta_log(spark, ref).startTransaction()
+    removes = delta._replaced_files(spark, txn, ref, "source_file", SOURCE_TAG, {files[0]})
+    live = live_files(Path(ref.path))
+    assert sorted(json.loads(a.json())["remove"]["path"] for a in removes) == sorted(
+        p for p, a in live.items() if a["tags"][SOURCE_TAG] == files[0])
+
+
 def test_a_concurrent_commit_makes_the_replacing_commit_fail(spark, inputs):
     """The replacing commit records the whole table as read: a commit that lands between
     its snapshot and its own commit makes it fail, nothing half-replaced."""

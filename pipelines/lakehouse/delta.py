@@ -18,6 +18,7 @@ a crash after it leaves the finished write, which a re-run reproduces.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from pyspark.sql import functions as F
 
 from pipelines.lakehouse.errors import DataQualityError, SchemaMismatchError
 from pipelines.lakehouse.settings import TableRef
+
+log = logging.getLogger("oncorank.lakehouse")
 
 WRITE_MODES = ("merge", "replace", "overwrite", "append")
 
@@ -308,19 +311,24 @@ def _replaced_files(spark: SparkSession, txn, ref: TableRef, column: str, tag: s
     read (``readWholeTable``), so a concurrent writer still makes one commit fail. A file
     belongs to a value when its statistics say every row holds it (min = max, no nulls), as
     for the files :mod:`pipelines.genomics.staging` writes (which also carry ``tag``).
-    Partitioned tables and protocols that allow deletion vectors take Delta's route.
+    Partitioned tables, protocols that allow deletion vectors and tables ``deltalake``
+    cannot read take Delta's route.
     """
     import time
 
     import pyarrow as pa
     from deltalake import DeltaTable
 
-    table = DeltaTable(str(ref.path), version=int(txn.snapshot().version()))
-    if ("deletionVectors" in (table.protocol().writer_features or [])
-            or table.metadata().partition_columns):
+    try:
+        table = DeltaTable(str(ref.path), version=int(txn.snapshot().version()))
+        if ("deletionVectors" in (table.protocol().writer_features or [])
+                or table.metadata().partition_columns):
+            return _replaced_files_jvm(txn, column, tag, wanted)
+        files = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    except Exception as exc:  # a table feature deltalake cannot read: Delta's own listing
+        log.info("deltalake cannot list %s (%s); using Delta's listing", ref.key, exc)
         return _replaced_files_jvm(txn, column, tag, wanted)
     txn.readWholeTable()
-    files = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     lo, hi, nulls = f"min.{column}", f"max.{column}", f"null_count.{column}"
     now = int(time.time() * 1000)
     removes = []
