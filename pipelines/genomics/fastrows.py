@@ -35,7 +35,6 @@ INT64 = (-(2**63) + 1, 2**63 - 1)
 MAX_OFFSET = 2**31 - 1  # pa.string() offsets are 32-bit
 
 
-
 def _jit(fn):
     """Compile ``fn``, caching the machine code on disk (next to this module, or in the
     user's cache folder) so later processes only load it; without a writable place,
@@ -56,36 +55,6 @@ def _capacity(starts, ends):
         if starts[i] >= 0:
             cap += ends[i] - starts[i] + 1
     return cap
-
-
-@_jit
-def line_spans(data):
-    """The lines of a block (cut at newlines, which they exclude), in one pass: (starts,
-    ends, whether any byte is not ASCII, whether any line ends with a carriage return)."""
-    n = len(data)
-    starts = np.empty(n + 1, np.int64)  # worst case; only the pages written are mapped
-    ends = np.empty(n + 1, np.int64)
-    high = False
-    cr = False
-    k = 0
-    s = 0
-    for j in range(n):
-        c = data[j]
-        if c == 10:
-            starts[k] = s
-            ends[k] = j
-            if j > s and data[j - 1] == 13:
-                cr = True
-            k += 1
-            s = j + 1
-        elif c >= 128:
-            high = True
-    starts[k] = s
-    ends[k] = n
-    if n > s and data[n - 1] == 13:
-        cr = True
-    k += 1
-    return starts[:k].copy(), ends[:k].copy(), high, cr
 
 
 @_jit
@@ -526,11 +495,7 @@ def _typed(src: VcfSource, lines: Lines, first_index: int) -> pa.RecordBatch:
 
     # --- fixed columns
     chrom = _strings(data, *col[0])
-    if src.contigs_declared:
-        known = pc.is_in(chrom, value_set=pa.array(src.contigs_declared, pa.string()))
-    else:
-        known = pc.match_substring_regex(chrom, rows.conventions()["human_contig_pattern"])
-    if not pc.all(known).as_py():
+    if not rows.contig_known(src, chrom).all():
         raise _Unusual
     pos = _ints(data, *col[1], False, INT64, pa.int64())
     if pos.null_count:
@@ -582,9 +547,8 @@ def _typed(src: VcfSource, lines: Lines, first_index: int) -> pa.RecordBatch:
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     keys_of = [t.split(":") for t in enc.dictionary.to_pylist()]
     declared = set(src.formats)
-    for ks in keys_of:
-        if any(k not in declared for k in ks) or len(set(ks)) != len(ks):
-            raise _Unusual
+    if any(rows.format_key_problem(ks, declared) for ks in keys_of):
+        raise _Unusual
     nk_of = np.array([len(ks) for ks in keys_of], np.int64)
     key_base = np.zeros(len(keys_of), np.int64)
     np.cumsum(nk_of[:-1], out=key_base[1:])
@@ -604,14 +568,8 @@ def _typed(src: VcfSource, lines: Lines, first_index: int) -> pa.RecordBatch:
                                       _string_array(vbytes, voffs))
     field = {f: (fs[i], fe[i]) for i, f in enumerate(FORMAT_FIELDS)}
     gt = _strings(data, *field["GT"])
-    genc = pc.dictionary_encode(gt)
-    distinct = genc.dictionary
-    if not pc.all(pc.match_substring_regex(distinct, rows.GT_RE)).as_py():
-        raise _Unusual
-    highest = np.array([rows._highest_allele(g) for g in distinct.to_pylist()] + [-1],
-                       np.int64)
-    gt_code = genc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    if (highest[gt_code] > n_alts[rec_of_row]).any():
+    gt_ok, top = rows.genotype_checks(gt)
+    if not gt_ok.all() or (top > n_alts[rec_of_row]).any():
         raise _Unusual
     sample_idx = np.tile(np.arange(ns, dtype=np.int32), m)
     samples = {"sample": pa.array(src.samples, pa.string()).take(pa.array(sample_idx)),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+NEWLINE, CR = 10, 13
+
 
 @dataclass(frozen=True)
 class Lines:
@@ -38,17 +40,21 @@ class Lines:
         """The lines of a block of complete lines (bytes or a memoryview, without the last
         newline); None when it is not valid UTF-8 or has CRLF line ends (the careful path in
         :mod:`pipelines.genomics.reader` handles those)."""
-        from pipelines.genomics.fastrows import line_spans  # compiled; imported by tasks only
-
         data = np.frombuffer(block, np.uint8)
-        starts, ends, high, cr = line_spans(data)
-        if cr:
-            return None
-        if high:
+        if len(data) and data.max() >= 0x80:  # not ASCII: check the UTF-8 once
             try:
                 bytes(block).decode("utf-8")
             except UnicodeDecodeError:
                 return None
+        nl = np.flatnonzero(data == NEWLINE)
+        starts = np.empty(len(nl) + 1, np.int64)
+        starts[0] = 0
+        starts[1:] = nl + 1
+        ends = np.empty(len(nl) + 1, np.int64)
+        ends[:-1] = nl
+        ends[-1] = len(data)
+        if len(data) and ((data[np.maximum(ends - 1, 0)] == CR) & (ends > starts)).any():
+            return None
         return cls(data, starts, ends)
 
     def __len__(self) -> int:

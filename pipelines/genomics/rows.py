@@ -287,12 +287,9 @@ def _typed_rows(src: VcfSource, parts: pa.Array, rec_index: np.ndarray) -> pa.Re
 
     # --- contig
     chrom = col["chrom"]
-    if src.contigs_declared:
-        known = _bool(pc.is_in(chrom, value_set=pa.array(src.contigs_declared, chrom.type)))
-        where = "is not declared in the header's ##contig lines"
-    else:
-        known = _matches(chrom, conventions()["human_contig_pattern"])
-        where = "is not a human reference contig name (the header declares no contigs)"
+    known = contig_known(src, chrom)
+    where = ("is not declared in the header's ##contig lines" if src.contigs_declared else
+             "is not a human reference contig name (the header declares no contigs)")
     rules.mark_mask(~known, "unknown_contig",
                     lambda r: f"contig {chrom[r].as_py()!r} {where}")
 
@@ -340,17 +337,10 @@ def _typed_rows(src: VcfSource, parts: pa.Array, rec_index: np.ndarray) -> pa.Re
         codes = _np(enc.indices)
         declared = set(src.formats)
         for code, text in enumerate(enc.dictionary.to_pylist()):
-            fkeys = (text or "").split(":")
-            bad_key = next((k for k in fkeys if k not in declared), None)
-            if bad_key is not None:
+            problem = format_key_problem((text or "").split(":"), declared)
+            if problem is not None:
                 rows = np.nonzero(codes == code)[0]
-                rules.mark(rows, "undeclared_format",
-                           [f"FORMAT key {bad_key!r} is not declared in the header"] * len(rows))
-            elif len(set(fkeys)) != len(fkeys):
-                dup = next(k for k in fkeys if fkeys.count(k) > 1)
-                rows = np.nonzero(codes == code)[0]
-                rules.mark(rows, "duplicate_format",
-                           [f"FORMAT key {dup!r} appears more than once"] * len(rows))
+                rules.mark(rows, problem[0], [problem[1]] * len(rows))
 
     # --- fixed columns
     pos, bad_pos = _parse(col["pos"], COUNT_RE, pa.int64())
@@ -488,17 +478,8 @@ def _format_columns(fmt: pa.Array, formats: pa.Array, codes: np.ndarray,
         return _take(vflat, np.where(present, value_starts + where, -1)).cast(pa.string())
 
     gt = field("GT")
-    # A file has few distinct genotypes: each is checked, and its highest allele found, once.
-    enc = pc.dictionary_encode(gt)
-    distinct = enc.dictionary.to_pylist()
-    valid = np.append(_matches(enc.dictionary, GT_RE), True)  # last: no GT (index -1)
-    highest = np.array([_highest_allele(g) if ok else -1
-                        for g, ok in zip(distinct, valid[:-1], strict=True)] + [-1],
-                       dtype=np.int64)
-    gt_code = _np(pc.fill_null(enc.indices, -1)).astype(np.int64)
-    gt_ok = valid[gt_code]
+    gt_ok, top = genotype_checks(gt)
     rules.mark_mask(~gt_ok, "malformed_gt", lambda r: f"GT {gt[r].as_py()!r} is not a genotype")
-    top = highest[gt_code]
     beyond = top > n_alts[rec_of_row]
     rules.mark_mask(beyond, "malformed_gt",
                     lambda r: f"GT {gt[r].as_py()} refers to allele {int(top[r])} but the "
@@ -513,6 +494,40 @@ def _format_columns(fmt: pa.Array, formats: pa.Array, codes: np.ndarray,
     gq, _ = _parse(field("GQ"), INT_RE, pa.int32())
     af, _ = _parse_list(field("AF"), FLOAT_RE, pa.float64())
     return fmt_map, {"gt": gt, "ad": ad, "dp": dp, "gq": gq, "af": af}, rules
+
+
+def contig_known(src: VcfSource, chrom: pa.Array) -> np.ndarray:
+    """Which CHROM values the header declares (or, without ##contig lines, which are human
+    reference contig names)."""
+    if src.contigs_declared:
+        return _bool(pc.is_in(chrom, value_set=pa.array(src.contigs_declared, chrom.type)))
+    return _matches(chrom, conventions()["human_contig_pattern"])
+
+
+def format_key_problem(keys: list[str], declared: set[str]) -> tuple[str, str] | None:
+    """(rule, reason) for a FORMAT string's keys: one the header does not declare, or one
+    twice; None when they are fine."""
+    bad = next((k for k in keys if k not in declared), None)
+    if bad is not None:
+        return "undeclared_format", f"FORMAT key {bad!r} is not declared in the header"
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        return "duplicate_format", f"FORMAT key {dup!r} appears more than once"
+    return None
+
+
+def genotype_checks(gt: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, whether GT is a valid genotype (a missing GT is) and the highest allele it
+    names (-1: none, or invalid). A file has few distinct genotypes: each is checked, and
+    its highest allele found, once."""
+    enc = pc.dictionary_encode(gt)
+    distinct = enc.dictionary.to_pylist()
+    valid = np.append(_matches(enc.dictionary, GT_RE), True)  # last: no GT (index -1)
+    highest = np.array([_highest_allele(g) if ok else -1
+                        for g, ok in zip(distinct, valid[:-1], strict=True)] + [-1],
+                       dtype=np.int64)
+    code = _np(pc.fill_null(enc.indices, -1)).astype(np.int64)
+    return valid[code], highest[code]
 
 
 def _highest_allele(gt: str) -> int:

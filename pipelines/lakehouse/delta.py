@@ -340,9 +340,8 @@ def _replaced_files(spark: SparkSession, txn, ref: TableRef, column: str, tag: s
                     "extendedFileMetadata": True, "partitionValues": {},
                     "size": f["size_bytes"]}})
             continue
-        stats = {"numRecords": f.get("num_records"), "minValues": {column: f.get(lo)},
-                 "maxValues": {column: f.get(hi)}, "nullCount": {column: f.get(nulls)}}
-        if not _outside(json.dumps(stats), column, wanted):
+        if not _outside_bounds(f.get("num_records"), f.get(lo), f.get(hi), f.get(nulls),
+                               wanted):
             return None
     action = spark._jvm.org.apache.spark.sql.delta.actions.Action
     return [action.fromJson(json.dumps(r)) for r in removes]
@@ -393,12 +392,16 @@ def _outside(stats: str | None, column: str, values: set[str]) -> bool:
     if not stats:
         return False
     s = json.loads(stats)
-    if s.get("numRecords") == 0:
+    return _outside_bounds(s.get("numRecords"), (s.get("minValues") or {}).get(column),
+                           (s.get("maxValues") or {}).get(column),
+                           (s.get("nullCount") or {}).get(column), values)
+
+
+def _outside_bounds(n: int | None, lo, hi, nulls: int | None, values: set[str]) -> bool:
+    """:func:`_outside` on a file's row count and one column's min, max and null count."""
+    if n == 0:
         return True
-    lo = (s.get("minValues") or {}).get(column)
-    hi = (s.get("maxValues") or {}).get(column)
-    nulls = (s.get("nullCount") or {}).get(column)
     if lo is None or hi is None:
         # no bounds: outside only when every value is null
-        return nulls is not None and nulls == s.get("numRecords")
+        return nulls is not None and nulls == n
     return not any(lo <= v <= hi for v in values)
