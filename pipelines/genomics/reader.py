@@ -1,8 +1,10 @@
 """Stream VCF/BCF records into Arrow batches inside Spark tasks (``mapInArrow``).
 
 Per-record Python is the bottleneck of VCF ingestion (FINDINGS.md, "pysam inside Spark"),
-so records are never turned into Python objects here. htslib (through pysam) decompresses
-and, for contig pieces, seeks with the index; each decompressed block is cut into lines in
+so records are never turned into Python objects here. BGZF blocks are inflated by
+libdeflate (:mod:`pipelines.genomics.bgzf`, htslib taking over at any block it cannot vouch
+for), other files by htslib (through pysam), which also seeks with the index for contig
+pieces; each decompressed block is cut into lines in
 place (:class:`pipelines.genomics.lines.Lines`), which are then cut into columns and typed
 batch by batch (:mod:`pipelines.genomics.rows`: compiled code for clean batches, vectorised
 Arrow kernels for the rest), so the JVM only receives Arrow batches.
@@ -26,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.genomics import rows
+from pipelines.genomics.bgzf import BgzfReader
 from pipelines.genomics.lines import Lines
 from pipelines.genomics.rows import conventions  # noqa: F401 - re-exported
 from pipelines.genomics.sources import Piece, VcfSource
@@ -65,11 +68,19 @@ def _split_careful(block: bytes) -> pa.Array:
     return lines
 
 
-def _cut_lines(carry: bytes, data: bytes) -> tuple[memoryview | bytes, bytes]:
-    """``carry + data`` cut after its last newline: (complete lines without the last
-    newline, as a view of the buffer, and the unfinished rest). No newline yet: (b"",
-    everything)."""
-    buf = carry + data if carry else data
+def _read_on(fh, carry: bytes, kind: str) -> tuple[bytes, bool]:
+    """``carry`` (the unfinished last line so far) followed by the next chunk of the file,
+    and whether the file has ended. A BGZF reader joins them in its one copy of the data."""
+    if kind == "bgzf":
+        buf = fh.read(CHUNK_BYTES, carry)
+        return buf, len(buf) == len(carry)
+    data = fh.read(CHUNK_BYTES)
+    return (carry + data if carry else data), not data
+
+
+def _cut_lines(buf: bytes) -> tuple[memoryview | bytes, bytes]:
+    """``buf`` cut after its last newline: (complete lines without the last newline, as a
+    view of the buffer, and the unfinished rest). No newline yet: (b"", everything)."""
     cut = buf.rfind(b"\n")
     return (b"", buf) if cut < 0 else (memoryview(buf)[:cut], buf[cut + 1:])
 
@@ -96,28 +107,29 @@ def iter_text_lines(path: str, kind: str) -> Iterator[Lines | ReadFailure]:
     """
     import pysam
 
-    opener = pysam.BGZFile if kind in ("bgzf", "gzip") else open
     carry = b""
     in_header = True
     emitted = 0
     failure: str | None = None
-    fh = opener(path, "rb")
+    fh = BgzfReader(path) if kind == "bgzf" else (
+        pysam.BGZFile(path, "rb") if kind == "gzip" else open(path, "rb"))  # noqa: SIM115
     try:
         while True:
             last_good = fh.tell() if kind == "bgzf" else None
             try:
-                data = fh.read(CHUNK_BYTES)
+                buf, at_end = _read_on(fh, carry, kind)
             except OSError as exc:
                 failure = str(exc) or type(exc).__name__
-                data = _recover_blocks(path, last_good) if last_good is not None else b""
-            if data:
-                block, carry = _cut_lines(carry, data)
-                if block:
-                    lines, in_header = _drop_header_and_blank(_split_block(block), in_header)
-                    if len(lines):
-                        emitted += len(lines)
-                        yield lines
-            if failure is not None or not data:
+                buf = carry + (_recover_blocks(path, last_good) if last_good is not None
+                               else b"")
+                at_end = True
+            block, carry = _cut_lines(buf)
+            if block:
+                lines, in_header = _drop_header_and_blank(_split_block(block), in_header)
+                if len(lines):
+                    emitted += len(lines)
+                    yield lines
+            if at_end:
                 break
     finally:
         try:
@@ -181,15 +193,13 @@ def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
     at most ``max_lines``), then the next line, if any, as a last one-line array so the
     caller can check where the range ends. Blank lines are skipped, as the whole-file reader
     does."""
-    import pysam
-
     emitted = 0
     carry = b""
-    with pysam.BGZFile(path, "rb") as fh:
+    with BgzfReader(path) as fh:
         fh.seek(offset)
         while emitted <= n_lines:
-            data = fh.read(CHUNK_BYTES)
-            block, carry = _cut_lines(carry, data) if data else (carry, b"")
+            buf, at_end = _read_on(fh, carry, "bgzf")
+            block, carry = (buf, b"") if at_end else _cut_lines(buf)
             if block:
                 lines, _ = _drop_header_and_blank(_split_block(block), False)
                 take = min(len(lines), n_lines + 1 - emitted)
@@ -199,7 +209,7 @@ def iter_range_lines(path: str, offset: int, n_lines: int, max_lines: int
                 if take > main:
                     yield lines.slice(main, 1)
                 emitted += take
-            if not data:
+            if at_end:
                 break
 
 
