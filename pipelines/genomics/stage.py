@@ -99,7 +99,7 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
     readable = [s for s in sources if not s.problem]
     slots = task_slots(run.spark)
     tasks = plan_tasks(plan_pieces(readable, cfg.split_min_records, cfg.piece_records, slots),
-                       cfg.piece_records, slots)
+                       cfg.task_records, slots)
     if readable:
         ensure_table(run.spark, ref, run.spark.createDataFrame([], bronze.BRONZE_DDL).schema,
                      bronze.BRONZE_COMMENTS, bronze.BRONZE_TABLE_COMMENT,
