@@ -195,6 +195,29 @@ def test_lines_of_a_block_are_spans_of_it():
     assert Lines.of_block(b"a\nb\xff") is None
 
 
+def test_compiled_line_cutting_equals_numpy(monkeypatch):
+    """Large blocks are cut by fastrows.line_spans, small ones with numpy: the same spans,
+    and the same refusals (CRLF, bad UTF-8), on blocks with empty lines, a CR inside a line,
+    UTF-8 text and no trailing data."""
+    import pipelines.genomics.lines as lines_mod
+
+    rng = random.Random(7)
+    alphabet = ["a", "\t", "\n", "\n", "\r", "\u00e9", "#", "1"]
+    blocks = [b"", b"\n", b"a", b"a\n\nb", b"a\rb\nc", b"x\r", "\u00e9\n".encode(),
+              b"a\nb\xff", b"a\r\nb"]
+    blocks += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 60))).encode()
+               for _ in range(300)]
+    for block in blocks:
+        monkeypatch.setattr(lines_mod, "COMPILED_MIN_BYTES", 1 << 40)
+        slow = Lines.of_block(block)
+        monkeypatch.setattr(lines_mod, "COMPILED_MIN_BYTES", 0)
+        fast = Lines.of_block(block)
+        assert (slow is None) == (fast is None), block
+        if slow is not None:
+            assert slow.starts.tolist() == fast.starts.tolist(), block
+            assert slow.ends.tolist() == fast.ends.tolist(), block
+
+
 def test_crlf_and_non_utf8_files_read_like_clean_ones(shared_data, tmp_path):
     """Blocks with CRLF ends or bytes that are not UTF-8 take the careful cutting path; the
     rows come out as from the clean file (the bad bytes replaced, U+FFFD)."""

@@ -46,6 +46,34 @@ def _jit(fn):
 
 
 # ---------------------------------------------------------------------------- kernels
+@_jit
+def line_spans(data):
+    """(starts, ends) of the newline-separated lines of ``data``, whether any byte is not
+    ASCII, and whether any line ends in a carriage return: what lines.Lines.of_block
+    finds with five numpy passes, in two."""
+    count, high = 0, False
+    for i in range(len(data)):
+        if data[i] == 10:
+            count += 1
+        elif data[i] >= 0x80:
+            high = True
+    starts = np.empty(count + 1, np.int64)
+    ends = np.empty(count + 1, np.int64)
+    starts[0] = 0
+    k, cr = 0, False
+    for i in range(len(data)):
+        if data[i] == 10:
+            ends[k] = i
+            if i > starts[k] and data[i - 1] == 13:
+                cr = True
+            k += 1
+            starts[k] = i + 1
+    ends[k] = len(data)
+    if len(data) > starts[k] and data[len(data) - 1] == 13:
+        cr = True
+    return starts, ends, high, cr
+
+
 # Spans are (start, end) byte positions in the batch's data; a start of -1 is "absent".
 @_jit
 def _capacity(starts, ends):

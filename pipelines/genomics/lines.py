@@ -15,6 +15,17 @@ import numpy as np
 import pyarrow as pa
 
 NEWLINE, CR = 10, 13
+# Blocks at least this big (a large file's 4 MB reads) are cut by compiled code
+# (fastrows.line_spans); smaller ones with numpy, so a small file never loads numba.
+COMPILED_MIN_BYTES = 1 << 20
+
+
+def _utf8(block) -> bool:
+    try:
+        bytes(block).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -41,11 +52,13 @@ class Lines:
         newline); None when it is not valid UTF-8 or has CRLF line ends (the careful path in
         :mod:`pipelines.genomics.reader` handles those)."""
         data = np.frombuffer(block, np.uint8)
-        if len(data) and data.max() >= 0x80:  # not ASCII: check the UTF-8 once
-            try:
-                bytes(block).decode("utf-8")
-            except UnicodeDecodeError:
-                return None
+        if len(data) >= COMPILED_MIN_BYTES:
+            from pipelines.genomics.fastrows import line_spans
+
+            starts, ends, high, cr = line_spans(data)
+            return None if cr or (high and not _utf8(block)) else cls(data, starts, ends)
+        if len(data) and data.max() >= 0x80 and not _utf8(block):  # not ASCII: check UTF-8
+            return None
         nl = np.flatnonzero(data == NEWLINE)
         starts = np.empty(len(nl) + 1, np.int64)
         starts[0] = 0
