@@ -182,6 +182,40 @@ def test_row_predicates_flag_exactly_the_rows_gx_counts(spark, settings):
     df.unpersist()
 
 
+def test_same_suite_is_the_same_spark_query_every_time(spark, settings, monkeypatch):
+    """GX's bundled aggregates come in one fixed order (engine._same_query_for_same_suite),
+    whatever the order of the suite's expectations, so Spark reuses the compiled query; the
+    counts stay paired with their expectations."""
+    from pyspark.sql import DataFrame
+
+    df = spark.createDataFrame([(1.0, "a"), (None, "b"), (-2.0, None), (3.0, "")],
+                               "x double, s string")
+    specs = [(suites.ExpectationSpec(etype, kw, "warn", f"case{i}"), kw)
+             for i, (etype, kw) in enumerate([
+                 ("expect_column_values_to_not_be_null", {"column": "x"}),
+                 ("expect_column_values_to_not_be_null", {"column": "s"}),
+                 ("expect_column_values_to_be_between", {"column": "x", "min_value": 0}),
+                 ("expect_column_values_to_match_regex", {"column": "s", "regex": "^[a-z]+$"}),
+                 ("expect_column_values_to_be_between", {"column": "x", "max_value": 2})])]
+    runs: list[list[str]] = []
+    counts = []
+    real_agg = DataFrame.agg
+
+    def agg(self, *cols):
+        runs[-1].append("|".join(str(c) for c in cols))
+        return real_agg(self, *cols)
+
+    monkeypatch.setattr(DataFrame, "agg", agg)
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 4, 0, 3, 1]):
+        runs.append([])
+        gx, _ = engine.validate(settings, "silver.order_cases", [specs[i] for i in order],
+                                df, {}, "order")
+        counts.append({name: r.unexpected_count for name, r in gx.items()})
+    assert runs[0] == runs[1] == runs[2] and "IS NOT NULL" in " ".join(runs[0])
+    assert counts[0] == counts[1] == counts[2] == {
+        "case0": 1, "case1": 1, "case2": 1, "case3": 1, "case4": 1}
+
+
 def test_no_value_queries_only_when_no_values_are_asked(settings):
     """GX's ``unexpected_values`` on Spark is answered without a query exactly when the
     result format asks for no values; otherwise GX's own function runs."""

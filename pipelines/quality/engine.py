@@ -88,6 +88,7 @@ def _new_context(docs: Path, results: Path) -> _Context:
     }
     ctx = gx.get_context(mode="ephemeral", project_config=config)
     _no_queries_for_no_values()
+    _same_query_for_same_suite()
     # persist=False: the frame the gate validates is already cached by JobRun.write.
     datasource = ctx.data_sources.add_spark(DATASOURCE, persist=False)
     return _Context(ctx, datasource)
@@ -126,6 +127,35 @@ def _no_queries_for_no_values() -> None:
 
         metric_fn.oncorank_no_values = True
         definition["providers"]["SparkDFExecutionEngine"] = (cls, metric_fn)
+
+
+def _same_query_for_same_suite() -> None:
+    """Bundle GX's Spark aggregate metrics in a fixed order, so that one suite over one
+    layout is the same Spark query every time.
+
+    GX 1.24 collects a validation's aggregate metrics into one ``df.agg(...)`` in the order
+    of a set of metric configurations, which changes from run to run. Each new order is a
+    new query to Spark: its generated code compiled again (Janino) and the new class run
+    cold until the JVM's JIT compiles it anew. In the same order, Spark reuses the compiled
+    class and the JIT keeps its machine code: on one core, bronze.variants_raw's eleven
+    checks over 1M rows 0.75 s -> 0.40 s a gate. Each metric still gets its own value (GX
+    pairs them by id). Idempotent.
+    """
+    import functools
+
+    from great_expectations.execution_engine import SparkDFExecutionEngine
+
+    fn = SparkDFExecutionEngine.resolve_metric_bundle
+    if getattr(fn, "oncorank_sorted", False):
+        return
+
+    @functools.wraps(fn)
+    def resolve_metric_bundle(self, metric_fn_bundle):
+        ordered = sorted(metric_fn_bundle, key=lambda c: repr(c.metric_configuration.id))
+        return fn(self, ordered)
+
+    resolve_metric_bundle.oncorank_sorted = True
+    SparkDFExecutionEngine.resolve_metric_bundle = resolve_metric_bundle
 
 
 def _context(settings) -> _Context:
