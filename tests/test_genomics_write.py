@@ -291,3 +291,28 @@ def test_key_order_notices_a_repeat_across_batches():
     within = _KeyOrder()
     within.add(np.array([3, 4, 4]))
     assert not within.increasing
+
+
+def test_row_groups_hold_many_batches_and_the_same_rows(tmp_path, shared_data, monkeypatch):
+    """Batches are held until GROUP_ROWS rows and written as one row group: the file holds
+    exactly the rows written a group per batch, in the same order, with the same counts."""
+    from pipelines.genomics import staging
+
+    src = read_source(str(shared_data / "vcf" / TCGA))
+    piece = plan_pieces([src], 10**12)[0]
+    tables = {}
+    for group_rows in (1, 500):
+        monkeypatch.setattr(staging, "GROUP_ROWS", group_rows)
+        out = tmp_path / str(group_rows)
+        described = list(stage_piece(src, piece, str(out / "d"), str(out / "r"),
+                                     target_rows=120))
+        (data,) = [r for r in described if r[0] == "data"]
+        meta = pq.ParquetFile(data[1]).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sum(sizes) == data[3] > 1000
+        if group_rows == 1:
+            assert max(sizes) <= 120 and len(sizes) > 10  # one group per batch
+        else:
+            assert all(s >= 500 for s in sizes[:-1]) and len(sizes) < data[3] / 400
+        tables[group_rows] = pq.read_table(data[1])
+    assert tables[1].equals(tables[500])

@@ -21,7 +21,7 @@ disjoint key ranges and the header's sample names distinct, that proves bronze's
 (source_file, record_index, sample) unique on every row (:func:`key_proof`), so the gate need
 not re-check it with a shuffle of all rows (``pipelines.quality.gate.Verified``).
 
-Memory is one Arrow batch per task whatever the file size.
+Memory is one Parquet row group of Arrow batches per task whatever the file size.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ from pipelines.genomics.sources import Piece, VcfSource
 # replaces exactly the files carrying its tag (pipelines.lakehouse.delta.commit_files).
 SOURCE_TAG = "oncorank.source_file"
 ROWS_PER_FILE = 4_000_000
+# Rows per Parquet row group: batches are held until this many (~60 MB of Arrow rows on the
+# benchmark file) and written as one group. Against a group per ~23k-row batch, one core:
+# the write ~4% and the gate's Spark scan ~10% faster per row.
+GROUP_ROWS = 131_072
 # Columns with few distinct values per file get Parquet dictionary encoding; for the others
 # (INFO/FORMAT values, positions, depths) trying it costs ~20% of the write for no gain.
 DICTIONARY_COLUMNS = ("source_file", "sample", "chrom", "id", "ref", "alts", "filters", "gt",
@@ -150,13 +154,16 @@ class _KeyOrder:
 
 
 class _RollingWriter:
-    """Parquet files of at most ``max_rows`` rows in ``folder``, opened on first write."""
+    """Parquet files of at most ``max_rows`` rows in ``folder``, opened on first write,
+    in row groups of about :data:`GROUP_ROWS` rows."""
 
     def __init__(self, folder: str, schema: pa.Schema, prefix: str, max_rows: int,
                  n_samples: int = 0):
         self.folder, self.schema, self.prefix, self.max_rows = folder, schema, prefix, max_rows
         self.n_samples = n_samples
         self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
         self.path = ""
         self.stats = _FileStats()
         self.keys = _KeyOrder()
@@ -176,15 +183,25 @@ class _RollingWriter:
                 write_statistics=[n for n in STATISTICS_COLUMNS if n in self.schema.names])
             self.stats = _FileStats()
             self.keys = _KeyOrder()
-        self.writer.write_batch(batch)
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        if self.pending_rows >= GROUP_ROWS:
+            self._flush()
         self.stats.add(batch)
         self.keys.add(row_keys(batch, self.n_samples))
         if self.stats.rows >= self.max_rows:
             self.close()
 
+    def _flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_batches(self.pending),
+                                    row_group_size=self.pending_rows)
+        self.pending, self.pending_rows = [], 0
+
     def close(self) -> None:
         if self.writer is None:
             return
+        self._flush()
         self.writer.close()
         self.done.append((self.path, os.path.getsize(self.path), self.stats.rows,
                           self.stats.json(), self.keys.first, self.keys.last,
