@@ -341,15 +341,13 @@ def info_kernel(data, starts, ends, lookup, lookup_offsets):
             for r in range(first, k):
                 if ko[r + 1] - ko[r] == klen and _same(data, a, klen, kb, ko[r]):
                     return items, kb, ko, vb, vo, has_v, ls, le, False
-            for j in range(a, q):
-                kb[kp] = data[j]
-                kp += 1
+            kb[kp:kp + klen] = data[a:q]
+            kp += klen
             ko[k + 1] = kp
             has_v[k] = q < b
             if q < b:
-                for j in range(q + 1, b):
-                    vb[vp] = data[j]
-                    vp += 1
+                vb[vp:vp + b - q - 1] = data[q + 1:b]
+                vp += b - q - 1
                 for t in range(nl):
                     if (lookup_offsets[t + 1] - lookup_offsets[t] == klen
                             and _same(data, a, klen, lookup, lookup_offsets[t])):
