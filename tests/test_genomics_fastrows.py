@@ -218,6 +218,20 @@ def test_compiled_line_cutting_equals_numpy(monkeypatch):
             assert slow.ends.tolist() == fast.ends.tolist(), block
 
 
+def test_cutting_lines_alone_never_loads_numba():
+    """A fresh worker cuts even a large block with numpy: numba (~1.2 s to load) comes in
+    only with the compiled typing, never for cutting lines by itself."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipelines.genomics.lines import Lines; "
+            "lines = Lines.of_block(b'chr1\\t1\\t.\\tA\\tC\\n' * 300_000); "
+            "assert len(lines) == 300_001, len(lines); "
+            "assert 'numba' not in sys.modules and 'pipelines.genomics.fastrows' not in "
+            "sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_crlf_and_non_utf8_files_read_like_clean_ones(shared_data, tmp_path):
     """Blocks with CRLF ends or bytes that are not UTF-8 take the careful cutting path; the
     rows come out as from the clean file (the bad bytes replaced, U+FFFD)."""

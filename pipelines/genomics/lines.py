@@ -9,6 +9,7 @@ gets a string array (:meth:`Lines.arrow`) only when it needs one.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +17,11 @@ import pyarrow as pa
 
 NEWLINE, CR = 10, 13
 # Blocks at least this big (a large file's 4 MB reads) are cut by compiled code
-# (fastrows.line_spans); smaller ones with numpy, so a small file never loads numba.
+# (fastrows.line_spans) once the typing has loaded it; others with numpy, so cutting lines
+# never makes a worker load numba (~1.2 s) by itself: a file of long sites-only lines can be
+# large and still be typed by the Arrow path (batches under rows.COMPILED_MIN_ROWS).
 COMPILED_MIN_BYTES = 1 << 20
+_FASTROWS = "pipelines.genomics.fastrows"
 
 
 def _utf8(block) -> bool:
@@ -52,10 +56,8 @@ class Lines:
         newline); None when it is not valid UTF-8 or has CRLF line ends (the careful path in
         :mod:`pipelines.genomics.reader` handles those)."""
         data = np.frombuffer(block, np.uint8)
-        if len(data) >= COMPILED_MIN_BYTES:
-            from pipelines.genomics.fastrows import line_spans
-
-            starts, ends, high, cr = line_spans(data)
+        if len(data) >= COMPILED_MIN_BYTES and _FASTROWS in sys.modules:
+            starts, ends, high, cr = sys.modules[_FASTROWS].line_spans(data)
             return None if cr or (high and not _utf8(block)) else cls(data, starts, ends)
         if len(data) and data.max() >= 0x80 and not _utf8(block):  # not ASCII: check UTF-8
             return None
