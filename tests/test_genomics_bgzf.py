@@ -95,6 +95,8 @@ def _damage(multi_block, tmp_path, how: str):
         del raw[off + size // 2:]
     elif how == "no_eof":      # cut at a block boundary: htslib reads it all, and so do we
         del raw[off:]
+    elif how == "tiny_size":   # a BSIZE field too small for any block
+        raw[off + 16:off + 18] = (4).to_bytes(2, "little")
     elif how == "gzip_member":  # a plain gzip member (no BGZF size) after the blocks
         del raw[off:]
         raw += gzip.compress(b"chr1\t1\t.\tA\tC\t.\t.\t.\n") + EOF_MARKER
@@ -103,7 +105,8 @@ def _damage(multi_block, tmp_path, how: str):
     return str(path)
 
 
-@pytest.mark.parametrize("how", ["corrupt", "crc", "truncated", "no_eof", "gzip_member"])
+@pytest.mark.parametrize("how", ["corrupt", "crc", "truncated", "no_eof", "gzip_member",
+                                 "tiny_size"])
 def test_damaged_files_read_as_htslib_reads_them(multi_block, tmp_path, how):
     path = _damage(multi_block, tmp_path, how)
     ours, ours_failed = read_all(BgzfReader(path), size=1 << 20)

@@ -83,12 +83,15 @@ class BgzfReader:
         if len(head) < _HEADER or head[:4] != _MAGIC or head[10:16] != _BC:
             return None
         size = (head[16] | head[17] << 8) + 1
+        if size < _HEADER + _FOOTER.size:  # a damaged size field: never read(negative)
+            return None
         body = self._file.read(size - _HEADER)
-        if len(body) != size - _HEADER or size < _HEADER + _FOOTER.size:
+        if len(body) != size - _HEADER:
             return None
         crc, isize = _FOOTER.unpack_from(body, len(body) - _FOOTER.size)
         try:
-            data = deflate.deflate_decompress(body[:-_FOOTER.size], isize) if isize else b""
+            data = (deflate.deflate_decompress(memoryview(body)[:-_FOOTER.size], isize)
+                    if isize else b"")
         except deflate.DeflateError:
             return None
         if len(data) != isize or deflate.crc32(data) != crc:
