@@ -43,6 +43,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -297,7 +298,8 @@ def main() -> None:
     ap.add_argument("--engines", default="bcftools,pysam-min,pysam-full,spark-bronze,"
                                          "spark-stage")
     ap.add_argument("--cores", default="1,2", help="Spark local[N] values to run")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of every engine (interleaved); the summary gives medians")
     ap.add_argument("--driver-memory", default="4g")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="vcf-bench-"))
@@ -333,17 +335,49 @@ def main() -> None:
             files.append((path, records))
     results = []
     for path, records in files:
-        for engine in args.engines.split(","):
-            cores = ([int(c) for c in args.cores.split(",")] if engine.startswith("spark")
-                     else [1])
-            for c in cores:
-                for _ in range(args.repeats):
+        # Rounds interleave the engines, so a machine that drifts in speed during the run
+        # (a virtual machine does, by several percent an hour) moves every engine alike.
+        for _ in range(args.repeats):
+            for engine in args.engines.split(","):
+                cores = ([int(c) for c in args.cores.split(",")] if engine.startswith("spark")
+                         else [1])
+                for c in cores:
                     r = measure(engine, path, records, c, work, args.driver_memory)
+                    r["file"] = path.name
                     print(json.dumps(r), flush=True)
                     results.append(r)
     print(json.dumps({"files": [(str(p), _size(p), n) for p, n in files],
                       "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(),
-                      "results": results}, indent=1))
+                      "results": results, "summary": summarise(results)}, indent=1))
+
+
+def summarise(results: list[dict]) -> dict:
+    """Per file: each engine's median seconds over the rounds (with min and max), and the
+    ratios the goals are read from, computed from those medians: Spark on one core against
+    each bcftools command and the every-field pysam loop, and 1 -> N cores."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["file"] for r in results):
+        runs: dict[str, list[dict]] = {}
+        for r in results:
+            if r["file"] == name:
+                runs.setdefault(f"{r['engine']}@{r['cores']}", []).append(r)
+        med = {k: statistics.median(r["seconds"] for r in rs) for k, rs in runs.items()}
+        table = {k: {"median_s": round(med[k], 2),
+                     "min_s": min(r["seconds"] for r in rs),
+                     "max_s": max(r["seconds"] for r in rs), "runs": len(rs),
+                     "median_peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs)}
+                 for k, rs in runs.items()}
+        ratios = {}
+        one = med.get("spark-bronze@1")
+        if one:
+            for peer in ("bcftools", "bcftools-text", "pysam-full", "pysam-min"):
+                if f"{peer}@1" in med:
+                    ratios[f"spark-bronze@1 / {peer}"] = round(one / med[f"{peer}@1"], 2)
+            for k in med:
+                if k.startswith("spark-bronze@") and k != "spark-bronze@1":
+                    ratios[f"speed-up 1 -> {k.split('@')[1]} cores"] = round(one / med[k], 2)
+        out[name] = {"engines": table, "ratios": ratios}
+    return out
 
 
 if __name__ == "__main__":
