@@ -27,6 +27,11 @@ ingests into an existing lakehouse does. Every engine runs pinned to its cores
 per-patient VCFs, as a nightly run meets it — and every engine reads them all (bcftools once
 per file, from a shell loop; the pysam loops and Spark in one process).
 
+``--repeats N`` runs N rounds, each engine once per round in the order above (a virtual
+machine drifts in speed; interleaving moves every engine alike), and the output ends with a
+``summary``: per file, each engine's median, min and max seconds over the rounds, and the
+goal ratios computed from the medians.
+
 Peak memory is the largest summed RSS of the measured process and all its descendants (the
 JVM and Python workers for Spark), sampled every 0.2 s from /proc. Spark timings exclude
 JVM start-up; records/s is records of the file / wall seconds of its ingestion.
