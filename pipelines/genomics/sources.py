@@ -509,7 +509,7 @@ def _estimated_rows(src: VcfSource) -> int:
     return max(1, size // per_row)
 
 
-def plan_tasks(pieces: list[Piece], task_rows: int = 4_000_000,
+def plan_tasks(pieces: list[Piece], task_rows: int,
                slots: int = 1) -> list[tuple[Piece, ...]]:
     """The Spark tasks: pieces packed so that small files share a task; largest first.
 
@@ -520,8 +520,9 @@ def plan_tasks(pieces: list[Piece], task_rows: int = 4_000_000,
     ``task_rows`` rows the input fills, at least ``slots`` (when there are that many pieces)
     so that every task slot stays busy, and at least the number of pieces of half a task or
     more: those each get a task of their own, as a split file's contig pieces do, and the
-    small files fill in around them. Tasks of ~4M rows (~8 s of one core) keep the fixed
-    cost near 2%; a split file's ~1M-row pieces still spread over every slot.
+    small files fill in around them. ``task_rows`` is ``genomics.task_records``: at its
+    default, 4M rows (~8 s of one core), the fixed cost stays near 2%, and a split file's
+    ~1M-row pieces still spread over every slot.
 
     >>> ps = [Piece(f"/{n}.vcf", 0, None, 0, None, w) for n, w in enumerate([9, 5, 4, 3, 1])]
     >>> [[p.path for p in t] for t in plan_tasks(ps, task_rows=10, slots=2)]
