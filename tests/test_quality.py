@@ -426,3 +426,62 @@ def test_a_producer_proof_covers_only_uniqueness_on_the_same_columns():
     # a type a whole-table check cannot settle is never covered, whatever the proof claims
     assert not Verified("expect_column_values_to_not_be_null", ("a",), "?").covers(
         spec("expect_column_values_to_not_be_null", column="a"))
+
+
+def test_column_facts_settle_only_expectations_every_row_passes():
+    from pipelines.quality.gate import ColumnFacts, settle
+    from pipelines.quality.suites import ExpectationSpec
+
+    def spec(etype, **kwargs):
+        return ExpectationSpec(etype, {"column": "v", **kwargs}, "quarantine", "x")
+
+    f = ColumnFacts("v", nulls=2, rows=10, min=0, max=7, matches=("^[0-9]+$",), how="counted")
+    between = "expect_column_values_to_be_between"
+    assert settle(spec(between, min_value=0, max_value=7), f) == "counted: v ranges over [0, 7]"
+    assert settle(spec(between, min_value=0, mostly=0.5, row_condition='v>1'), f)
+    assert settle(spec(between, max_value=7.5), f)
+    assert settle(spec(between, min_value=1), f) is None       # a row is below: GX finds it
+    assert settle(spec(between, max_value=6), f) is None
+    assert settle(spec(between, min_value=0, strict_min=True), f) is None
+    assert settle(spec(between, max_value=7, strict_max=True), f) is None
+    assert settle(spec(between, min_value={"$PARAMETER": "today"}), f) is None
+    assert settle(spec(between, min_value="2020-01-01"), f) is None
+    assert settle(spec(between, min_value=True), f) is None
+    assert settle(spec(between), f) is None                      # no bound: GX's own error
+    unranged = ColumnFacts("v", nulls=2, rows=10, how="counted")
+    assert settle(spec(between, min_value=0), unranged) is None
+    assert settle(spec(between, min_value=0), ColumnFacts("v", 10, 10, how="c")) == (
+        "c: every value of v is null")
+    notnull = "expect_column_values_to_not_be_null"
+    assert settle(spec(notnull), f) is None
+    assert settle(spec(notnull), ColumnFacts("v", 0, 10, how="c")) == "c: no null in v"
+    regex = "expect_column_values_to_match_regex"
+    assert settle(spec(regex, regex="^[0-9]+$"), f) == "counted: every value of v matches ^[0-9]+$"
+    assert settle(spec(regex, regex="^[0-9]*$"), f) is None     # another pattern: GX runs it
+    assert settle(ExpectationSpec(notnull, {"column": "w"}, "stop", "x"),
+                  ColumnFacts("v", 0, 10, how="c")) is None   # another column
+    assert settle(spec("expect_column_values_to_be_unique"), f) is None
+
+
+def test_the_gate_runs_in_gx_what_column_facts_leave_open(spark, qsettings, tmp_path):
+    """Facts that settle an expectation keep it out of GX (recorded as passed, with how);
+    facts that show a bound crossed leave it to GX, which quarantines the row as always."""
+    from pipelines.quality.gate import ColumnFacts
+
+    write_suite(tmp_path / "suites", "silver.qa_items", ITEMS_SUITE[:4], keys=["item_id"])
+    target = qsettings.table("silver", "qa_items")
+    df = items(spark).filter("item_id IN (1, 2, 3)")  # vaf 0.5, 1.5, 0.1
+    facts = (ColumnFacts("item_id", 0, 3, 1, 3, how="counted by the test"),
+             ColumnFacts("vaf", 0, 3, 0.1, 1.5, how="counted by the test"))
+    with job_run(spark, qsettings, "qa-items") as run:
+        good, bad = apply_gate(run, df, target, facts, n_rows=3)
+        assert sorted(r.item_id for r in good.collect()) == [1, 3]
+        assert [(r.item_id, r._rule) for r in bad.collect()] == [
+            (2, "gx:expect_column_values_to_be_between(vaf)")]
+    dq = {r.expectation: r for r in delta.read_table(
+        spark, qsettings.table("ops", "data_quality")).collect()}
+    settled = dq["expect_column_values_to_not_be_null(item_id)"]
+    assert (settled.status, settled.details) == ("passed", "counted by the test: no null in item_id")
+    ran = dq["expect_column_values_to_be_between(vaf)"]
+    assert (ran.status, ran.action, ran.unexpected_count, ran.details) == (
+        "failed", "quarantined", 1, None)

@@ -13,7 +13,9 @@ How one write is validated (see ``pipelines/quality/README.md``):
    exist), and so is a cross-table check whose referenced table does not exist yet; an
    expectation the writer has already checked exactly on every row (a :class:`Verified`
    passed by the caller, e.g. key uniqueness proven while the rows were written in key order)
-   is recorded as passed with how it was checked, and not run again;
+   is recorded as passed with how it was checked, and not run again; so is one that exact
+   column facts counted while writing (:class:`ColumnFacts`: nulls, min/max, patterns
+   matched) show every row passes (:func:`settle`);
 2. run those expectations with Great Expectations on the Spark frame (one validation);
 3. stop if a ``stop`` expectation failed, naming the table, the expectation and examples;
 4. only if a ``quarantine`` expectation failed, evaluate the failing ones as Spark predicates
@@ -68,9 +70,74 @@ class Verified:
 VERIFIABLE = frozenset(UNIQUE_TYPES)
 
 
-def apply_gate(run, df: DataFrame, ref: TableRef, verified: tuple[Verified, ...] = (),
+@dataclass(frozen=True)
+class ColumnFacts:
+    """Exact facts about one column over every row of a frame, counted by its producer
+    while it wrote the rows: the null count out of ``rows``, the smallest and largest non-null value (left
+    None when not measured), and the regular expressions every non-null value was checked
+    to match. ``how`` says where they were counted.
+
+    Unlike a :class:`Verified`, facts claim no verdict: the gate itself decides from them,
+    and only in the one direction they can settle (:func:`settle`): every row passes. An
+    expectation they cannot settle — a bound the facts cross, a pattern not checked, a
+    parameter — runs in Great Expectations as usual, which also finds the rows to
+    quarantine.
+    """
+
+    column: str
+    nulls: int
+    rows: int
+    min: Any = None
+    max: Any = None
+    matches: tuple[str, ...] = ()
+    how: str = ""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def settle(spec: ExpectationSpec, facts: ColumnFacts) -> str | None:
+    """Why ``facts`` prove that every row passes ``spec`` (the outcome's details), or None.
+
+    Decided types: ``not_be_null`` (no nulls), ``be_between`` with numeric bounds (the
+    observed min and max inside them, strictness honoured; GX ignores nulls here), and
+    ``match_regex`` with a pattern the producer checked on every non-null value (the same
+    pattern string). Every row passing settles any ``mostly`` and any ``row_condition``.
+    """
+    kw = spec.kwargs
+    if spec.columns != (facts.column,):
+        return None
+    if spec.type == "expect_column_values_to_not_be_null":
+        return f"{facts.how}: no null in {facts.column}" if facts.nulls == 0 else None
+    if spec.type == "expect_column_values_to_match_regex":
+        pattern = kw.get("regex")
+        return (f"{facts.how}: every value of {facts.column} matches {pattern}"
+                if pattern in facts.matches else None)
+    if spec.type != "expect_column_values_to_be_between":
+        return None
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    if (lo is None and hi is None) or not all(v is None or _number(v) for v in (lo, hi)):
+        return None  # GX's own error for no bounds; dates and parameters: GX decides
+    if facts.nulls == facts.rows:
+        return f"{facts.how}: every value of {facts.column} is null"
+    if facts.min is None or facts.max is None:
+        return None
+    if lo is not None and not (facts.min > lo if kw.get("strict_min") else facts.min >= lo):
+        return None
+    if hi is not None and not (facts.max < hi if kw.get("strict_max") else facts.max <= hi):
+        return None
+    return f"{facts.how}: {facts.column} ranges over [{facts.min}, {facts.max}]"
+
+
+def apply_gate(run, df: DataFrame, ref: TableRef,
+               verified: tuple[Verified | ColumnFacts, ...] = (),
                n_rows: int | None = None) -> tuple[DataFrame, DataFrame | None]:
     """Validate ``df`` against ``ref``'s suite; returns (rows that pass, quarantined rows).
+
+    ``verified``: what the producer checked on every row — proofs (:class:`Verified`) and
+    column facts (:class:`ColumnFacts`); expectations they settle are recorded as passed
+    with how, and not run again.
 
     ``n_rows``: ``df``'s row count when the producer knows it exactly (files it wrote and
     counted), which spares a Spark job over every row; else the gate counts.
@@ -125,17 +192,23 @@ STATISTIC_PREFIXES = ("expect_column_proportion_of_", "expect_column_mean_",
                       "expect_column_min_", "expect_column_max_", "expect_column_quantile_")
 
 
-def _plan(run, df: DataFrame, suite: Suite, n_rows: int, verified: tuple[Verified, ...] = ()):
+def _plan(run, df: DataFrame, suite: Suite, n_rows: int,
+          verified: tuple[Verified | ColumnFacts, ...] = ()):
     """Split the suite into applicable expectations (with GX kwargs), skipped ones and ones
-    the producer verified (with how)."""
+    the producer's proofs or column facts settle (with how)."""
     columns = set(df.columns)
+    facts = {v.column: v for v in verified if isinstance(v, ColumnFacts) and v.column in columns}
+    proofs = [v for v in verified if isinstance(v, Verified)]
     active: list[tuple[ExpectationSpec, dict]] = []
     skipped: list[tuple[ExpectationSpec, str]] = []
     proven: list[tuple[ExpectationSpec, str]] = []
     for spec in suite.expectations:
-        proof = next((v for v in verified if v.covers(spec)), None)
-        if proof is not None:
-            proven.append((spec, proof.how))
+        proof = next((v for v in proofs if v.covers(spec)), None)
+        how = proof.how if proof is not None else (
+            settle(spec, facts[spec.columns[0]])
+            if len(spec.columns) == 1 and spec.columns[0] in facts else None)
+        if how is not None:
+            proven.append((spec, how))
             continue
         if n_rows == 0 and spec.type.startswith(STATISTIC_PREFIXES):
             skipped.append((spec, "no rows to measure"))
@@ -169,7 +242,8 @@ def _plan(run, df: DataFrame, suite: Suite, n_rows: int, verified: tuple[Verifie
 
 
 def validate_and_split(run, df: DataFrame, ref: TableRef, suite: Suite,
-                       verified: tuple[Verified, ...] = (), n_rows: int | None = None
+                       verified: tuple[Verified | ColumnFacts, ...] = (),
+                       n_rows: int | None = None
                        ) -> tuple[DataFrame, DataFrame | None]:
     """Validate ``df`` (about to be written to ``ref``) and split off quarantined rows."""
     from pipelines.quality import engine, results
