@@ -142,6 +142,21 @@ def test_direct_commit_equals_spark_writer_and_leaves_nothing_behind(spark, inpu
         f"verified while writing, on every row of the {len(files_now)} staged file(s)")
     assert (checked.status, checked.details) == ("passed", None)
 
+    # The rest of the suite: settled from the direct writer's column facts, run by GX on
+    # Spark's path — the same verdict for every expectation.
+    def verdicts(settings, run):
+        rows = delta.read_table(spark, settings.table("ops", "data_quality")).filter(
+            (F.col("run_id") == run.run_id) & (F.col("table") == "bronze.variants_raw")
+        ).collect()
+        return {r.expectation: (r.status, r.success, r.unexpected_count or 0, r.details)
+                for r in rows}
+    settled, by_gx = verdicts(direct, run_d), verdicts(sparkw, run_s)
+    assert {k: v[:3] for k, v in settled.items()} == {k: v[:3] for k, v in by_gx.items()}
+    counted = {k for k, v in settled.items() if (v[3] or "").startswith("counted while")}
+    assert counted == {"pos > 0", "dp >= 0", "qual >= 0", "REF is a base string", *(
+        f"expect_column_values_to_not_be_null({c})"
+        for c in ("source_file", "record_index", "chrom", "pos", "ref"))}
+
 
 def test_reingest_replaces_exactly_the_files_of_its_sources(spark, inputs):
     root, files, _ = inputs
@@ -316,3 +331,80 @@ def test_row_groups_hold_many_batches_and_the_same_rows(tmp_path, shared_data, m
             assert all(s >= 500 for s in sizes[:-1]) and len(sizes) < data[3] / 400
         tables[group_rows] = pq.read_table(data[1])
     assert tables[1].equals(tables[500])
+
+
+# ---------------------------------------------------------------------------- gate facts
+def test_gate_facts_equal_sparks_own_count_of_the_written_rows(spark, tmp_path, shared_data):
+    """The column facts the writers count (nulls, min/max, REF pattern misses) equal what
+    Spark computes over the same Parquet files, REF matched by Java's regex as GX does, on
+    real files: somatic tumor/normal, multi-sample VEP+SnpEff, 100-sample 1000G, and a file
+    with bad rows (those go to the rejected files, never into the facts)."""
+    from pipelines.genomics import rows
+    from pipelines.genomics.bronze import BRONZE_COLUMNS, BRONZE_DDL
+    from pipelines.genomics.staging import FACT_RANGE_COLUMNS, column_facts
+
+    names = [TCGA, "germline_multisample_vep_snpeff.grch37.vcf.gz",
+             "germline_1000G_NYGC_chr22_100samples.grch38.vcf.gz",
+             "malformed_gnomad_r2_info_number_G.grch37.vcf"]
+    staged = []
+    for i, name in enumerate(names):
+        src = read_source(str(shared_data / "vcf" / name))
+        for piece in plan_pieces([src], 10**12):
+            staged += [StagedFile(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[13])
+                       for r in stage_piece(src, piece, str(tmp_path / f"d{i}"),
+                                            str(tmp_path / f"r{i}"), target_rows=700,
+                                            max_rows=2000)
+                       if r[0] == "data"]
+    assert len(staged) > len(names)  # several files per source: facts merge across files
+    facts = {f.column: f for f in column_facts(staged)}
+    df = spark.read.schema(BRONZE_DDL).parquet(*[f.path for f in staged])
+    aggs = [F.count(F.lit(1)).alias("_rows")]
+    aggs += [F.sum(F.col(c).isNull().cast("long")).alias(f"n_{c}") for c in BRONZE_COLUMNS]
+    aggs += [F.min(c).alias(f"lo_{c}") for c in FACT_RANGE_COLUMNS]
+    aggs += [F.max(c).alias(f"hi_{c}") for c in FACT_RANGE_COLUMNS]
+    aggs.append(F.sum((~F.col("ref").rlike(rows.REF_RE)).cast("long")).alias("ref_miss"))
+    want = df.agg(*aggs).first()
+    assert set(facts) == set(BRONZE_COLUMNS)
+    for c in BRONZE_COLUMNS:
+        assert (facts[c].nulls, facts[c].rows) == (want[f"n_{c}"], want["_rows"]), c
+    for c in FACT_RANGE_COLUMNS:
+        assert (facts[c].min, facts[c].max) == (want[f"lo_{c}"], want[f"hi_{c}"]), c
+    assert want["ref_miss"] == 0 and facts["ref"].matches == (rows.REF_RE,)
+    assert facts["dp"].nulls > 0 and facts["dp"].min is not None  # partly null: ranged
+    assert all(facts[c].matches == () for c in BRONZE_COLUMNS if c != "ref")
+    # a file written without facts (or none at all) gives the gate nothing to settle from
+    assert column_facts(staged[:1] + [StagedFile("/x", 1, 1, None, None)]) == ()
+    assert column_facts([]) == ()
+
+
+def test_gate_facts_drop_what_they_cannot_vouch_for():
+    """A NaN QUAL gives no qual range (Spark orders NaN above every number, Arrow's min/max
+    skips it); a REF off the pattern drops the pattern; nulls are counted."""
+    import pyarrow as pa
+
+    from pipelines.genomics.bronze import BRONZE_SCHEMA
+    from pipelines.genomics.staging import _Facts, column_facts
+
+    def batch(qual, ref, dp):
+        n = len(qual)
+        cols = {f.name: pa.nulls(n, f.type) for f in BRONZE_SCHEMA}
+        cols.update(record_index=pa.array(range(n), pa.int64()), pos=pa.array([5] * n),
+                    qual=pa.array(qual, pa.float64()), ref=pa.array(ref),
+                    dp=pa.array(dp, pa.int32()))
+        return pa.RecordBatch.from_arrays([cols[f.name].cast(f.type) for f in BRONZE_SCHEMA],
+                                          schema=BRONZE_SCHEMA)
+
+    def facts_of(*batches):
+        acc = _Facts()
+        for b in batches:
+            acc.add(b)
+        rows = sum(b.num_rows for b in batches)
+        return {f.column: f for f in column_facts([StagedFile("/p", 1, rows, None, "/s",
+                                                              facts=acc.json())])}
+
+    clean = facts_of(batch([1.0, 7.5], ["A", "CT"], [3, None]), batch([2.0], ["g"], [9]))
+    assert (clean["qual"].min, clean["qual"].max, clean["dp"].nulls) == (1.0, 7.5, 1)
+    assert (clean["dp"].min, clean["dp"].max, clean["ref"].matches) == (3, 9, ("^[ACGTNacgtn]+$",))
+    odd = facts_of(batch([1.0, float("nan")], ["A", "AX"], [None, None]))
+    assert (odd["qual"].min, odd["qual"].max, odd["ref"].matches) == (None, None, ())
+    assert (odd["dp"].nulls, odd["dp"].rows, odd["dp"].min) == (2, 2, None)  # all null

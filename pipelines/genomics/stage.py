@@ -174,7 +174,8 @@ def _publish(run: JobRun, ref, staged: staging.Staged, readable: list[VcfSource]
         from pipelines.quality.gate import apply_gate
 
         proof = staging.key_proof(staged.data, readable)
-        good, bad = apply_gate(run, rows_df, ref, (proof,) if proof else (),
+        evidence = ((proof,) if proof else ()) + staging.column_facts(staged.data)
+        good, bad = apply_gate(run, rows_df, ref, evidence,
                                n_rows=sum(f.rows for f in staged.data))
     else:
         good, bad = rows_df, None

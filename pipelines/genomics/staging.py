@@ -61,16 +61,22 @@ DICTIONARY_COLUMNS = ("source_file", "sample", "chrom", "id", "ref", "alts", "fi
 # Parquet min/max statistics only where a reader filters: the key columns (re-ingest,
 # silver) and the position (region queries); on INFO/FORMAT maps they cost ~14% of the write.
 STATISTICS_COLUMNS = (*STATS_COLUMNS, "chrom", "pos")
+# Facts for the bronze gate, counted on every row a task writes (``_Facts``): nulls of every
+# column, min/max of these, and these columns' values checked against the reader's own
+# pattern (the suite checks REF with the same one: the gate then need not scan the rows).
+FACT_RANGE_COLUMNS = ("record_index", "pos", "qual", "dp", "gq", "info_dp", "info_end")
+FACT_PATTERNS = {"ref": rows.REF_RE}
 # What a task returns: one row per file written (kind "data" or "rejected": path, bytes,
-# rows, stats, first/last key, keys increasing) and one per (source_file, sample,
-# sample_index, ok) count (kind "count": n).
+# rows, stats, first/last key, keys increasing, gate facts) and one per (source_file,
+# sample, sample_index, ok) count (kind "count": n).
 STAGED_FIELDS = (("kind", pa.string(), "string"), ("path", pa.string(), "string"),
                  ("bytes", pa.int64(), "bigint"), ("rows", pa.int64(), "bigint"),
                  ("stats", pa.string(), "string"), ("source_file", pa.string(), "string"),
                  ("first_key", pa.int64(), "bigint"), ("last_key", pa.int64(), "bigint"),
                  ("keys_increasing", pa.bool_(), "boolean"),
                  ("sample", pa.string(), "string"), ("sample_index", pa.int32(), "int"),
-                 ("ok", pa.bool_(), "boolean"), ("n", pa.int64(), "bigint"))
+                 ("ok", pa.bool_(), "boolean"), ("n", pa.int64(), "bigint"),
+                 ("facts", pa.string(), "string"))
 STAGED_SCHEMA = pa.schema([(n, t) for n, t, _ in STAGED_FIELDS])
 STAGED_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in STAGED_FIELDS)
 
@@ -78,7 +84,8 @@ STAGED_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in STAGED_FIELDS)
 @dataclass(frozen=True)
 class StagedFile:
     """A Parquet file a task wrote: absolute path, size, rows, Delta statistics JSON, and its
-    first and last row key (:func:`row_keys`) and whether its keys strictly increase."""
+    first and last row key (:func:`row_keys`) and whether its keys strictly increase, and
+    the gate's column facts counted on its rows (``_Facts.json``; data files only)."""
 
     path: str
     bytes: int
@@ -88,6 +95,7 @@ class StagedFile:
     first_key: int | None = None
     last_key: int | None = None
     keys_increasing: bool = False
+    facts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,69 @@ class _FileStats:
                            "nullCount": {n: self.nulls[n] for n in STATS_COLUMNS}})
 
 
+class _Facts:
+    """Exact facts of the rows of one file for the bronze gate (:func:`column_facts`): each
+    column's null count, the min and max of :data:`FACT_RANGE_COLUMNS` (a float column
+    holding NaN gets none: Spark orders NaN above every number, Arrow skips it), and how
+    many values of each :data:`FACT_PATTERNS` column miss its pattern. ~0.07 s per million
+    rows, against ~0.45 s for the gate's Spark scan of the same rows."""
+
+    def __init__(self):
+        self.nulls: Counter = Counter()
+        self.min: dict = {}
+        self.max: dict = {}
+        self.nan: set[str] = set()
+        self.misses: Counter = Counter()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for name in batch.schema.names:
+            self.nulls[name] += batch.column(name).null_count
+        for name in FACT_RANGE_COLUMNS:
+            col = batch.column(name)
+            if pa.types.is_floating(col.type) and pc.any(pc.is_nan(col)).as_py():
+                self.nan.add(name)
+            mm = pc.min_max(col)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if lo is not None:
+                self.min[name] = lo if name not in self.min else min(self.min[name], lo)
+                self.max[name] = hi if name not in self.max else max(self.max[name], hi)
+        for name, pattern in FACT_PATTERNS.items():
+            col = batch.column(name)
+            matched = pc.sum(pc.match_substring_regex(col, pattern)).as_py() or 0
+            self.misses[name] += len(col) - col.null_count - matched
+
+    def json(self) -> str:
+        return json.dumps({"nulls": dict(self.nulls),
+                           "min": {k: v for k, v in self.min.items() if k not in self.nan},
+                           "max": {k: v for k, v in self.max.items() if k not in self.nan},
+                           "misses": dict(self.misses)})
+
+
+def column_facts(files: list[StagedFile]) -> tuple:
+    """The gate's :class:`~pipelines.quality.gate.ColumnFacts` over every row of ``files``
+    (data files a task wrote with facts), or () when a file has none."""
+    from pipelines.quality.gate import ColumnFacts
+
+    per_file = [json.loads(f.facts) if f.facts else None for f in files]
+    if not files or any(p is None for p in per_file):
+        return ()
+    how = f"counted while writing, on every row of the {len(files)} staged file(s)"
+    rows = sum(f.rows for f in files)
+    out = []
+    for name in BRONZE_COLUMNS:
+        lo = [p["min"][name] for p in per_file if name in p["min"]]
+        hi = [p["max"][name] for p in per_file if name in p["max"]]
+        ranged = name in FACT_RANGE_COLUMNS and all(
+            name in p["min"] or p["nulls"].get(name) == f.rows
+            for p, f in zip(per_file, files, strict=True))  # a file without: all null or NaN
+        matched = name in FACT_PATTERNS and all(p["misses"].get(name) == 0 for p in per_file)
+        out.append(ColumnFacts(
+            name, sum(p["nulls"].get(name, 0) for p in per_file), rows,
+            min(lo) if ranged and lo else None, max(hi) if ranged and hi else None,
+            (FACT_PATTERNS[name],) if matched else (), how))
+    return tuple(out)
+
+
 def row_keys(batch: pa.RecordBatch, n_samples: int) -> np.ndarray:
     """Each row's (record_index, sample_index) as one int64 that sorts the same way:
     ``record_index * (n_samples + 1) + sample_index + 1`` (a sites-only row: sample_index 0)."""
@@ -158,17 +229,20 @@ class _RollingWriter:
     in row groups of about :data:`GROUP_ROWS` rows."""
 
     def __init__(self, folder: str, schema: pa.Schema, prefix: str, max_rows: int,
-                 n_samples: int = 0):
+                 n_samples: int = 0, facts: bool = False):
         self.folder, self.schema, self.prefix, self.max_rows = folder, schema, prefix, max_rows
         self.n_samples = n_samples
+        self.with_facts = facts
+        self.facts = _Facts()
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.path = ""
         self.stats = _FileStats()
         self.keys = _KeyOrder()
-        # path, bytes, rows, stats, first key, last key, keys increasing
-        self.done: list[tuple[str, int, int, str, int | None, int | None, bool]] = []
+        # path, bytes, rows, stats, first key, last key, keys increasing, facts
+        self.done: list[tuple[str, int, int, str, int | None, int | None, bool,
+                              str | None]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -183,12 +257,15 @@ class _RollingWriter:
                 write_statistics=[n for n in STATISTICS_COLUMNS if n in self.schema.names])
             self.stats = _FileStats()
             self.keys = _KeyOrder()
+            self.facts = _Facts()
         self.pending.append(batch)
         self.pending_rows += batch.num_rows
         if self.pending_rows >= GROUP_ROWS:
             self._flush()
         self.stats.add(batch)
         self.keys.add(row_keys(batch, self.n_samples))
+        if self.with_facts:
+            self.facts.add(batch)
         if self.stats.rows >= self.max_rows:
             self.close()
 
@@ -205,7 +282,8 @@ class _RollingWriter:
         self.writer.close()
         self.done.append((self.path, os.path.getsize(self.path), self.stats.rows,
                           self.stats.json(), self.keys.first, self.keys.last,
-                          self.keys.increasing))
+                          self.keys.increasing,
+                          self.facts.json() if self.with_facts else None))
         self.writer = None
 
 
@@ -223,7 +301,7 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
     """Read one piece, write its rows, and describe what was written (``STAGED_DDL`` rows)."""
     prefix = f"{piece.piece:05d}"
     ns = len(src.samples)
-    data = _RollingWriter(data_dir, BRONZE_SCHEMA, prefix, max_rows, ns)
+    data = _RollingWriter(data_dir, BRONZE_SCHEMA, prefix, max_rows, ns, facts=True)
     rejected = _RollingWriter(reject_dir, rows.ROW_SCHEMA, prefix, max_rows, ns)
     counter: Counter = Counter()
     for batch in read_piece(src, piece, target_rows):
@@ -238,13 +316,13 @@ def stage_piece(src: VcfSource, piece: Piece, data_dir: str, reject_dir: str,
     data.close()
     rejected.close()
     for kind, writer in (("data", data), ("rejected", rejected)):
-        for path, size, n, stats, first, last, increasing in writer.done:
+        for path, size, n, stats, first, last, increasing, facts in writer.done:
             yield (kind, path, size, n, stats, src.path, first, last, increasing,
-                   None, None, None, None)
+                   None, None, None, None, facts)
     for (sample_index, ok), n in sorted(counter.items()):
         sample = src.samples[sample_index] if sample_index >= 0 else None
         yield ("count", None, None, None, None, src.path, None, None, None, sample,
-               sample_index if sample_index >= 0 else None, ok, n)
+               sample_index if sample_index >= 0 else None, ok, n, None)
 
 
 def _stage_partition(batches: Iterator[pa.RecordBatch], data_dir: str, reject_dir: str,
@@ -280,7 +358,8 @@ def stage(spark, sources: list[VcfSource], tasks: list[tuple[Piece, ...]], data_
                            "count": r["n"]})
             continue
         f = StagedFile(r["path"], r["bytes"], r["rows"], r["stats"], r["source_file"],
-                       r["first_key"], r["last_key"], bool(r["keys_increasing"]))
+                       r["first_key"], r["last_key"], bool(r["keys_increasing"]),
+                       r["facts"])
         (data if r["kind"] == "data" else rejected).append(f)
     return Staged(data, rejected, counts)
 
