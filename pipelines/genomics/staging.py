@@ -64,6 +64,9 @@ STATISTICS_COLUMNS = (*STATS_COLUMNS, "chrom", "pos")
 # Facts for the bronze gate, counted on every row a task writes (``_Facts``): nulls of every
 # column, min/max of these, and these columns' values checked against the reader's own
 # pattern (the suite checks REF with the same one: the gate then need not scan the rows).
+# Arrow checks it with RE2, GX with Java's regex (Spark's rlike); on this pattern they differ
+# only in that Java's `$` also matches before a final line terminator, so an RE2 match is a
+# Java match.
 FACT_RANGE_COLUMNS = ("record_index", "pos", "qual", "dp", "gq", "info_dp", "info_end")
 FACT_PATTERNS = {"ref": rows.REF_RE}
 # What a task returns: one row per file written (kind "data" or "rejected": path, bytes,

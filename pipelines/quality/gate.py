@@ -73,9 +73,9 @@ VERIFIABLE = frozenset(UNIQUE_TYPES)
 @dataclass(frozen=True)
 class ColumnFacts:
     """Exact facts about one column over every row of a frame, counted by its producer
-    while it wrote the rows: the null count out of ``rows``, the smallest and largest non-null value (left
-    None when not measured), and the regular expressions every non-null value was checked
-    to match. ``how`` says where they were counted.
+    while it wrote the rows: the null count out of ``rows``, the smallest and largest
+    non-null value (None when not measured), and the regular expressions every non-null
+    value was checked to match. ``how`` says where they were counted.
 
     Unlike a :class:`Verified`, facts claim no verdict: the gate itself decides from them,
     and only in the one direction they can settle (:func:`settle`): every row passes. An
