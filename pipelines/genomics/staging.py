@@ -235,8 +235,8 @@ class _RollingWriter:
                  n_samples: int = 0, facts: bool = False):
         self.folder, self.schema, self.prefix, self.max_rows = folder, schema, prefix, max_rows
         self.n_samples = n_samples
-        self.with_facts = facts
-        self.facts = _Facts()
+        self.with_facts = facts  # count the gate's facts (data files only)
+        self.facts: _Facts | None = None
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
@@ -260,14 +260,14 @@ class _RollingWriter:
                 write_statistics=[n for n in STATISTICS_COLUMNS if n in self.schema.names])
             self.stats = _FileStats()
             self.keys = _KeyOrder()
-            self.facts = _Facts()
+            self.facts = _Facts() if self.with_facts else None
         self.pending.append(batch)
         self.pending_rows += batch.num_rows
         if self.pending_rows >= GROUP_ROWS:
             self._flush()
         self.stats.add(batch)
         self.keys.add(row_keys(batch, self.n_samples))
-        if self.with_facts:
+        if self.facts is not None:
             self.facts.add(batch)
         if self.stats.rows >= self.max_rows:
             self.close()
@@ -286,7 +286,7 @@ class _RollingWriter:
         self.done.append((self.path, os.path.getsize(self.path), self.stats.rows,
                           self.stats.json(), self.keys.first, self.keys.last,
                           self.keys.increasing,
-                          self.facts.json() if self.with_facts else None))
+                          self.facts.json() if self.facts is not None else None))
         self.writer = None
 
 
