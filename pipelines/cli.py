@@ -92,6 +92,9 @@ def synth(
     fmt: Annotated[str, typer.Option("--format", help="vcf | bcf")] = "vcf",
     multi_sample: Annotated[bool, typer.Option("--multi-sample",
                                                help="One multi-sample VCF.")] = False,
+    scenario: Annotated[str, typer.Option(
+        help="World to draw from: default, guideline, unmeasured, nonph, informative-missing, "
+             "realistic (pipelines/synth/resources/scenarios).")] = "default",
 ):
     """Write a realistic raw cohort plus its ground truth."""
     from pipelines.synth import generate_cohort
@@ -99,7 +102,7 @@ def synth(
     if fmt not in ("vcf", "bcf"):
         raise OncorankError(f"--format must be vcf or bcf, got {fmt!r}.")
     summary = generate_cohort(out_dir, patients=patients, seed=seed, fmt=fmt,
-                              multi_sample=multi_sample)
+                              multi_sample=multi_sample, scenario=scenario)
     out.print_json(data=summary)
 
 

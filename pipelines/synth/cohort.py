@@ -73,10 +73,48 @@ TRUTH_PATIENT_COLS = (
     "first_line", "first_line_probability", "second_line", "second_line_start_months",
     "lp_prognostic", "event_time_months", "censor_time_months", "censor_reason", "os_months",
     "os_event", "ttnt_months", "ttnt_event", "death_date", "last_followup_date",
-    "true_rmst_received", "oracle_best", "oracle_best_rmst")
+    "true_rmst_received", "oracle_best", "oracle_best_rmst", "frailty", "clinic",
+    "ngs_tested", "sequenced_in_house", "ecog_recorded", "off_guideline",
+    "oracle_best_overlap", "oracle_best_with_overlap")
 ORACLE_COLS = ("patient_id", "cancer_type", "treatment", "standard_of_care", "received",
                "choice_probability", "hr_vs_soc", "linear_predictor", "weibull_shape",
-               "weibull_scale", "true_rmst", "true_surv_12", "true_surv_24", "oracle_rank")
+               "weibull_scale", "true_rmst", "true_surv_12", "true_surv_24", "oracle_rank",
+               "true_rmst_diff_vs_soc", "overlap")
+
+TRUTH_README = """\
+# Ground truth of this generated cohort
+
+Written by `oncorank synth`; nothing here reaches the pipeline. Times are months from the index
+date (start of first-line therapy); the horizon is `horizon_months` in params.json.
+
+params.json
+: every parameter of the world the cohort was drawn from (the scenario merged over the default),
+  the citation of every planted effect (`planted_effects[].reference`: trial, arm, endpoint, HR
+  and CI, or the stated assumption), the scenario's mechanisms, and `realised`: the share of
+  patients treated off guideline, not sequenced, sequenced only at an outside lab, without a
+  recorded ECOG, and treated with a regimen that has no overlap.
+
+patients.csv (one row per patient)
+: true features (stage, ECOG, comorbidities, drivers, TMB, PD-L1, ER, MSI, ERBB2), the regimens
+  received, the true event and censoring times, `true_rmst_received`, `oracle_best` (the regimen
+  with the largest true RMST) and its RMST, `oracle_best_overlap` (1 when that regimen has
+  overlap), `oracle_best_with_overlap` (the best regimen among those with overlap; standard of
+  care when none has), `frailty` (the unmeasured frailty; 0 unless the scenario has one), `clinic`,
+  `ngs_tested`, `sequenced_in_house` (0: no VCF), `ecog_recorded` and `off_guideline` (the regimen
+  received had guideline probability below 5%).
+
+treatment_oracle.csv (one row per patient and candidate regimen)
+: `true_rmst` (restricted mean survival time at the horizon under that regimen, months, exact or
+  on a 0.05-month grid when the scenario delays effects or switches treatment),
+  `true_rmst_diff_vs_soc` (minus the standard of care's), `choice_probability` (the true
+  propensity: the probability the choice model gave this regimen for this patient),
+  `overlap` (1 when that propensity is at least `mechanisms.overlap_min_propensity`),
+  `oracle_rank` (1 = true best), `true_surv_12` / `true_surv_24`, `hr_vs_soc` (the planted
+  hazard ratio after its first-line delay, before switching), `received`, `standard_of_care`.
+
+phi.jsonl, findings.jsonl, sample_map.csv
+: PHI spans and findings planted in the notes; VCF sample to patient.
+"""
 
 
 def _iso(d: date | None) -> str:
@@ -135,18 +173,21 @@ def _write_vcf_gz(path: Path, text: str) -> None:
 
 
 @cache
-def _genome() -> tuple[World, GenomeModel]:
-    world = load_world()
+def _genome(scenario: str = "default") -> tuple[World, GenomeModel]:
+    world = load_world(scenario)
     return world, genome_model(world)
 
 
-def _vcf_job(job: tuple[int, int, str, bool, str, str]) -> tuple[int, int]:
+def _vcf_job(job: tuple[int, int, str, bool, str, str, str]) -> tuple[int, int]:
     """Write patient ``index``'s VCF (in a worker process or inline); return
     (records, PASS records). A pure function of (seed, index): the order in which workers
-    finish cannot change a byte of output."""
-    seed, index, fmt, multi_sample, vcf_dir, parts_dir = job
-    world, model = _genome()
+    finish cannot change a byte of output. A patient whose tumour was not sequenced in house
+    (a scenario with informative missingness) has no VCF: (0, 0)."""
+    seed, index, fmt, multi_sample, vcf_dir, parts_dir, scenario = job
+    world, model = _genome(scenario)
     p = simulate_patient(world, seed, index)
+    if not p.sequenced_in_house:
+        return 0, 0
     lines = patient_records(world, model, p, seed)
     text = "\n".join(header_lines([p.patient_id], world) + lines) + "\n"
     if multi_sample:
@@ -217,7 +258,8 @@ def _diagnosis_rows(world: World, p: Patient, rng) -> list[tuple[str, date, str]
     return rows
 
 
-def _params(world: World, seed: int, patients: int, fmt: str, multi_sample: bool) -> dict:
+def _params(world: World, seed: int, patients: int, fmt: str, multi_sample: bool,
+            realised: dict) -> dict:
     clin, cohort = world.clinical, world.cohort
     from pipelines.synth.patient import weibull_scale
 
@@ -239,9 +281,15 @@ def _params(world: World, seed: int, patients: int, fmt: str, multi_sample: bool
     baseline = {ct: {**b, "scale_months": weibull_scale(b["median_months"], b["shape"]),
                      "standard_of_care": world.standard_of_care(ct)}
                 for ct, b in clin["outcome"]["baseline"].items()}
+    spec = world.scenario_spec or {}
     return {
         "generator": "oncorank-synth",
         "generator_version": GENERATOR_VERSION,
+        "scenario": world.scenario,
+        "scenario_description": spec.get("description", "today's generator (all mechanisms off)"),
+        "scenario_citations": spec.get("citations", {}),
+        "mechanisms": world.mechanisms,
+        "realised": realised,
         "catalog_version": world.catalog.version,
         "seed": seed,
         "patients": patients,
@@ -280,7 +328,8 @@ def _params(world: World, seed: int, patients: int, fmt: str, multi_sample: bool
 
 
 def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
-                    multi_sample: bool = False, workers: int | None = None) -> dict:
+                    multi_sample: bool = False, workers: int | None = None,
+                    scenario: str = "default") -> dict:
     """Write a synthetic cohort of ``patients`` patients under ``out``; return a summary.
 
     Parameters
@@ -293,6 +342,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     workers : processes writing VCFs (default: one per core, up to 8, for 400+ patients).
         They are spawned, so a script calling this at import time needs the usual
         ``if __name__ == "__main__":`` guard; ``workers=1`` never starts a process.
+    scenario : a world from ``pipelines/synth/resources/scenarios`` (``default``: today's).
 
     Examples
     --------
@@ -308,7 +358,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OncorankError(f"Output path {out} is a file; give a folder for the cohort.")
-    world, model = _genome()
+    world, model = _genome(scenario)
     n = int(patients)
     workers = _default_workers(n) if workers is None else max(1, int(workers))
     dirs = {k: out / k for k in ("vcf", "fhir", "csv", "notes", "truth")}
@@ -324,7 +374,10 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
     first_lines: Counter = Counter()
     events = 0
     ext = ".bcf" if fmt == "bcf" else ".vcf.gz"
-    jobs = ((seed, i, fmt, multi_sample, str(dirs["vcf"]), str(parts_dir)) for i in range(n))
+    jobs = ((seed, i, fmt, multi_sample, str(dirs["vcf"]), str(parts_dir), scenario)
+            for i in range(n))
+    realised: Counter = Counter()
+    in_house: list[int] = []
 
     with ExitStack() as stack:
         def open_text(path: Path):
@@ -373,11 +426,19 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
 
             # ---- genomics (written by _vcf_job)
             counts["variants"] += n_records
-            w_map.writerow((pid, pid))
+            realised["off_guideline"] += p.off_guideline
+            realised["not_sequenced"] += not p.ngs_tested
+            realised["outside_lab_only"] += p.ngs_tested and not p.sequenced_in_house
+            realised["ecog_not_recorded"] += not p.ecog_recorded
+            realised["received_without_overlap"] += not p.overlap[p.first_line]
+            if p.sequenced_in_house:
+                w_map.writerow((pid, pid))
+                in_house.append(i)
 
             # ---- structured clinical data (CSV and FHIR)
             w_pat.writerow((pid, ident.name, ident.mrn, _iso(p.birth_date), p.sex,
-                            p.cancer_type, p.stage, p.ecog, _iso(p.diagnosis_date), p.smoking))
+                            p.cancer_type, p.stage, p.ecog if p.ecog_recorded else "",
+                            _iso(p.diagnosis_date), p.smoking))
             emit(fhir.patient_resource(
                 pid, ident.mrn, ident.first, ident.last, p.sex, _iso(p.birth_date),
                 _iso(p.death_date) or None,
@@ -404,7 +465,8 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
                     _iso(c["end"]), rid, c["active"]))
             w_out.writerow((pid, _iso(p.death_date), _iso(p.last_followup_date)))
             obs_date = _iso(p.index_date - timedelta(days=int(rec_rng.integers(1, 10))))
-            emit(fhir.ecog_observation(f"{pid}-obs-ecog", pid, obs_date, p.ecog))
+            if p.ecog_recorded:
+                emit(fhir.ecog_observation(f"{pid}-obs-ecog", pid, obs_date, p.ecog))
             # PD-L1 and ER reach structured data for only about half the patients; the rest
             # are in the pathology note only.
             path_date = _iso(p.diagnosis_date + timedelta(days=3))
@@ -434,12 +496,15 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
 
     suffix = ".bcf" if fmt == "bcf" else ".vcf.gz"
     if multi_sample:
-        parts = [parts_dir / f"PT{i + 1:06d}.vcf.gz" for i in range(n)]
+        parts = [parts_dir / f"PT{i + 1:06d}.vcf.gz" for i in in_house]
         _merge_all(parts, dirs["vcf"] / f"cohort{suffix}", fmt, parts_dir)
     shutil.rmtree(parts_dir, ignore_errors=True)
 
+    shares = {k: round(v / n, 4) for k, v in sorted(realised.items())}
     (dirs["truth"] / "params.json").write_text(
-        json.dumps(_params(world, seed, int(patients), fmt, multi_sample), indent=2) + "\n")
+        json.dumps(_params(world, seed, int(patients), fmt, multi_sample, shares), indent=2)
+        + "\n")
+    (dirs["truth"] / "README.md").write_text(TRUTH_README)
 
     files = sorted(str(f.relative_to(out)) for d in dirs.values() for f in d.iterdir()
                    if f.is_file() and not f.name.startswith(("PT",)))
@@ -449,7 +514,9 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
         "seed": seed,
         "format": fmt,
         "multi_sample": multi_sample,
-        "vcf_files": (1 if multi_sample else n),
+        "scenario": scenario,
+        "realised": shares,
+        "vcf_files": (1 if multi_sample else len(in_house)),
         "vcf_extension": ext,
         "workers": workers,
         "variants": counts["variants"],
@@ -468,6 +535,7 @@ def _write_truth(world: World, p: Patient, n_pass: int, target_mb: float, w_trut
                  w_oracle) -> None:
     soc = world.standard_of_care(p.cancer_type)
     ranked = sorted(p.candidates, key=lambda a: (-p.rmst[a], a))
+    best_overlap = next((a for a in ranked if p.overlap[a]), soc)
     concept = {k: d["concept"] for k, d in world.drivers.items()}
     if p.second_line:
         ttnt, ttnt_event = p.second_line_start, 1
@@ -488,11 +556,13 @@ def _write_truth(world: World, p: Patient, n_pass: int, target_mb: float, w_trut
         _f(p.censor_time, 4), "" if p.os_event else p.censor_reason, _f(p.os_months, 4),
         p.os_event, _f(ttnt, 4),
         ttnt_event, _iso(p.death_date), _iso(p.last_followup_date),
-        _f(p.rmst[p.first_line], 4), ranked[0], _f(p.rmst[ranked[0]], 4)))
+        _f(p.rmst[p.first_line], 4), ranked[0], _f(p.rmst[ranked[0]], 4), _f(p.frailty, 4),
+        p.clinic, int(p.ngs_tested), int(p.sequenced_in_house), int(p.ecog_recorded),
+        int(p.off_guideline), int(p.overlap[ranked[0]]), best_overlap))
     for a in p.candidates:
         w_oracle.writerow((
             p.patient_id, p.cancer_type, a, int(a == soc), int(a == p.first_line),
             _f(p.choice_probabilities[a], 4), _f(p.hr[a] / p.hr[soc], 4), _f(p.lp[a]),
             _f(p.shape, 4),
             _f(p.scale, 4), _f(p.rmst[a], 4), _f(p.surv12[a], 4), _f(p.surv24[a], 4),
-            ranked.index(a) + 1))
+            ranked.index(a) + 1, _f(p.rmst[a] - p.rmst[soc], 4), int(p.overlap[a])))

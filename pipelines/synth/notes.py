@@ -381,8 +381,11 @@ class NoteWriter:
         if self.rng.random() < 0.4:
             b.frame(", {em}", em=Phi(ident.email, "EMAIL"))
         b.add("\n\n")
-        b.frame("EXAM: {m}. Alert, NAD. Lungs CTA b/l.\n\n", m=self._mention("ECOG", "affirmed",
-                                                                             p.ecog))
+        if p.ecog_recorded:
+            b.frame("EXAM: {m}. Alert, NAD. Lungs CTA b/l.\n\n",
+                    m=self._mention("ECOG", "affirmed", p.ecog))
+        else:  # a scenario where this clinic does not record performance status
+            b.add("EXAM: Alert, NAD. Lungs CTA b/l.\n\n")
 
         b.line("ASSESSMENT/PLAN:")
         regimen = self.w.catalog.get(p.first_line)
@@ -513,8 +516,11 @@ class NoteWriter:
             b.add("Tolerated treatment well. ")
         b.add("\n\n")
         ecog = min(4, p.ecog + int(self.rng.random() < 0.2))
-        b.frame("EXAM: {m}. No new focal deficits.\n\n",
-                m=self._mention("ECOG", "affirmed", ecog))
+        if p.ecog_recorded:
+            b.frame("EXAM: {m}. No new focal deficits.\n\n",
+                    m=self._mention("ECOG", "affirmed", ecog))
+        else:
+            b.add("EXAM: No new focal deficits.\n\n")
         b.line("ASSESSMENT/PLAN:")
         b.frame("Pt w/ {m} on ", m=self._dx())
         self._drug_list(b, regimen.drugs, "/")

@@ -11,6 +11,16 @@ care, which depends on the patient's biomarkers (and contraindicating conditions
 every candidate's survival function is known, the restricted mean survival time at the
 horizon is computed exactly (:func:`weibull_rmst`) for the oracle ranking.
 
+Scenarios (``world.mechanisms``) add, each only when switched on:
+
+* an unmeasured frailty ``z`` added to every arm's log hazard and to the choice utilities;
+* delayed separation: the cumulative hazard is piecewise, ``H_a(t) = e^lp0 [HR_early
+  Lambda(min(t, d)) + HR_a (Lambda(t) - Lambda(d))+]`` with ``Lambda(t) = (t / scale)^shape``;
+* treatment switching at progression, an illness-death model in which progression has hazard
+  ``k h_a(t)``, a second line ``b`` starts at progression with probability ``q`` and then
+  multiplies the hazard by ``m_b``. Survival stays a closed form of ``H = H_a(t)``
+  (:func:`switching_survival`), so true RMST is still exact up to the time grid.
+
 >>> round(weibull_rmst(0.0, shape=1.0, scale=12.0, tau=24.0), 3)  # 12 * (1 - e^-2)
 10.376
 """
@@ -31,6 +41,8 @@ from pipelines.synth.world import World
 # without reshuffling the others (and so patients can be generated in any order).
 STREAM_CLINICAL, STREAM_GENOME, STREAM_NOTES, STREAM_IDENTITY, STREAM_RECORDS = 1, 2, 3, 4, 5
 STREAM_COURSES = 6
+STREAM_SCENARIO = 7     # draws that only scenarios make (frailty, clinic, testing)
+RMST_GRID_STEP = 0.05   # months; the numeric RMST of a scenario world integrates on it
 
 
 def patient_rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -108,6 +120,15 @@ class Patient:
     second_line_start: float | None   # months from index
     choice_probabilities: dict[str, float]
     adverse_events: list[str] = field(default_factory=list)
+    # Scenario mechanisms (defaults: the default world's patient).
+    frailty: float = 0.0
+    clinic: str = ""
+    ngs_tested: bool = True
+    sequenced_in_house: bool = True     # False: no VCF (untested, or outside-lab NGS)
+    ecog_recorded: bool = True
+    off_guideline: bool = False
+    known_features: dict[str, bool] | None = None
+    overlap: dict[str, bool] = field(default_factory=dict)
 
     @property
     def os_months(self) -> float:
@@ -265,19 +286,120 @@ def effect_hr(world: World, cancer_type: str, treatment: str,
     return float(hr)
 
 
-def choice_probabilities(world: World, cancer_type: str, features: dict[str, bool],
-                         exclude: tuple[str, ...] = ()) -> dict[str, float]:
-    """Multinomial-logit treatment choice mixed with a uniform off-guideline draw."""
+def _utilities(world: World, cancer_type: str, names: list[str], features: dict[str, bool],
+               frailty: float) -> np.ndarray:
     table = world.clinical["treatment_choice"][cancer_type]
-    names = [n for n in world.candidates(cancer_type) if n not in exclude]
+    mech = world.mechanisms
     util = np.array([table[n].get("intercept", 0.0)
                      + sum(v for k, v in table[n].items() if k != "intercept" and features[k])
                      for n in names])
+    if frailty:
+        util = util + frailty * np.array([mech["frailty"]["choice"].get(n, 0.0) for n in names])
+    return util * mech["choice_sharpness"]
+
+
+def _epsilon(world: World, features: dict[str, bool]) -> float:
+    eps = world.cohort["off_guideline_epsilon"]
+    for stratum in world.mechanisms["off_guideline_strata"]:
+        if features[stratum["when"]]:
+            eps += stratum["epsilon"]
+    return min(eps, 1.0)
+
+
+def choice_probabilities(world: World, cancer_type: str, features: dict[str, bool],
+                         exclude: tuple[str, ...] = (), frailty: float = 0.0) -> dict[str, float]:
+    """Multinomial-logit treatment choice mixed with a uniform off-guideline draw.
+
+    ``features`` are what the treating clinician knows (a biomarker nobody tested is not
+    known); ``frailty`` is the unmeasured frailty of the scenarios that have one.
+    """
+    names = [n for n in world.candidates(cancer_type) if n not in exclude]
+    util = _utilities(world, cancer_type, names, features, frailty)
     soft = np.exp(util - util.max())
     soft /= soft.sum()
-    eps = world.cohort["off_guideline_epsilon"]
+    eps = _epsilon(world, features)
     p = (1 - eps) * soft + eps / len(names)
     return {n: float(x) for n, x in zip(names, p, strict=True)}
+
+
+def guideline_probabilities(world: World, cancer_type: str, features: dict[str, bool],
+                            frailty: float = 0.0) -> dict[str, float]:
+    """The choice model without its off-guideline mixture: what guideline care gives."""
+    names = world.candidates(cancer_type)
+    util = _utilities(world, cancer_type, names, features, frailty)
+    soft = np.exp(util - util.max())
+    return {n: float(x) for n, x in zip(names, soft / soft.sum(), strict=True)}
+
+
+# ------------------------------------------------------------------ scenario survival
+def _lambda(t, shape: float, scale: float):
+    return (np.asarray(t, dtype=float) / scale) ** shape
+
+
+def cumulative_hazard(t, lp0: float, hr: float, shape: float, scale: float,
+                      delay: float = 0.0, early_hr: float = 1.0):
+    """H_a(t) with an effect that starts after ``delay`` months (``early_hr`` before it).
+
+    >>> float(cumulative_hazard(12.0, 0.0, 0.5, 1.0, 12.0))          # no delay: HR * t/scale
+    0.5
+    >>> float(cumulative_hazard(12.0, 0.0, 0.5, 1.0, 12.0, 6.0))     # half the time at HR 1
+    0.75
+    """
+    lam = _lambda(t, shape, scale)
+    if delay <= 0:
+        return math.exp(lp0) * hr * lam
+    lam_d = float(_lambda(delay, shape, scale))
+    return math.exp(lp0) * np.where(lam <= lam_d, early_hr * lam,
+                                    early_hr * lam_d + hr * (lam - lam_d))
+
+
+def inverse_cumulative_hazard(h: float, lp0: float, hr: float, shape: float, scale: float,
+                              delay: float = 0.0, early_hr: float = 1.0) -> float:
+    """The time t at which :func:`cumulative_hazard` reaches ``h`` (closed form)."""
+    c = math.exp(lp0)
+    lam_d = float(_lambda(delay, shape, scale)) if delay > 0 else 0.0
+    if delay > 0 and h <= c * early_hr * lam_d:
+        lam = h / (c * early_hr)
+    elif delay > 0:
+        lam = lam_d + (h - c * early_hr * lam_d) / (c * hr)
+    else:
+        lam = h / (c * hr)
+    return float(scale * lam ** (1.0 / shape))
+
+
+def switching_survival(H, k: float, q: float, multipliers: dict[str, float],
+                       second_probs: dict[str, float]):
+    """Overall survival at cumulative first-line hazard ``H`` under switching at progression.
+
+    Progression has hazard ``k h(t)``; at progression a second line ``b`` (probability ``q``
+    times ``second_probs[b]``) multiplies the death hazard by ``multipliers[b]``. With
+    ``phi(H, m) = k e^{-mH} (1 - e^{-(1+k-m)H}) / (1+k-m)``::
+
+        S = e^{-(1+k)H} + (1 - q) phi(H, 1) + q sum_b pi_b phi(H, m_b)
+
+    With every multiplier 1 this is e^{-H}, the survival without switching:
+
+    >>> round(float(switching_survival(0.7, 1.5, 0.6, {"b": 1.0}, {"b": 1.0})), 6)
+    0.496585
+    >>> round(math.exp(-0.7), 6)
+    0.496585
+    """
+    H = np.asarray(H, dtype=float)
+
+    def phi(m: float):
+        a = 1.0 + k - m
+        if abs(a) < 1e-9:
+            return k * np.exp(-m * H) * H
+        return k * np.exp(-m * H) * (-np.expm1(-a * H)) / a
+
+    out = np.exp(-(1.0 + k) * H) + (1.0 - q) * phi(1.0)
+    for b, pi in second_probs.items():
+        out = out + q * pi * phi(multipliers[b])
+    return out
+
+
+def _trapezoid(y: np.ndarray, dx: float) -> float:
+    return float(dx * (y.sum() - 0.5 * (y[0] + y[-1])))
 
 
 def _prognostic_lp(world: World, cancer_type: str, stage: str, ecog: int, age: int, sex: str,
@@ -294,6 +416,102 @@ def _prognostic_lp(world: World, cancer_type: str, stage: str, ecog: int, age: i
         lp += b["coadread_braf_v600e"] * ("BRAF_V600E" in drivers)
         lp += b["coadread_ras_mutant"] * any(d.startswith(("KRAS", "NRAS")) for d in drivers)
     return float(lp)
+
+
+# A regimen the guideline model gives this patient with less than this probability is
+# "off guideline" when received (truth/patients.csv column `off_guideline`).
+OFF_GUIDELINE_BELOW = 0.05
+# Features that only tumour sequencing tells (unknown to the clinician when nobody tested).
+NGS_FEATURES = ("egfr_sensitizing", "kras_g12c", "braf_v600e", "pik3ca_mutant",
+                "pik3ca_mutant_er_positive", "ras_mutant", "ras_wild_type", "tmb_high")
+
+
+def _testing(world: World, srng, lp0: float, actionable: list[str]) -> dict | None:
+    """Clinic, whether the tumour was sequenced (in house, or outside with the result in the
+    notes only) and whether ECOG was recorded; None when the scenario has no missingness."""
+    spec = world.mechanisms["missingness"]
+    if not spec["enabled"]:
+        return None
+    clinics = spec["clinics"]
+    clinic = _pick(srng, {k: v["share"] for k, v in clinics.items()})
+    c = clinics[clinic]
+
+    def happens(p: float, per_lp: float) -> bool:
+        return bool(srng.random() < _expit(_logit(p) + per_lp * lp0))
+
+    tested = happens(c["ngs"], spec["ngs_log_odds_per_lp"])
+    outside = happens(c["outside"], spec["outside_log_odds_per_lp"]) and tested
+    ecog_recorded = happens(c["ecog"], spec["ecog_log_odds_per_lp"])
+    return {"clinic": clinic, "tested": tested, "in_house": tested and not outside,
+            "outside_driver": actionable[0] if (outside and actionable) else None,
+            "ecog_recorded": ecog_recorded}
+
+
+def _known_features(features: dict[str, bool], testing: dict | None) -> dict[str, bool]:
+    """What the treating clinician knows: without sequencing, no sequencing result."""
+    if testing is None or testing["tested"]:
+        return features
+    return {k: (False if k in NGS_FEATURES else v) for k, v in features.items()}
+
+
+class _SurvivalLaw:
+    """Survival under each candidate when a scenario delays effects or switches treatment."""
+
+    def __init__(self, world: World, cancer_type: str, known: dict[str, bool], frailty: float,
+                 ecog: int, hr: dict[str, float], lp0: float, shape: float, scale: float):
+        mech = world.mechanisms
+        self.world, self.cancer_type, self.known, self.frailty = world, cancer_type, known, frailty
+        self.hr, self.lp0, self.shape, self.scale = hr, lp0, shape, scale
+        delayed = mech["delayed_effect"]
+        self.delay = {a: (float(delayed["months"]) if world.catalog.get(a).drug_class
+                          in delayed["drug_classes"] else 0.0) for a in hr}
+        self.early_hr = float(delayed["early_hr"])
+        sw = mech["switching"]
+        self.switching = bool(sw["enabled"])
+        self.k = float(sw["progression_hazard_factor"])
+        self.q = world.cohort["second_line_probability"] if ecog < 3 else 0.0
+        self.fraction, self.washout = sw["second_line_effect_fraction"], sw["first_line_washout"]
+        self.closed_form = not self.switching and not any(self.delay.values())
+
+    def H(self, a: str, t):
+        return cumulative_hazard(t, self.lp0, self.hr[a], self.shape, self.scale,
+                                 self.delay[a], self.early_hr)
+
+    def second_line(self, a: str) -> tuple[dict[str, float], dict[str, float]]:
+        probs = choice_probabilities(self.world, self.cancer_type, self.known, exclude=(a,),
+                                     frailty=self.frailty)
+        mult = {b: self.hr[b] ** self.fraction / self.hr[a] ** self.washout for b in probs}
+        return probs, mult
+
+    def survival(self, a: str, t):
+        H = self.H(a, t)
+        if not self.switching:
+            return np.exp(-H) if np.ndim(H) else float(np.exp(-H))
+        probs, mult = self.second_line(a)
+        out = switching_survival(H, self.k, self.q, mult, probs)
+        return out if np.ndim(H) else float(out)
+
+    def rmst(self, a: str, tau: float) -> float:
+        n = int(round(tau / RMST_GRID_STEP))
+        grid = np.linspace(0.0, tau, n + 1)
+        return _trapezoid(self.survival(a, grid), tau / n)
+
+    def _time_at(self, a: str, h: float) -> float:
+        return inverse_cumulative_hazard(h, self.lp0, self.hr[a], self.shape, self.scale,
+                                         self.delay[a], self.early_hr)
+
+    def draw(self, a: str, e_death: float, srng) -> tuple[float, tuple | None]:
+        """(death time, (second line or None, progression time) or None without switching)."""
+        if not self.switching:
+            return self._time_at(a, e_death), None
+        h_prog = srng.exponential() / self.k
+        progression = self._time_at(a, h_prog)
+        switched = srng.random() < self.q
+        probs, mult = self.second_line(a)
+        b = _pick(srng, probs)
+        if e_death <= h_prog or not switched:
+            return self._time_at(a, e_death), (None, progression)
+        return self._time_at(a, h_prog + (e_death - h_prog) / mult[b]), (b, progression)
 
 
 def _days(d0: date, d1: date) -> int:
@@ -358,25 +576,51 @@ def simulate_patient(world: World, seed: int, index: int) -> Patient:
         outside = actionable[0]
     vcf_drivers = [d for d in drivers if d != outside]
     features = _features(world, cancer_type, bio, drivers, ecog, age, flags, mets)
+    lp0 = _prognostic_lp(world, cancer_type, stage, ecog, age, sex, charlson, mets, drivers,
+                         smoking)
 
-    # Treatment choice (confounded by indication) and the true survival model.
+    # Scenario draws come from their own stream, so the default world is unchanged.
+    mech = world.mechanisms
+    srng = patient_rng(seed, index, STREAM_SCENARIO)
+    frailty = float(srng.standard_normal())
+    if not (mech["frailty"]["log_hr_per_sd"] or mech["frailty"]["choice"]):
+        frailty = 0.0
+    testing = _testing(world, srng, lp0, actionable)
+    if testing is not None:
+        outside = testing["outside_driver"]
+        vcf_drivers = drivers if testing["in_house"] else []
+    known = _known_features(features, testing)
+
+    # Treatment choice (confounded by indication, and by frailty where a scenario has one).
     candidates = world.candidates(cancer_type)
-    probs = choice_probabilities(world, cancer_type, features)
+    probs = choice_probabilities(world, cancer_type, known, frailty=frailty)
     first_line = _pick(rng, probs)
+    guideline = guideline_probabilities(world, cancer_type, known, frailty)
+    min_p = mech["overlap_min_propensity"]
     base = clin["outcome"]["baseline"][cancer_type]
     shape = float(base["shape"])
     scale = weibull_scale(base["median_months"], shape)
-    lp0 = _prognostic_lp(world, cancer_type, stage, ecog, age, sex, charlson, mets, drivers,
-                         smoking)
+    lp_total = lp0 + mech["frailty"]["log_hr_per_sd"] * frailty
     tau = float(cohort["horizon_months"])
     hr = {a: effect_hr(world, cancer_type, a, features) for a in candidates}
-    lp = {a: lp0 + math.log(hr[a]) for a in candidates}
-    rmst = {a: weibull_rmst(lp[a], shape, scale, tau) for a in candidates}
-    surv12 = {a: weibull_survival(12.0, lp[a], shape, scale) for a in candidates}
-    surv24 = {a: weibull_survival(24.0, lp[a], shape, scale) for a in candidates}
+    lp = {a: lp_total + math.log(hr[a]) for a in candidates}
+    law = _SurvivalLaw(world, cancer_type, known, frailty, ecog, hr, lp_total, shape, scale)
+    if law.closed_form:
+        rmst = {a: weibull_rmst(lp[a], shape, scale, tau) for a in candidates}
+        surv12 = {a: weibull_survival(12.0, lp[a], shape, scale) for a in candidates}
+        surv24 = {a: weibull_survival(24.0, lp[a], shape, scale) for a in candidates}
+    else:
+        rmst = {a: law.rmst(a, tau) for a in candidates}
+        surv12 = {a: law.survival(a, 12.0) for a in candidates}
+        surv24 = {a: law.survival(a, 24.0) for a in candidates}
 
-    c = math.exp(lp[first_line]) / scale**shape
-    event_time = max((rng.exponential() / c) ** (1.0 / shape), 1.0 / 30.4375)
+    if law.closed_form:
+        c = math.exp(lp[first_line]) / scale**shape
+        event_time = max((rng.exponential() / c) ** (1.0 / shape), 1.0 / 30.4375)
+        switch = None
+    else:
+        event_time, switch = law.draw(first_line, rng.exponential(), srng)
+        event_time = max(event_time, 1.0 / 30.4375)
     dpm = cohort["days_per_month"]
     admin = _days(index_date, date.fromisoformat(cohort["data_cutoff"])) / dpm
     ltfu = rng.exponential(12.0 / cohort["loss_to_followup_per_year"])
@@ -388,12 +632,17 @@ def simulate_patient(world: World, seed: int, index: int) -> Patient:
 
     # Second line at progression, which comes before death (or censoring).
     second_line, second_start = None, None
-    progression = event_time * rng.beta(4.0, 3.0)
-    if (progression < observed - 0.5 and progression > 1.5 and ecog < 3
-            and rng.random() < cohort["second_line_probability"]):
-        probs2 = choice_probabilities(world, cancer_type, features, exclude=(first_line,))
-        second_line = _pick(rng, probs2)
-        second_start = float(progression)
+    if switch is not None:
+        if switch[0] is not None and switch[1] < observed:
+            second_line, second_start = switch[0], float(switch[1])
+    else:
+        progression = event_time * rng.beta(4.0, 3.0)
+        if (progression < observed - 0.5 and progression > 1.5 and ecog < 3
+                and rng.random() < cohort["second_line_probability"]):
+            probs2 = choice_probabilities(world, cancer_type, known, exclude=(first_line,),
+                                          frailty=frailty)
+            second_line = _pick(rng, probs2)
+            second_start = float(progression)
 
     adverse_events = []
     klass = world.catalog.get(first_line).drug_class
@@ -415,5 +664,11 @@ def simulate_patient(world: World, seed: int, index: int) -> Patient:
         event_time=float(event_time), censor_time=float(censor_time),
         censor_reason=censor_reason, os_days=os_days, os_event=os_event,
         second_line=second_line, second_line_start=second_start,
-        choice_probabilities=probs, adverse_events=adverse_events,
+        choice_probabilities=probs, adverse_events=adverse_events, frailty=frailty,
+        clinic=testing["clinic"] if testing else "",
+        ngs_tested=testing["tested"] if testing else True,
+        sequenced_in_house=testing["in_house"] if testing else True,
+        ecog_recorded=testing["ecog_recorded"] if testing else True,
+        off_guideline=guideline[first_line] < OFF_GUIDELINE_BELOW,
+        known_features=known, overlap={a: probs[a] >= min_p for a in candidates},
     )

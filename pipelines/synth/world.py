@@ -6,11 +6,20 @@ contigs, driver alterations at their real positions, passenger genes), ``clinica
 effects, the treatment-choice model) and ``notes.yaml`` (lexicon and phrasing of notes).
 Regimens and drugs come from the shared catalog, never from these files.
 
+A *scenario* (``resources/scenarios/<name>.yaml``) is a partial ``clinical.yaml`` deep-merged
+over the default: it can change any parameter, and switches on the mechanisms of the
+``mechanisms`` block (guideline-bound care, an unmeasured frailty, delayed effects and
+treatment switching, informative missingness). ``default`` is today's world, unchanged.
+
 >>> w = load_world()
 >>> w.candidates("MEL")[:2]
 ['nivolumab_ipilimumab', 'pembrolizumab_mel']
 >>> w.drivers["KRAS_G12C"]["pos"]
 25245351
+>>> load_world("guideline").mechanisms["choice_sharpness"] > 1
+True
+>>> scenario_names()[:2]
+['default', 'guideline']
 """
 
 from __future__ import annotations
@@ -24,10 +33,56 @@ import yaml
 from pipelines.catalog import RegimenCatalog, regimen_catalog
 from pipelines.lakehouse.errors import ConfigError
 
+SCENARIO_ORDER = ("default", "guideline", "unmeasured", "nonph", "informative-missing",
+                  "realistic")
+
 
 def _read_yaml(name: str) -> dict:
     text = resources.files("pipelines.synth.resources").joinpath(name).read_text()
     return yaml.safe_load(text)
+
+
+def _scenario_files() -> dict[str, object]:
+    folder = resources.files("pipelines.synth.resources").joinpath("scenarios")
+    return {f.name.removesuffix(".yaml"): f for f in folder.iterdir()
+            if f.name.endswith(".yaml")}
+
+
+def scenario_names() -> list[str]:
+    """Names ``oncorank synth --scenario`` accepts: ``default`` first, then the files."""
+    found = {n for n in _scenario_files() if not n.startswith("_")} | {"default"}
+    known = [n for n in SCENARIO_ORDER if n in found]
+    return known + sorted(found - set(known))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``: mappings merge key by key, anything else
+    (numbers, lists, strings) replaces.
+
+    >>> deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]})
+    {'a': {'b': 1, 'c': 3}, 'd': [2]}
+    """
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def scenario_overlay(name: str, _base: bool = False) -> dict:
+    """The scenario file as written (``{}`` for ``default``); unknown names are refused."""
+    if name == "default":
+        return {}
+    files = _scenario_files()
+    if name not in files or (name.startswith("_") and not _base):
+        raise ConfigError(f"Unknown scenario {name!r}; scenarios are: "
+                          f"{', '.join(scenario_names())}.")
+    data = yaml.safe_load(files[name].read_text()) or {}
+    for base in data.pop("extends", []):
+        data = deep_merge(scenario_overlay(base, _base=True), data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -36,6 +91,13 @@ class World:
     clinical: dict
     notes: dict
     catalog: RegimenCatalog
+    scenario: str = "default"
+    scenario_spec: dict | None = None
+
+    @property
+    def mechanisms(self) -> dict:
+        """Scenario mechanisms (all off in the default world; see clinical.yaml)."""
+        return self.clinical["mechanisms"]
 
     @property
     def drivers(self) -> dict:
@@ -92,8 +154,12 @@ def _check(world: World) -> None:
 
 
 @cache
-def load_world() -> World:
-    world = World(_read_yaml("genome.yaml"), _read_yaml("clinical.yaml"),
-                  _read_yaml("notes.yaml"), regimen_catalog())
+def load_world(scenario: str = "default") -> World:
+    """The generator's world under ``scenario`` (cached per name)."""
+    overlay = scenario_overlay(scenario)
+    clinical = deep_merge(_read_yaml("clinical.yaml"), overlay.get("clinical", {}))
+    spec = {k: v for k, v in overlay.items() if k != "clinical"}
+    world = World(_read_yaml("genome.yaml"), clinical, _read_yaml("notes.yaml"),
+                  regimen_catalog(), scenario=scenario, scenario_spec=spec)
     _check(world)
     return world
