@@ -10,30 +10,72 @@ There is no reference FASTA in the product, so passenger REF bases come from a f
 multi-sample merges consistent. Passenger annotation (consequence, protein change) is a pure
 function of the allele for the same reason. Driver REF/ALT are the real GRCh38 alleles.
 
+Passenger protein changes follow a small protein model, so that a report never shows a residue
+the protein lacks or an amino-acid change no point mutation can make:
+
+* **Residue.** A position maps linearly from the gene span onto residues 2..L, L being the
+  canonical protein length of ``pipelines/resources/protein_lengths.tsv`` (UniProt). This is a
+  simplification: real coding exons are a small, uneven part of a span, and residue 1 is
+  left out because a change of the initiator Met is ``start_lost``, not in the mix here.
+  Residues rise with the position whatever the gene's strand.
+* **Reference codon.** Each (gene, residue) has one sense codon, drawn from a hash of the two
+  (:func:`reference_codon`): every variant at a residue, in any patient, agrees on its
+  reference amino acid.
+* **SNVs.** A few sites are splice sites (``splice_consequences`` in genome.yaml; no HGVSp).
+  At the others one base of the reference codon, at a codon position chosen by the site's
+  hash, is substituted and the codon is translated with the standard genetic code:
+  same amino acid -> ``synonymous_variant`` (LOW, ``p.Leu858=``), stop -> ``stop_gained``
+  (HIGH, ``p.Arg213Ter``), else ``missense_variant`` (MODERATE, ``p.Leu858Arg``). So the
+  consequence mix comes out of the codons instead of being drawn: about 67 % missense, 29 %
+  synonymous and 3.5 % stop_gained of coding SNVs (TCGA MC3: roughly 66/24/5 %, with more
+  stops from C>T at CpG, which a uniform codon draw does not model).
+  The pseudo-reference is not a coding sequence, so the substituted base is the VCF ALT
+  moved by the cyclic shift (in ACGT order) that takes the VCF REF onto the codon's base:
+  two ALTs at one site give two different codons, and a transition stays a transition.
+* **Indels.** A length that is not a multiple of 3 is a frameshift (``p.Arg97ProfsTer23``),
+  else an in-frame deletion or insertion of 1-2 residues, the flanking residues named with
+  the same reference codons.
+
 >>> header_lines(["PT000001"])[0]
 '##fileformat=VCFv4.2'
+>>> GENETIC_CODE["ATG"], GENETIC_CODE["TGA"], len(SENSE_CODONS)
+('Met', 'Ter', 61)
+>>> protein_lengths()["RB1"]
+928
 """
 
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.genomics.proteins import protein_lengths
+from pipelines.lakehouse.errors import ConfigError
 from pipelines.synth.patient import STREAM_GENOME, Patient, patient_rng
 from pipelines.synth.world import World, load_world
 
 CSQ_FIELDS = ("Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|EXON|"
               "HGVSc|HGVSp|CANONICAL")
 BASES = np.array(list("ACGT"))
-AMINO = ("Ala", "Arg", "Asn", "Asp", "Cys", "Gln", "Glu", "Gly", "His", "Ile", "Leu", "Lys",
-         "Met", "Phe", "Pro", "Ser", "Thr", "Trp", "Tyr", "Val")
 TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
 OTHERS = {b: [o for o in "ACGT" if o != b] for b in "ACGT"}
 _TRANSITION_IDX = np.array(["ACGT".index(TRANSITION[b]) for b in "ACGT"])
 _OTHERS_IDX = np.array([["ACGT".index(o) for o in OTHERS[b]] for b in "ACGT"])
+
+THREE_LETTER = {"A": "Ala", "R": "Arg", "N": "Asn", "D": "Asp", "C": "Cys", "Q": "Gln",
+                "E": "Glu", "G": "Gly", "H": "His", "I": "Ile", "L": "Leu", "K": "Lys",
+                "M": "Met", "F": "Phe", "P": "Pro", "S": "Ser", "T": "Thr", "W": "Trp",
+                "Y": "Tyr", "V": "Val", "*": "Ter"}
+AMINO = tuple(v for v in THREE_LETTER.values() if v != "Ter")
+# The standard genetic code (NCBI translation table 1), codons in TCAG x TCAG x TCAG order.
+_TABLE_1 = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
+GENETIC_CODE = {a + b + c: THREE_LETTER[_TABLE_1[16 * i + 4 * j + k]]
+                for i, a in enumerate("TCAG") for j, b in enumerate("TCAG")
+                for k, c in enumerate("TCAG")}
+SENSE_CODONS = tuple(sorted(c for c, aa in GENETIC_CODE.items() if aa != "Ter"))
+_BASE_INDEX = {b: i for i, b in enumerate("ACGT")}
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -69,13 +111,113 @@ def _allele_code(allele: str) -> int:
 
 
 def _allele_hash(contig_index: int, pos: int, allele: str) -> int:
-    """Hash of (site, "REF>ALT"): what a passenger allele's annotation is derived from."""
+    """Hash of (site, "REF>ALT"): what a passenger indel's protein change is drawn from."""
     return _mix_int((pos * 64 + contig_index) ^ (_allele_code(allele) << 40))
 
 
-# _allele_code of every SNV "R>A", indexed [ref, alt] in ACGT order (vectorised path).
-_SNV_CODES = np.array([[_allele_code(f"{r}>{a}") for a in "ACGT"] for r in "ACGT"],
-                      dtype=np.uint64)
+def _site_hash(contig_index: int, pos: int) -> int:
+    """Hash of the site alone (scalar twin of the ``site`` array in :func:`patient_records`)."""
+    return _mix_int(pos * 64 + contig_index)
+
+
+# --------------------------------------------------------------------------- protein model
+def residue_at(gene: tuple[str, str, int, int], pos: int, length: int) -> int:
+    """The residue (2..``length``) a position in ``gene``'s span maps to, linearly.
+
+    >>> residue_at(("RB1", "chr13", 48303751, 48481890), 48481890, 928)
+    928
+    >>> residue_at(("RB1", "chr13", 48303751, 48481890), 48303751, 928)
+    2
+    """
+    span = gene[3] - gene[2] + 1
+    return 2 + (pos - gene[2]) * (length - 1) // span
+
+
+def reference_codon(symbol: str, residue: int) -> str:
+    """The sense codon of residue ``residue`` of ``symbol``'s protein (a fixed hash of the
+    two, so every variant at a residue agrees on the reference amino acid)."""
+    # _allele_code is a 24-bit CRC of any text; here of the gene symbol.
+    return SENSE_CODONS[_mix_int((_allele_code(symbol) << 24) | residue) % len(SENSE_CODONS)]
+
+
+def reference_amino_acid(symbol: str, residue: int) -> str:
+    """Three-letter reference amino acid of a residue (the translated reference codon)."""
+    return GENETIC_CODE[reference_codon(symbol, residue)]
+
+
+def _other_amino_acid(h: int, avoid: set[str]) -> str:
+    """An amino acid outside ``avoid``, chosen by ``h``."""
+    choices = [a for a in AMINO if a not in avoid]
+    return choices[h % len(choices)]
+
+
+def substituted_codon(codon: str, site: int, ref: str, alt: str) -> str:
+    """The reference codon with one base substituted, for the VCF allele ``ref``>``alt``.
+
+    The codon position comes from the site's hash. The new base is ``alt`` moved by the
+    cyclic shift (in ACGT order) that takes ``ref`` onto the codon's base there: a bijection
+    that never returns the codon's own base, gives two ALTs at one site two different
+    codons, and keeps transitions (A<->G, C<->T: two steps apart) transitions.
+
+    >>> substituted_codon("CGT", 3, "C", "T")    # site % 3 == 0: the first base, C>T
+    'TGT'
+    """
+    k = site % 3
+    shift = _BASE_INDEX[codon[k]] - _BASE_INDEX[ref]
+    new = "ACGT"[(_BASE_INDEX[alt] + shift) % 4]
+    return codon[:k] + new + codon[k + 1:]
+
+
+def snv_change(symbol: str, residue: int, site: int, ref: str, alt: str
+               ) -> tuple[str, str, str]:
+    """(consequence, IMPACT, HGVSp) of a coding SNV at ``residue``: the translated codon
+    change (see the module docstring).
+
+    >>> reference_codon("RB1", 170)
+    'CAG'
+    >>> [snv_change("RB1", 170, site, "C", "T") for site in (0, 1, 2)]   # CAG -> TAG, CGG, CAA
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('stop_gained', 'HIGH', 'p.Gln170Ter'), ('missense_variant', 'MODERATE', 'p.Gln170Arg'),
+     ('synonymous_variant', 'LOW', 'p.Gln170=')]
+    """
+    codon = reference_codon(symbol, residue)
+    ref_aa, alt_aa = GENETIC_CODE[codon], GENETIC_CODE[substituted_codon(codon, site, ref, alt)]
+    if alt_aa == ref_aa:
+        return "synonymous_variant", "LOW", f"p.{ref_aa}{residue}="
+    if alt_aa == "Ter":
+        return "stop_gained", "HIGH", f"p.{ref_aa}{residue}Ter"
+    return "missense_variant", "MODERATE", f"p.{ref_aa}{residue}{alt_aa}"
+
+
+def indel_change(symbol: str, residue: int, length: int, ref: str, alt: str, h: int
+                 ) -> tuple[str, str, str]:
+    """(consequence, IMPACT, HGVSp) of an indel (VCF ``ref``/``alt`` share their first base)
+    at ``residue`` of a protein of ``length`` residues; ``h`` is the allele's hash."""
+    size = abs(len(ref) - len(alt))
+    aa = reference_amino_acid
+    if size % 3:
+        # p.Arg97ProfsTer23: the first changed residue differs from the reference one.
+        first = _other_amino_acid(h // 7, {aa(symbol, residue)})
+        return ("frameshift_variant", "HIGH",
+                f"p.{aa(symbol, residue)}{residue}{first}fsTer{2 + h // 11 % 40}")
+    n = size // 3
+    # In-frame changes keep every residue they name inside the protein.
+    residue = min(residue, length - 1)
+    if len(ref) > len(alt):
+        residue = min(residue, length - n + 1)
+        # HGVS names a deletion at its most 3' equivalent place: while the residue after the
+        # deleted stretch equals its first, the same protein results one residue on.
+        while residue + n <= length and aa(symbol, residue + n) == aa(symbol, residue):
+            residue += 1
+        last = residue + n - 1
+        span = (f"{aa(symbol, residue)}{residue}" if n == 1 else
+                f"{aa(symbol, residue)}{residue}_{aa(symbol, last)}{last}")
+        return "inframe_deletion", "MODERATE", f"p.{span}del"
+    left, right = aa(symbol, residue), aa(symbol, residue + 1)
+    # Residues unlike both flanks: otherwise HGVS would call it a dup or shift it 3'.
+    inserted = "".join(_other_amino_acid(h // (13 + 6 * i), {left, right}) for i in range(n))
+    return ("inframe_insertion", "MODERATE",
+            f"p.{left}{residue}_{right}{residue + 1}ins{inserted}")
 
 
 @dataclass(frozen=True)
@@ -86,9 +228,8 @@ class GenomeModel:
     contig_index: dict[str, int]
     genes: tuple[tuple[str, str, int, int], ...]
     gene_weights: np.ndarray
-    snv_consequences: tuple[tuple[str, str], ...]
-    snv_cum: np.ndarray
-    snv_cum_list: list
+    protein_lengths: dict[str, int]
+    splice_consequences: tuple[tuple[float, str, str], ...]
     indel_fraction: float
     multiallelic_fraction: float
     filters: tuple[tuple[str, float], ...]
@@ -103,15 +244,26 @@ def genome_model(world: World | None = None) -> GenomeModel:
     g = world.genome
     contigs = tuple(g["contigs"])
     genes = tuple((str(s), str(c), int(a), int(b)) for s, c, a, b in g["passenger_genes"])
+    lengths = protein_lengths()
+    missing = sorted(({s for s, *_ in genes} | {d["gene"] for d in world.drivers.values()})
+                     - set(lengths))
+    if missing:
+        raise ConfigError(
+            f"genome.yaml names genes {missing} that pipelines/synth/resources/"
+            f"protein_lengths.tsv lacks; add their canonical protein length (UniProt).")
     # Passenger hits scale with the square root of the gene span: coding length grows much
     # more slowly than the span of long, intron-rich genes.
     w = np.sqrt(np.array([b - a + 1 for _, _, a, b in genes], dtype=float))
-    cons = g["snv_consequences"]
-    cum = np.cumsum([c[2] for c in cons])
+    # Splice consequences by cumulative share of the site draw; the rest of the sites are
+    # coding and get their consequence from the codon change.
+    splice, total = [], 0.0
+    for name, impact, share in g["splice_consequences"]:
+        total += float(share)
+        splice.append((total, str(name), str(impact)))
     return GenomeModel(
         contigs=contigs, contig_index={c: i for i, c in enumerate(contigs)}, genes=genes,
-        gene_weights=w / w.sum(), snv_consequences=tuple((c[0], c[1]) for c in cons),
-        snv_cum=cum / cum[-1], snv_cum_list=(cum / cum[-1]).tolist(), indel_fraction=float(g["indel_fraction"]),
+        gene_weights=w / w.sum(), protein_lengths=lengths,
+        splice_consequences=tuple(splice), indel_fraction=float(g["indel_fraction"]),
         multiallelic_fraction=float(g["multiallelic_fraction"]),
         filters=tuple((k, float(v["fraction"])) for k, v in g["filters"].items()),
         target_size_mb=float(g["target_size_mb"]),
@@ -187,57 +339,39 @@ def _driver_line(world: World, key: str, rng: np.random.Generator, purity: float
     return gi, int(d["pos"]), line
 
 
-def _protein_change(site: int, h: int, consequence: str, gene_pos: int, span: int) -> str:
-    """An HGVSp-style change: residue and reference amino acid depend on the site only, the
-    alternate amino acid on the allele (so two alleles at one site agree on the residue)."""
-    protein_len = int(min(5000, max(200, span // 40)))
-    aa_pos = 1 + gene_pos * protein_len // max(1, span)
-    ref_aa = AMINO[site % 20]
-    if consequence == "missense_variant":
-        alt_aa = AMINO[(site % 20 + 1 + h % 19) % 20]
-        return f"p.{ref_aa}{aa_pos}{alt_aa}"
-    if consequence == "synonymous_variant":
-        return f"p.{ref_aa}{aa_pos}="
-    if consequence == "stop_gained":
-        return f"p.{ref_aa}{aa_pos}Ter"
-    if consequence == "frameshift_variant":
-        return f"p.{ref_aa}{aa_pos}{AMINO[h // 7 % 20]}fsTer{2 + h // 11 % 40}"
-    if consequence == "inframe_deletion":
-        return f"p.{ref_aa}{aa_pos}del"
-    if consequence == "inframe_insertion":
-        return f"p.{ref_aa}{aa_pos}_{AMINO[site // 5 % 20]}{aa_pos + 1}ins{AMINO[h // 13 % 20]}"
-    return ""
+def _splice_consequence(model: GenomeModel, site: int) -> tuple[str, str] | None:
+    """(consequence, IMPACT) when the site is a splice site, else None (a coding site).
+
+    Uses other bits of the site hash than the codon position (``site % 3``)."""
+    u = (site >> 24) % 1_000_003 / 1_000_003
+    for upper, name, impact in model.splice_consequences:
+        if u < upper:
+            return name, impact
+    return None
 
 
-def _snv_consequence_index(model: GenomeModel, h: int) -> int:
-    k = bisect_right(model.snv_cum_list, (h % 1_000_003) / 1_000_003)
-    return min(k, len(model.snv_consequences) - 1)
-
-
-def _snv_csq(model: GenomeModel, alt: str, k: int, h: int, site: int, gene_pos: int,
-             gene: tuple[str, str, int, int]) -> str:
-    consequence, impact = model.snv_consequences[k]
-    hgvsp = _protein_change(site, h, consequence, gene_pos, gene[3] - gene[2] + 1)
-    return _csq(alt, consequence, impact, gene[0], hgvsp=hgvsp)
+def _snv_csq(model: GenomeModel, gene: tuple[str, str, int, int], pos: int, site: int,
+             ref: str, alt: str) -> tuple[str, str]:
+    """(CSQ entry, consequence) of a passenger SNV ``ref``>``alt``; ``site`` is its site hash."""
+    splice = _splice_consequence(model, site)
+    if splice is not None:
+        return _csq(alt, splice[0], splice[1], gene[0]), splice[0]
+    residue = residue_at(gene, pos, model.protein_lengths[gene[0]])
+    consequence, impact, hgvsp = snv_change(gene[0], residue, site, ref, alt)
+    return _csq(alt, consequence, impact, gene[0], hgvsp=hgvsp), consequence
 
 
 def _passenger_csq(model: GenomeModel, gi: int, pos: int, ref: str, alt: str,
                    gene: tuple[str, str, int, int]) -> tuple[str, str]:
     """(CSQ entry, consequence) for a passenger allele; a function of the allele only."""
-    h = _allele_hash(gi, pos, ref + ">" + alt)
     if len(ref) == len(alt):
-        k = _snv_consequence_index(model, h)
-        site = _mix_int(pos * 64 + gi)
-        return _snv_csq(model, alt, k, h, site, pos - gene[2], gene), model.snv_consequences[k][0]
-    if abs(len(ref) - len(alt)) % 3:
-        consequence, impact = "frameshift_variant", "HIGH"
-    elif len(ref) > len(alt):
-        consequence, impact = "inframe_deletion", "MODERATE"
-    else:
-        consequence, impact = "inframe_insertion", "MODERATE"
+        return _snv_csq(model, gene, pos, _site_hash(gi, pos), ref, alt)
+    length = model.protein_lengths[gene[0]]
+    residue = residue_at(gene, pos, length)
+    h = _allele_hash(gi, pos, ref + ">" + alt)
+    consequence, impact, hgvsp = indel_change(gene[0], residue, length, ref, alt, h)
+    # VEP writes a deletion's allele as "-" and an insertion's without the anchor base.
     allele = "-" if len(ref) > len(alt) else alt[1:]
-    site = _mix_int(pos * 64 + gi)
-    hgvsp = _protein_change(site, h, consequence, pos - gene[2], gene[3] - gene[2] + 1)
     return _csq(allele, consequence, impact, gene[0], hgvsp=hgvsp), consequence
 
 
@@ -285,24 +419,18 @@ def patient_records(world: World, model: GenomeModel, patient: Patient, seed: in
     vaf = np.where(bias, 0.06, np.clip(vaf, 0.03, 0.97))
     alt1 = np.maximum(2, np.rint(depth * vaf)).astype(np.int64)
 
-    # SNV alleles and the annotation of the first ALT, vectorised (the scalar path in
-    # _passenger_csq computes the same values; indels and second ALTs go through it).
+    # SNV alleles and the site hashes, vectorised (_site_hash is the scalar twin that
+    # _passenger_csq uses for indels and second ALTs, so both paths annotate alike).
     alt_idx = np.where(transition, _TRANSITION_IDX[ref_idx], _OTHERS_IDX[ref_idx, alt_choice])
-    site_key = pos.astype(np.uint64) * np.uint64(64) + contig.astype(np.uint64)
-    site = _mix(site_key)
-    h1 = _mix(site_key ^ (_SNV_CODES[ref_idx, alt_idx] << np.uint64(40)))
-    cons1 = np.minimum(np.searchsorted(model.snv_cum, (h1 % np.uint64(1_000_003))
-                                       / 1_000_003, side="right"),
-                       len(model.snv_consequences) - 1)
+    site = _mix(pos.astype(np.uint64) * np.uint64(64) + contig.astype(np.uint64))
 
     seen = {(gi_, p_) for gi_, p_, _ in records}
     L = (contig.tolist(), pos.tolist(), gene_idx.tolist(), refs.tolist(), kind.tolist(),
          indel_len.tolist(), BASES[alt_idx].tolist(), second_alt.tolist(),
-         depth.tolist(), filt_idx.tolist(), alt1.tolist(), low.tolist(), h1.tolist(),
-         site.tolist(), cons1.tolist())
+         depth.tolist(), filt_idx.tolist(), alt1.tolist(), low.tolist(), site.tolist())
     indel_cut, del_cut = model.indel_fraction, model.indel_fraction / 2
     multi_cut = 1.0 - model.multiallelic_fraction
-    for j, (c, p, g, ref, k, length, alt, second, dp, fi, a1, is_low, h, st, k1) in enumerate(
+    for j, (c, p, g, ref, k, length, alt, second, dp, fi, a1, is_low, st) in enumerate(
             zip(*L, strict=True)):
         if (c, p) in seen:
             continue
@@ -317,7 +445,7 @@ def patient_records(world: World, model: GenomeModel, patient: Patient, seed: in
                 ref_allele, alts = ref, [ref + "".join(ins_bases[j, :length].tolist())]
         else:
             ref_allele, alts = ref, [alt]
-            snv_csq = _snv_csq(model, alt, k1, h, st, p - gene[2], gene)
+            snv_csq = _snv_csq(model, gene, p, st, ref, alt)[0]
             if k > multi_cut:
                 rest = [b for b in OTHERS[ref] if b != alt]
                 alts.append(rest[second % len(rest)])
