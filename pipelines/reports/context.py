@@ -19,6 +19,7 @@ from importlib import resources
 import yaml
 
 from pipelines.catalog import RegimenCatalog
+from pipelines.genomics.proteins import beyond_protein, protein_lengths
 
 
 def _missing(v) -> bool:
@@ -132,7 +133,7 @@ def red_flags(options: list[dict], drift: dict, quality: dict) -> list[str]:
 def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
                      variants: list[dict] | None) -> dict:
     genes, altering = driver_genes()
-    out: dict = {"actionable": [], "drivers": [], "flags": []}
+    out: dict = {"actionable": [], "drivers": [], "flags": [], "annotation_errors": []}
     if actionable is None:
         out["actionable_missing"] = "Knowledge-base matching has not run (no " \
                                     "silver.actionable_alterations table)."
@@ -171,11 +172,18 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
                 continue
             if not any(term in consequence for term in altering):
                 continue
+            if beyond_protein(gene, v.get("protein_position")):
+                # An impossible residue is an annotation error, never a finding to act on.
+                out["annotation_errors"].append(
+                    f"{gene} {v.get('hgvsp') or ''} names residue {v.get('protein_position')} "
+                    f"of a {protein_lengths()[gene]}-residue protein: annotation not shown; "
+                    "check the VCF's transcript and annotation.")
+                continue
             out["drivers"].append({"gene": gene, "hgvsp": v.get("hgvsp") or v.get("hgvsc") or "",
                                    "consequence": consequence.replace("_", " ").replace("&", ", "),
                                    "vaf": _val(v.get("vaf")), "dp": _val(v.get("dp"))})
         out["drivers"].sort(key=lambda d: (d["gene"], str(d["hgvsp"])))
-        out["drivers_missing"] = "No other protein-altering PASS variant in a driver gene."
+        out["drivers_missing"] = "No other protein-altering PASS variant in a cancer gene."
     return out
 
 
