@@ -42,9 +42,34 @@ def test_new_drug_after_a_gap_starts_a_new_line_and_overlap_is_cut():
     assert _summary(lines) == [
         (1, ("carboplatin", "pemetrexed"), D(2020, 1, 1), D(2020, 4, 1), "platinum_pemetrexed"),
         (2, ("osimertinib",), D(2020, 7, 1), D(2020, 7, 1), "osimertinib")]
-    # A 90-day gap exactly is not "more than" line_gap_days: the drug is an add-on.
+    # A 90-day gap exactly is not "more than" line_gap_days, but the chemotherapy had stopped:
+    # a new drug after the regimen stopped is a switch, a new line all the same.
     ex[2] = Exposure("osimertinib", D(2020, 6, 30), None)
+    assert len(derive_lines(ex, cancer_type="NSCLC")) == 2
+    # While a drug of the line still runs (end unknown), it is an add-on.
+    ex[1] = Exposure("pemetrexed", D(2020, 1, 1), None)
     assert len(derive_lines(ex, cancer_type="NSCLC")) == 1
+
+
+def test_a_switch_without_gap_or_documented_progression_is_a_new_line():
+    """Second lines start days after the first stops, with progression often undocumented in
+    structured data: the stop of every drug and the start of another is the switch."""
+    ex = [Exposure("pembrolizumab", D(2018, 9, 13), D(2020, 1, 28)),
+          Exposure("carboplatin", D(2020, 1, 31), D(2020, 4, 11)),
+          Exposure("pemetrexed", D(2020, 1, 31), D(2020, 4, 11))]
+    assert [ln.treatment for ln in derive_lines(ex, cancer_type="NSCLC")] == [
+        "pembrolizumab", "platinum_pemetrexed"]
+    # A restart that brings a new drug is a new line even though FOLFOX's drugs come back.
+    folfox = [Exposure(d, D(2019, 6, 12), D(2019, 10, 10))
+              for d in ("oxaliplatin", "fluorouracil", "leucovorin")]
+    restart = [Exposure(d, D(2019, 10, 16), D(2020, 2, 8))
+               for d in ("oxaliplatin", "fluorouracil", "leucovorin")]
+    lines = derive_lines([*folfox, *restart, Exposure("bevacizumab", D(2019, 10, 18),
+                                                      D(2020, 2, 8))], cancer_type="COADREAD")
+    assert [(ln.treatment, ln.start) for ln in lines] == [
+        ("folfox", D(2019, 6, 12)), ("folfox_bevacizumab", D(2019, 10, 16))]
+    # The same drugs resumed after a break stay one line (a treatment holiday).
+    assert len(derive_lines([*folfox, *restart], cancer_type="COADREAD")) == 1
 
 
 def test_new_drug_after_progression_starts_a_new_line_even_without_gap():

@@ -8,10 +8,15 @@ The rule (``[clinical]`` settings, defaults in brackets):
 3. A later exposure opens a **new line** when its drug is not yet in the current line AND either
    - it starts more than ``line_gap_days`` [90] after the current line's last activity (the
      latest end date, or start date when the end is unknown) - a treatment-free gap, or
-   - a progression was documented after the current line started and on or before this start.
-4. Otherwise the exposure continues the current line: the same drug resumed after a break, or a
-   drug added mid-line without a gap or progression (e.g. bevacizumab added at cycle 3) joins
-   the line's drugs.
+   - a progression was documented after the current line started and on or before this start,
+   - or it starts after every drug of the current line has stopped (all end dates known and
+     before this start): the regimen was stopped and another started, a switch. The drugs
+     started within ``regimen_window_days`` of that restart are judged together, so a restart
+     that brings a new drug (FOLFOX resumed with bevacizumab at progression) is a new line
+     even though FOLFOX's own drugs come back with it.
+4. Otherwise the exposure continues the current line: the same drugs resumed after a break, or a
+   drug added while the line runs, without a gap or progression (e.g. bevacizumab added at
+   cycle 3), joins the line's drugs.
 5. A line ends at its last activity, but never after the day before the next line starts
    (overlapping drugs are cut at the switch).
 6. The line is mapped to the regimen catalog with ``RegimenCatalog.match_drugs``. With a known
@@ -93,12 +98,19 @@ class _Open:
     start: dt.date
     drugs: list[str] = field(default_factory=list)
     last_activity: dt.date | None = None
+    open_ended: bool = False     # some drug without an end date: a stop cannot be told
 
     def add(self, e: Exposure) -> None:
         if e.drug not in self.drugs:
             self.drugs.append(e.drug)
         if self.last_activity is None or e.last_day > self.last_activity:
             self.last_activity = e.last_day
+        self.open_ended |= e.end is None
+
+    def stopped_before(self, day: dt.date) -> bool:
+        """Every drug of the line has a known end before ``day``."""
+        return not self.open_ended and self.last_activity is not None and \
+            self.last_activity < day
 
 
 def match_treatment(drugs: Iterable[str], cancer_type: str | None, rule: LineRule,
@@ -128,12 +140,24 @@ def derive_lines(exposures: Iterable[Exposure], progression_dates: Iterable[dt.d
     progressions = sorted(p for p in progression_dates if p is not None)
     window = dt.timedelta(days=rule.regimen_window_days)
     opened: list[_Open] = []
-    for e in ordered:
+    switched: set[int] = set()   # exposures already placed in a new line with their restart
+    for i, e in enumerate(ordered):
+        if i in switched:
+            continue
         cur = opened[-1] if opened else None
         if cur is None:
             opened.append(_Open(e.start))
             opened[-1].add(e)
             continue
+        if e.start > cur.start + window and cur.stopped_before(e.start):
+            restart = [j for j in range(i, len(ordered))
+                       if ordered[j].start <= e.start + window]
+            if any(ordered[j].drug not in cur.drugs for j in restart):
+                opened.append(_Open(e.start))
+                for j in restart:
+                    opened[-1].add(ordered[j])
+                switched.update(restart)
+                continue
         if e.start <= cur.start + window or e.drug in cur.drugs:
             cur.add(e)
             continue
