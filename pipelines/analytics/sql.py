@@ -11,11 +11,20 @@ one statement runs:
 * tables are named ``schema.table``; reading files by path (``delta.`/…```) is refused;
 * ``bronze`` (data as received, with source ids and raw note text) and ``restricted`` (the
   identity map) are not registered unless ``allow_restricted=True``: analysts never see
-  identifiers, mirroring the Unity Catalog grants in ``jobs/resources/unity_catalog.yml``.
+  identifiers, mirroring the Unity Catalog grants in ``jobs/resources/unity_catalog.yml``;
+* every function the query calls must be on the allow-list of
+  ``resources/sql_functions.yaml`` (pure functions over values): ``reflect`` and
+  ``java_method`` (any static Java method, the environment and the pseudonym key with them),
+  functions that reveal the server or its files, UDFs and anything unknown are refused, and
+  so are ``TRANSFORM … USING`` scripts.
 
 >>> check_statement("DELETE FROM silver.patients")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 ReadOnlyQueryError: oncorank sql runs read-only queries ...
+>>> function_refusal("reflect").split(":")[0]
+'reflect is refused'
+>>> function_refusal("upper") is None
+True
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ import decimal
 import io
 import json
 import re
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -60,6 +72,52 @@ _TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 class ReadOnlyQueryError(OncorankError):
     """The statement is not a read-only query, or reads what the user may not read."""
+
+
+# ---------------------------------------------------------------------------- functions
+@cache
+def sql_functions() -> dict:
+    """``resources/sql_functions.yaml``: ``allowed`` (a set) and ``refused`` (name -> why)."""
+    data = yaml.safe_load(resources.files("pipelines.analytics.resources")
+                          .joinpath("sql_functions.yaml").read_text())
+    return {"allowed": frozenset(data["allowed"]), "refused": dict(data["refused"])}
+
+
+def function_refusal(name: str) -> str | None:
+    """Why a function may not be called from ``oncorank sql``; None when it may."""
+    lists = sql_functions()
+    key = name.lower()
+    if key in lists["allowed"]:
+        return None
+    why = lists["refused"].get(key, "it is not on the allow-list of pure functions "
+                                    "(pipelines/analytics/resources/sql_functions.yaml)")
+    return f"{key} is refused: {why}."
+
+
+def _expressions(node) -> list:
+    """Every expression of a plan node, nested ones (arguments, lambda bodies) included."""
+    out, stack = [], list(_seq(node.expressions()))
+    while stack:
+        e = stack.pop()
+        out.append(e)
+        stack.extend(_seq(e.children()))
+    return out
+
+
+def _called_functions(nodes) -> list[str]:
+    """Names of the functions and table-valued functions a parsed plan calls."""
+    names = []
+    for node in nodes:
+        kind = node.getClass().getSimpleName()
+        if kind == "UnresolvedTableValuedFunction":
+            names.append(str(_seq(node.name())[-1]))
+        for e in _expressions(node):
+            ekind = e.getClass().getSimpleName()
+            if ekind == "UnresolvedFunction":
+                names.append(str(_seq(e.nameParts())[-1]))
+            elif ekind == "UnresolvedGenerator":
+                names.append(str(e.name().funcName()))
+    return names
 
 
 # ---------------------------------------------------------------------------- discovery
@@ -169,6 +227,16 @@ def check_plan(spark, statement: str, allow_restricted: bool = False) -> None:
             raise ReadOnlyQueryError(
                 f"oncorank sql runs read-only queries; this statement is a {name}, which is "
                 "refused because the lakehouse is written only by the pipeline's jobs.")
+    for node in nodes:
+        if node.getClass().getSimpleName() == "ScriptTransformation":
+            raise ReadOnlyQueryError(
+                "TRANSFORM … USING is refused: it runs a program on the server.")
+    for name in _called_functions(nodes):
+        why = function_refusal(name)
+        if why:
+            raise ReadOnlyQueryError(
+                f"oncorank sql calls only pure functions over values; {why} Ask a data "
+                "engineer if an analysis needs something else.")
     hidden = set() if allow_restricted else set(IDENTIFIABLE_SCHEMAS)
     for node in nodes:
         if node.getClass().getSimpleName() not in _NAMED_PLANS:
