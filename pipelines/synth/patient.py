@@ -17,9 +17,9 @@ Scenarios (``world.mechanisms``) add, each only when switched on:
 * delayed separation: the cumulative hazard is piecewise, ``H_a(t) = e^lp0 [HR_early
   Lambda(min(t, d)) + HR_a (Lambda(t) - Lambda(d))+]`` with ``Lambda(t) = (t / scale)^shape``;
 * treatment switching at progression, an illness-death model in which progression has hazard
-  ``k h_a(t)``, a second line ``b`` starts at progression with probability ``q`` and then
-  multiplies the hazard by ``m_b``. Survival stays a closed form of ``H = H_a(t)``
-  (:func:`switching_survival`), so true RMST is still exact up to the time grid.
+  ``k h_a(t)`` after the first restaging ``t0``, a second line ``b`` starts at progression with
+  probability ``q`` and then multiplies the hazard by ``m_b``. Survival stays a closed form of
+  ``H = H_a(t)`` (:func:`switching_survival`), so true RMST is still exact up to the time grid.
 
 >>> round(weibull_rmst(0.0, shape=1.0, scale=12.0, tau=24.0), 3)  # 12 * (1 - e^-2)
 10.376
@@ -471,6 +471,7 @@ class _SurvivalLaw:
         self.k = float(sw["progression_hazard_factor"])
         self.q = world.cohort["second_line_probability"] if ecog < 3 else 0.0
         self.fraction, self.washout = sw["second_line_effect_fraction"], sw["first_line_washout"]
+        self.t0 = float(sw.get("progression_not_before_months", 0.0))
         self.closed_form = not self.switching and not any(self.delay.values())
 
     def H(self, a: str, t):
@@ -484,12 +485,17 @@ class _SurvivalLaw:
         return probs, mult
 
     def survival(self, a: str, t):
-        H = self.H(a, t)
+        """S_a(t). With switching, progression is possible only after the first restaging
+        (``t0``): S = e^{-H} up to t0, then e^{-H(t0)} times the switching survival of the
+        cumulative hazard accrued since t0."""
+        cum = self.H(a, t)
         if not self.switching:
-            return np.exp(-H) if np.ndim(H) else float(np.exp(-H))
+            return np.exp(-cum) if np.ndim(cum) else float(np.exp(-cum))
         probs, mult = self.second_line(a)
-        out = switching_survival(H, self.k, self.q, mult, probs)
-        return out if np.ndim(H) else float(out)
+        h0 = float(self.H(a, self.t0))
+        after = switching_survival(np.maximum(cum - h0, 0.0), self.k, self.q, mult, probs)
+        out = np.where(cum <= h0, np.exp(-cum), np.exp(-h0) * after)
+        return out if np.ndim(cum) else float(out)
 
     def rmst(self, a: str, tau: float) -> float:
         n = int(round(tau / RMST_GRID_STEP))
@@ -504,7 +510,7 @@ class _SurvivalLaw:
         """(death time, (second line or None, progression time) or None without switching)."""
         if not self.switching:
             return self._time_at(a, e_death), None
-        h_prog = srng.exponential() / self.k
+        h_prog = float(self.H(a, self.t0)) + srng.exponential() / self.k
         progression = self._time_at(a, h_prog)
         switched = srng.random() < self.q
         probs, mult = self.second_line(a)
