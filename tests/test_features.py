@@ -213,3 +213,32 @@ def test_stage_number(spark, stage, num):
     df = spark.createDataFrame([(stage,), (None,)], "stage string")
     got = [r["stage_num"] for r in df.transform(with_stage_number).collect()]
     assert got == [num, None]
+
+
+def test_metastatic_sites_also_come_from_codes_dated_by_the_index(spark):
+    """A coded metastasis (dots or not) on or before the index date sets the site flag; a code
+    after the index date is not known at time zero; codes never make a flag false."""
+    from pipelines.features.steps import with_metastases_from_codes
+
+    d = dt.date
+    df = spark.createDataFrame(
+        [("a", d(2021, 3, 1), None, None, None, None, None, None),
+         ("b", d(2021, 3, 1), True, "notes", None, None, False, None),
+         ("c", d(2021, 3, 1), None, None, None, None, None, None),
+         ("d", d(2021, 3, 1), None, None, None, None, None, None)],
+        "patient_key string, index_date date, met_brain boolean, met_brain_source string, "
+        "met_liver boolean, met_liver_source string, met_bone boolean, met_bone_source string")
+    dx = spark.createDataFrame(
+        [("a", "C79.31", d(2021, 2, 1)), ("a", "C787", d(2021, 3, 1)),
+         ("b", "C79.31", d(2021, 1, 5)), ("c", "C79.51", d(2021, 3, 2)),
+         ("d", "I10", d(2020, 1, 1)), ("d", "C7952", None)],
+        "patient_key string, code string, onset_date date")
+    got = {r.patient_key: r for r in with_metastases_from_codes(df, dx).collect()}
+    assert (got["a"].met_brain, got["a"].met_brain_source) == (True, "codes")
+    assert (got["a"].met_liver, got["a"].met_liver_source) == (True, "codes")
+    assert got["a"].met_bone is None
+    assert (got["b"].met_brain, got["b"].met_brain_source) == (True, "notes+codes")
+    assert got["b"].met_bone is False                        # a note's negation stands
+    assert got["c"].met_bone is None                          # coded after the index date
+    assert (got["d"].met_bone, got["d"].met_bone_source) == (True, "codes")   # undated code
+    assert with_metastases_from_codes(df, None).collect() == df.collect()

@@ -27,7 +27,7 @@ log = logging.getLogger("oncorank.features")
 
 STAGE = "build-features"
 INPUTS = ("patients", "outcomes", "treatment_lines", "comorbidities", "biomarkers",
-          "actionable_alterations", "note_findings")
+          "actionable_alterations", "note_findings", "diagnoses")
 KEYS = ["patient_key", "index_date"]
 
 
@@ -52,6 +52,7 @@ def assemble(tables: dict[str, DataFrame | None], regimens: list[str]) -> DataFr
         .transform(lambda d: steps.with_outcomes(d, tables.get("outcomes")))
         .transform(lambda d: steps.with_treatment(d, tables.get("treatment_lines")))
         .transform(lambda d: steps.with_biomarkers(d, vcf, notes, cmap))
+        .transform(lambda d: steps.with_metastases_from_codes(d, tables.get("diagnoses")))
         .transform(steps.with_ecog_and_smoking)
         .transform(lambda d: steps.with_actionability(d, tables.get("actionable_alterations"),
                                                       regimens))

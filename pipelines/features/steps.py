@@ -362,6 +362,47 @@ def with_comorbidities(df: DataFrame, comorbidities: DataFrame | None) -> DataFr
     return out
 
 
+# ------------------------------------------------------------------------------ metastases
+# ICD-10-CM codes of secondary malignant neoplasm per site flag (FY2025 tabular): brain and
+# cerebral meninges C79.31/C79.32, liver and intrahepatic bile ducts C78.7, bone and bone
+# marrow C79.51/C79.52. Matched without dots: about a third of EHR exports drop them.
+METASTASIS_ICD10 = {"met_brain": ("C7931", "C7932"), "met_liver": ("C787",),
+                    "met_bone": ("C7951", "C7952")}
+
+
+def with_metastases_from_codes(df: DataFrame, diagnoses: DataFrame | None) -> DataFrame:
+    """Site flags also from coded diagnoses dated on or before the index date.
+
+    A coded metastasis makes ``met_<site>`` true (notes alone miss the sites a note never
+    mentions); codes never make a flag false. ``met_<site>_source`` becomes ``codes`` or
+    ``notes+codes`` where a code contributed. Codes after the index date are not known at
+    time zero and are ignored.
+    """
+    if diagnoses is None or "code" not in diagnoses.columns:
+        return df
+    code = F.upper(F.regexp_replace(F.col("code").cast("string"), r"[.\s]", ""))
+    onset = F.col("onset_date").cast("date") if "onset_date" in diagnoses.columns else \
+        _null("date")
+    coded = (diagnoses.select("patient_key", code.alias("_code"), onset.alias("_onset"))
+             .join(df.select("patient_key", "index_date"), "patient_key", "inner")
+             .filter(F.col("_onset").isNull() | F.col("index_date").isNull()
+                     | (F.col("_onset") <= F.col("index_date")))
+             .groupBy("patient_key")
+             .agg(*[F.max(F.col("_code").rlike("^(" + "|".join(prefixes) + ")"))
+                    .alias(f"{flag}_coded") for flag, prefixes in METASTASIS_ICD10.items()]))
+    out = df.join(coded, "patient_key", "left")
+    for flag in METASTASIS_ICD10:
+        if flag not in out.columns:
+            continue
+        hit = F.coalesce(F.col(f"{flag}_coded"), F.lit(False))
+        src = F.col(f"{flag}_source")
+        out = (out.withColumn(f"{flag}_source", F.when(hit & src.isNotNull(),
+                                                       F.concat(src, F.lit("+codes")))
+                              .when(hit, F.lit("codes")).otherwise(src))
+               .withColumn(flag, F.when(hit, True).otherwise(F.col(flag))))
+    return out.drop(*[f"{flag}_coded" for flag in METASTASIS_ICD10])
+
+
 # ------------------------------------------------------------------------------ final shape
 LEADING = ["patient_key", "index_date", "cancer_type", "treatment", "os_months", "os_event",
            "ttnt_months", "ttnt_event", "sex", "age_at_diagnosis", "stage", "stage_num", "ecog",
