@@ -64,3 +64,36 @@ def demo_run(spark, tmp_path_factory):
     with open(out.parent / f"{out.name}.log", "w") as log:
         settings = run_demo(patients=40, seed=7, out=out, console=Console(file=log))
     return out, settings
+
+
+ORACLE_PATIENTS, ORACLE_SEED, ORACLE_SCENARIO = 400, 21, "realistic"
+
+
+@pytest.fixture(scope="session")
+def oracle_run(spark, tmp_path_factory):
+    """A generated cohort (``realistic`` world) through every stage but ``report``, as
+    ``oncorank run`` runs them, with the truth folder moved out of the raw inputs first:
+    (settings, cohort folder holding ``truth/``). Console output goes to run.log."""
+    import shutil
+
+    from rich.console import Console
+
+    from pipelines.lakehouse.settings import Settings
+    from pipelines.runner import run_stages
+    from pipelines.stages import STAGE_NAMES
+    from pipelines.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp("oracle")
+    generate_cohort(out / "raw", patients=ORACLE_PATIENTS, seed=ORACLE_SEED, workers=1,
+                    scenario=ORACLE_SCENARIO)
+    shutil.move(str(out / "raw" / "truth"), str(out / "truth"))
+    config = out / "oncorank.toml"
+    config.write_text(
+        f'env = "local"\nlakehouse = "{out / "lakehouse"}"\nhorizon_months = 24\n'
+        f'[inputs]\nvcf = ["{out / "raw" / "vcf"}"]\nclinical_csv = "{out / "raw" / "csv"}"\n'
+        f'notes = "{out / "raw" / "notes" / "notes.jsonl"}"\nfhir = ""\nsample_map = ""\n')
+    settings = Settings.load(config)
+    with open(out / "run.log", "w") as log:
+        run_stages(settings, only=[s for s in STAGE_NAMES if s != "report"], spark=spark,
+                   console=Console(file=log))
+    return settings, out
