@@ -72,6 +72,18 @@ def test_a_switch_without_gap_or_documented_progression_is_a_new_line():
     assert len(derive_lines([*folfox, *restart], cancer_type="COADREAD")) == 1
 
 
+def test_a_planned_sequence_is_one_line():
+    """AC then paclitaxel (AC-T) completes one catalog regimen: not a switch."""
+    ac_t = [Exposure("doxorubicin", D(2021, 2, 1), D(2021, 4, 1)),
+            Exposure("cyclophosphamide", D(2021, 2, 1), D(2021, 4, 1)),
+            Exposure("paclitaxel", D(2021, 4, 15), D(2021, 7, 1))]
+    assert [(ln.treatment, ln.drugs) for ln in derive_lines(ac_t, cancer_type="BRCA")] == [
+        ("anthracycline_taxane", ("cyclophosphamide", "doxorubicin", "paclitaxel"))]
+    # A drug that completes no regimen with the stopped ones is a new line.
+    ac_letrozole = [*ac_t[:2], Exposure("letrozole", D(2021, 4, 15), D(2021, 7, 1))]
+    assert len(derive_lines(ac_letrozole, cancer_type="BRCA")) == 2
+
+
 def test_new_drug_after_progression_starts_a_new_line_even_without_gap():
     ex = [Exposure("pembrolizumab", D(2022, 1, 1), D(2022, 9, 1)),   # still running
           Exposure("carboplatin", D(2022, 6, 1), D(2022, 9, 1)),

@@ -13,7 +13,10 @@ The rule (``[clinical]`` settings, defaults in brackets):
      before this start): the regimen was stopped and another started, a switch. The drugs
      started within ``regimen_window_days`` of that restart are judged together, so a restart
      that brings a new drug (FOLFOX resumed with bevacizumab at progression) is a new line
-     even though FOLFOX's own drugs come back with it.
+     even though FOLFOX's own drugs come back with it. A planned sequence is not a switch:
+     when the restart brings only new drugs and they complete the current drugs into one
+     catalog regimen of the cancer type (doxorubicin-cyclophosphamide, then paclitaxel: AC-T),
+     the line goes on.
 4. Otherwise the exposure continues the current line: the same drugs resumed after a break, or a
    drug added while the line runs, without a gap or progression (e.g. bevacizumab added at
    cycle 3), joins the line's drugs.
@@ -113,6 +116,19 @@ class _Open:
             self.last_activity < day
 
 
+def _planned_sequence(current: list[str], new: set[str], cancer_type: str | None,
+                      catalog: RegimenCatalog) -> bool:
+    """``new`` drugs (none of them restarting a current one) complete ``current`` into one
+    catalog regimen: a sequential regimen such as AC followed by paclitaxel."""
+    have = {d.lower() for d in current}
+    new = {d.lower() for d in new}
+    if new & have:
+        return False
+    pool = catalog.for_cancer_type(cancer_type) if cancer_type in catalog.cancer_types \
+        else catalog.regimens
+    return any(have | new <= set(r.drugs) and have < set(r.drugs) for r in pool)
+
+
 def match_treatment(drugs: Iterable[str], cancer_type: str | None, rule: LineRule,
                     catalog: RegimenCatalog | None = None) -> str | None:
     """The catalog regimen name for a line's drugs, or None (see rule 6 in the module doc)."""
@@ -135,6 +151,7 @@ def derive_lines(exposures: Iterable[Exposure], progression_dates: Iterable[dt.d
                  catalog: RegimenCatalog | None = None) -> list[Line]:
     """Group one patient's exposures into lines of therapy (see the module docstring)."""
     rule = rule or LineRule()
+    catalog = catalog or regimen_catalog()
     ordered = sorted((e for e in exposures if e.start is not None),
                      key=lambda e: (e.start, e.drug))
     progressions = sorted(p for p in progression_dates if p is not None)
@@ -152,7 +169,9 @@ def derive_lines(exposures: Iterable[Exposure], progression_dates: Iterable[dt.d
         if e.start > cur.start + window and cur.stopped_before(e.start):
             restart = [j for j in range(i, len(ordered))
                        if ordered[j].start <= e.start + window]
-            if any(ordered[j].drug not in cur.drugs for j in restart):
+            drugs = {ordered[j].drug for j in restart}
+            if drugs - set(cur.drugs) and not _planned_sequence(cur.drugs, drugs, cancer_type,
+                                                                 catalog):
                 opened.append(_Open(e.start))
                 for j in restart:
                     opened[-1].add(ordered[j])
