@@ -27,7 +27,10 @@ from pipelines.synth.oracle import load_truth, score
 # of care for all: 0.67, a random option: 1.17), rank-1 options without true overlap 42%.
 # The floors keep the ranking at least as good as standard of care for all and below a
 # random option's regret; the overlap ceiling is today's share with a margin, to be brought
-# to zero by abstention (the "rankings a tumor board can trust" issue).
+# to zero by abstention (the "rankings a tumor board can trust" issue). They are this
+# cohort's figures, not the world's: at 2,000 patients the same world gives -1.21 and 65%
+# rank-1 options without overlap (benchmarks/RESULTS.md), so a change that moves these
+# numbers is read against the benchmark too.
 NPV_FLOOR, REGRET_CEILING, OVERLAP_CEILING = 0.0, 0.9, 0.5
 
 
