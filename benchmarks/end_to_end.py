@@ -50,20 +50,6 @@ sys.path.insert(0, str(ROOT))
 
 STAGES = ("ingest-clinical", "ingest-variants", "ingest-notes", "deidentify-notes",
           "extract-note-findings", "comorbidities", "build-features", "train", "score")
-CONFIG = """\
-env = "local"
-lakehouse = "lakehouse"
-reports_dir = "reports"
-board_date = "2026-01-15"
-horizon_months = {horizon}
-
-[inputs]
-vcf = ["raw/vcf"]
-fhir = ""
-clinical_csv = "raw/csv"
-notes = "raw/notes/notes.jsonl"
-sample_map = ""
-"""
 
 
 def _tree_rss_kb(root: int) -> int:
@@ -205,6 +191,7 @@ def attribution(lakehouse: Path, oracle: pd.DataFrame, patients: pd.DataFrame,
 
 def one(scenario: str, patients: int, seed: int, root: Path, true_features: bool,
         timeout: int) -> dict:
+    from pipelines.demo import write_demo_config
     from pipelines.lakehouse.settings import Settings
     from pipelines.synth import generate_cohort
     from pipelines.synth.oracle import load_truth, score
@@ -217,7 +204,8 @@ def one(scenario: str, patients: int, seed: int, root: Path, true_features: bool
     synth_s = time.perf_counter() - t0
     shutil.move(str(work / "raw" / "truth"), str(work / "truth"))
     params = json.loads((work / "truth" / "params.json").read_text())
-    (work / "oncorank.toml").write_text(CONFIG.format(horizon=params["horizon_months"]))
+    # The demo's layout (raw/vcf, raw/csv, raw/notes) and config, with an empty FHIR input.
+    write_demo_config(work, "2026-01-15", params["horizon_months"])
     run = run_pipeline(work, timeout)
     settings = Settings.load(work / "oncorank.toml")
     oracle, truth_patients, _ = load_truth(work, settings.pseudonym_key)

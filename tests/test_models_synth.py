@@ -63,5 +63,5 @@ def test_sequenced_biomarkers_are_the_truth(joined, flag):
     seq = joined[joined["sequenced_in_house"] == 1]
     got = seq[flag].astype("boolean").fillna(False).to_numpy(bool)
     want = seq[f"{flag}_true"].to_numpy(bool)
-    assert want.sum() > 0 or flag != "egfr_mut"
+    assert want.sum() >= 5, f"too few {flag}-positive sequenced patients to judge"
     assert (got == want).mean() >= 0.98, pd.crosstab(got, want)

@@ -131,10 +131,8 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
         "normalised_vs_random": _norm(v["v_rank1"], v["v_random"], v["v_oracle"]),
         "mean_regret_months": round(float(regret.mean()), 4) if len(per) else None,
         "rank1_without_overlap": _share(per["overlap"] == 0),
-        "rank1_is_soc": None,
+        "rank1_is_soc": _share(first.join(per[[]], how="inner")["standard_of_care"] == 1),
     }
-    soc_first = first.join(per[[]], how="inner")["standard_of_care"] == 1
-    out["rank1_is_soc"] = _share(soc_first)
     if "overlap_warning" in per:
         flagged = per["overlap_warning"].fillna(False).astype(bool)
         out["rank1_flagged_poor_overlap"] = _share(flagged)
