@@ -233,9 +233,9 @@ def test_deidentify_leaves_no_phi_and_types_every_placeholder(deid_rows):
 def test_dates_shift_by_one_offset_per_patient(deid_rows, note_frame):
     import datetime as dt
 
-    from pipelines.lakehouse.privacy import date_shift_days
+    from pipelines.lakehouse.privacy import date_shift_days, pseudonymise
 
-    shift = date_shift_days("PT000001", b"test-key")
+    shift = date_shift_days(pseudonymise("PT000001", b"test-key"), b"test-key")
     n1, n2 = deid_rows["n1"], deid_rows["n2"]
     assert n1.note_date == dt.date(2023, 3, 3) + dt.timedelta(days=shift)
     assert f"[DATE:{(dt.date(2023, 3, 14) + dt.timedelta(days=shift)).isoformat()}]" in n1.text_deid
@@ -244,7 +244,7 @@ def test_dates_shift_by_one_offset_per_patient(deid_rows, note_frame):
     # The name found in one note is a name in that note only; in n2 the title cue finds it.
     assert n2.text_deid == (f"Follow-up on [DATE:{(dt.date(2023, 3, 24) + dt.timedelta(days=shift)).isoformat()}]"
                             " with Dr. [NAME].")
-    other = date_shift_days("PT000002", b"test-key")
+    other = date_shift_days(pseudonymise("PT000002", b"test-key"), b"test-key")
     assert deid_rows["n3"].note_date == dt.date(2023, 3, 13) + dt.timedelta(days=other)
 
 
@@ -295,11 +295,17 @@ def test_real_notes_keep_no_titled_name(spark, shared_data):
 
 # ----------------------------------------------------------------------------- stages
 def _write_notes(path, extra_bad=True):
+    from test_notes_results import REPORTED
+
     good = [
         {"note_id": "a1", "patient_id": "PT000001", "note_type": "oncology", "note_date": "2023-03-03",
          "text": NOTE},
         {"note_id": "a2", "patient_id": "PT000002", "note_type": "oncology", "note_date": "2023-04-01",
          "text": "Dr. Smith reviewed. KRAS G12C detected. Denies any rash."},
+    ] + [  # one-sentence molecular results, each its own note (tests/test_notes_results.py)
+        {"note_id": f"r{i}", "patient_id": f"PT1000{i:02d}", "note_type": "molecular pathology",
+         "note_date": "2024-02-01", "text": sentence}
+        for i, (sentence, _) in enumerate(REPORTED)
     ]
     lines = [json.dumps(n).encode() for n in good]
     if extra_bad:
@@ -315,6 +321,8 @@ def _write_notes(path, extra_bad=True):
 
 
 def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path):
+    from test_notes_results import REPORTED
+
     from pipelines.lakehouse import delta
     from pipelines.notes.stage import (
         deidentify_frame,
@@ -329,14 +337,15 @@ def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path)
     s = settings.replace(inputs=settings.inputs.__class__(notes=str(notes)),
                          sections={"notes": {"max_chars": 1500}})
     run = ingest_notes(spark, s)
-    assert (run.rows_in, run.rows_written, run.rows_quarantined) == (6, 2, 4)
+    n = 2 + len(REPORTED)
+    assert (run.rows_in, run.rows_written, run.rows_quarantined) == (n + 4, n, 4)
     q = delta.read_table(spark, s.quarantine_table(s.table("bronze", "notes_raw"))).collect()
     assert {r.rule for r in q} == {"not_utf8", "empty_note", "oversized_note", "parse_error"}
     assert all(r.reason for r in q)
     assert all("Jos" not in (r.record or "") for r in q)  # no note text kept
 
     d = deidentify_notes(spark, s)
-    assert d.rows_in == d.rows_written == 2
+    assert d.rows_in == d.rows_written == n
     deid = delta.read_table(spark, s.table("silver", "notes_deid"))
     assert set(deid.columns) >= {"note_id", "patient_key", "note_type", "note_date", "text_deid"}
     assert "text" not in deid.columns and "patient_id" not in deid.columns
@@ -348,6 +357,11 @@ def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path)
     got = {(r.note_id, r.concept, r.context) for r in findings.collect()}
     assert ("a2", "KRAS G12C", "affirmed") in got and ("a2", "rash", "negated") in got
     assert ("a1", "brain metastasis", "negated") in got
+    # molecular results come out as the reports state them, through every notes stage
+    for i, (sentence, expected) in enumerate(REPORTED):
+        assert {(c, x) for note, c, x in got if note == f"r{i}"} == expected, sentence
+    tps = next(r for r in findings.collect() if r.concept == "PD-L1 TPS" and r.note_id[0] == "r")
+    assert (tps.value, tps.comparator) == ("50", "<")
     # Re-running a stage leaves its table unchanged: the findings stage is re-run through its
     # MERGE (finding ids must be stable); for de-identification, whose key is the note id, a
     # second pass of the same step over bronze must reproduce the stored text exactly.

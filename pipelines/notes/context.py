@@ -11,8 +11,10 @@ How a trigger modifies a target:
 * a *forward* trigger ("no", "history of") reaches the tokens after it, a *backward* trigger
   ("… was ruled out", "… is negative") the tokens before it, a *bidirectional* one both ways;
 * the reach ends at the sentence edge, at a termination term that applies to the trigger's
-  category ("but", "however", "who presents", a list enumerator "2)"), or after ``max_scope``
-  tokens when the rule sets one;
+  category ("but", "however", "who presents", a list enumerator "2)"), at a clause that states
+  its own result ("No brain metastases, | liver metastases present"; "EGFR exon 19 deletion
+  detected, | ALK negative"; but "no L858R, exon 19 deletion or T790M detected" is one list),
+  or after ``max_scope`` tokens when the rule sets one;
 * pseudo-triggers ("no increase", "not only", "gram negative") cancel any trigger they overlap
   (only the categories named in their ``applies_to`` when the rule names some: "not changed"
   is no negation but still says the finding was there before), and a trigger inside a longer
@@ -41,26 +43,45 @@ from importlib import resources
 
 from pipelines.notes.rules import trie_regex as _char_trie
 
-# Modifier categories (the rule file's vocabulary) and the status each one gives.
+# Modifier categories (the rule file's vocabulary) and the status each one gives. PENDING,
+# EQUIVOCAL and INDETERMINATE are how laboratory reports state a result that is not (yet) a
+# result: "sent out", "HER2 IHC 2+ (equivocal)", "insufficient tissue".
 NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY = (
     "NEGATED", "POSSIBLE", "HISTORICAL", "HYPOTHETICAL", "FAMILY")
+PENDING, EQUIVOCAL, INDETERMINATE = "PENDING", "EQUIVOCAL", "INDETERMINATE"
 PSEUDO, TERMINATE = "PSEUDO", "TERMINATE"
-MODIFIERS = (NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY)
-CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE)
+# Clause cues that modify nothing themselves: AFFIRMED ("detected", "present") marks a clause
+# that states its own result; CLAUSE ("," "and") is where a clause may begin; LIST ("or",
+# "nor") says a comma-separated run is one list ("no A, B or C detected").
+AFFIRMED, CLAUSE, LIST = "AFFIRMED", "CLAUSE", "LIST"
+MODIFIERS = (NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY, PENDING, EQUIVOCAL,
+             INDETERMINATE)
+CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE, AFFIRMED, CLAUSE, LIST)
 DIRECTIONS = ("forward", "backward", "bidirectional", "none")
+# Cues that give a clause a result of its own (what ends another cue's scope at a CLAUSE),
+# and the categories whose reach a clause of its own ends: results. The time and the
+# experiencer of a narrative ("history of A, and B with ...") carry across clauses.
+OWN_CUES = (*MODIFIERS, AFFIRMED)
+CLAUSE_BOUND = (NEGATED, POSSIBLE, PENDING, EQUIVOCAL, INDETERMINATE)
 
-# One status per mention for tables and the command. Negation wins (a negated family
-# history is still "not present"); a family mention is never the patient's own finding;
-# an event that may happen (hypothetical) or may be present (possible) is not asserted; a
-# historical mention is asserted but in the past.
+# One status per mention for tables and the command. A result still to come or that could
+# not be obtained says nothing about presence, whatever else the clause says ("no KRAS result
+# yet, sent out"); then negation wins (a negated family history is still "not present"); a
+# family mention is never the patient's own finding; an event that may happen (hypothetical),
+# a borderline result (equivocal) or a finding that may be present (possible) is not asserted;
+# a historical mention is asserted but in the past.
 STATUS_ORDER = (
+    (PENDING, "pending"),
+    (INDETERMINATE, "indeterminate"),
     (NEGATED, "negated"),
     (FAMILY, "family"),
     (HYPOTHETICAL, "hypothetical"),
+    (EQUIVOCAL, "equivocal"),
     (POSSIBLE, "possible"),
     (HISTORICAL, "historical"),
 )
-STATUSES = ("affirmed", "negated", "possible", "historical", "hypothetical", "family")
+STATUSES = ("affirmed", "negated", "possible", "historical", "hypothetical", "family",
+            "pending", "equivocal", "indeterminate")
 RULES_FILE = "context_rules.tsv"
 
 
@@ -278,11 +299,16 @@ def resolve_triggers(triggers: list[Trigger]) -> list[Trigger]:
     """Drop triggers overlapped by a pseudo-trigger (of the categories in its ``applies_to``;
     blank: all) and triggers inside a longer trigger of the same category ("no" inside "no
     evidence of"); a trigger inside a longer one of another category still counts ("history of"
-    inside "no history of" is negated *and* historical)."""
+    inside "no history of" is negated *and* historical). A clause cue inside a modifier is part
+    of it ("detected" in "not detected")."""
     pseudo = [t for t in triggers if t.category == PSEUDO]
+    modifiers = [t for t in triggers if t.category in MODIFIERS]
     kept = []
     for t in triggers:
         if t.category == PSEUDO:
+            continue
+        if t.category in (AFFIRMED, CLAUSE) and any(
+                m.begin <= t.begin and t.end <= m.end for m in modifiers):
             continue
         if t.category != TERMINATE and any(
                 p.begin < t.end and t.begin < p.end
@@ -318,6 +344,49 @@ def _token_limit_backward(tokens: list[Span], end: int, n: int) -> int:
     return tokens[j].begin if j >= 0 else tokens[0].begin if tokens else end
 
 
+def _has_own_cue(trigger: Trigger, lo: int, hi: int, triggers: list[Trigger],
+                 list_ok: bool) -> bool:
+    """Does ``[lo, hi)`` hold a result cue of its own (not one of ``trigger``'s category: a
+    clause that repeats the verdict continues it, "-ve for A, B (occult nor overt)")? With
+    ``list_ok``, a cue after "or"/"nor" in the same stretch closes a list the trigger heads
+    ("no L858R, exon 19 deletion or T790M detected") and does not count."""
+    cues = [t for t in triggers if t.category in OWN_CUES and t.category != trigger.category
+            and lo <= t.begin and t.end <= hi]
+    if not cues:
+        return False
+    if list_ok:
+        first = min(c.begin for c in cues)
+        if any(t.category == LIST and lo <= t.begin < first for t in triggers):
+            return False
+    return True
+
+
+def clause_end(trigger: Trigger, end: int, triggers: list[Trigger]) -> int:
+    """Where a forward trigger's reach ends at a clause with a result of its own: the first
+    clause boundary ("," "and") after the trigger whose following stretch, up to the next
+    boundary, carries its own cue ("No brain metastases, liver metastases present")."""
+    bounds = sorted((t for t in triggers if t.category == CLAUSE and t.begin >= trigger.end
+                     and t.begin < end), key=lambda t: t.begin)
+    for i, b in enumerate(bounds):
+        nxt = bounds[i + 1].begin if i + 1 < len(bounds) else end
+        if _has_own_cue(trigger, b.end, nxt, triggers, list_ok=True):
+            return b.begin
+    return end
+
+
+def clause_start(trigger: Trigger, start: int, triggers: list[Trigger]) -> int:
+    """The mirror of :func:`clause_end` for a backward trigger: the nearest boundary before
+    it whose preceding stretch carries its own cue ("EGFR exon 19 deletion detected, ALK
+    negative")."""
+    bounds = sorted((t for t in triggers if t.category == CLAUSE and t.end <= trigger.begin
+                     and t.end > start), key=lambda t: -t.end)
+    for i, b in enumerate(bounds):
+        prv = bounds[i + 1].end if i + 1 < len(bounds) else start
+        if _has_own_cue(trigger, prv, b.begin, triggers, list_ok=False):
+            return b.end
+    return start
+
+
 def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
              triggers: list[Trigger]) -> bool:
     """Does ``trigger`` reach ``target`` within ``sentence``?"""
@@ -328,6 +397,8 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
             if (_terminates(term, cat) and term.begin >= trigger.end
                     and term.begin < end):
                 end = term.begin
+        if cat in CLAUSE_BOUND:
+            end = clause_end(trigger, end, triggers)
         if trigger.max_scope:
             end = min(end, _token_limit_forward(tokens, trigger.end, trigger.max_scope))
         if target.begin < end:
@@ -337,6 +408,8 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
         for term in triggers:
             if _terminates(term, cat) and term.end <= trigger.begin and term.end > start:
                 start = term.end
+        if cat in CLAUSE_BOUND:
+            start = clause_start(trigger, start, triggers)
         if trigger.max_scope:
             start = max(start, _token_limit_backward(tokens, trigger.begin, trigger.max_scope))
         if target.end > start:
@@ -360,7 +433,7 @@ def classify(sentence: Span, tokens: list[Span], triggers: list[Trigger],
     for trig in local:
         if trig.category not in MODIFIERS or trig.category in found:
             continue
-        if trig.begin < target.end and target.begin < trig.end:
+        if target.begin <= trig.begin and trig.end <= target.end:
             continue  # the trigger is part of the target phrase itself
         if in_scope(trig, target, sentence, toks, local):
             found.add(trig.category)

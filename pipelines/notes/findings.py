@@ -33,6 +33,33 @@ SECTIONS_FILE = "sections.tsv"
 SNIPPET_CHARS = 160
 
 
+# ``{gap}`` in a concept regex: the words between a gene and its variant ("EGFR exon 21
+# L858R", "KRAS: p.G12C"), never across a result cue, so "EGFR: no L858R detected" leaves
+# "no" outside the mention for ConText to read.
+GAP_CUES = ("no", "not", "non", "nor", "without", "negative", "neg", "positive", "pos", "wild",
+            "wt", "detected", "identified", "found", "absent", "pending", "awaiting",
+            "equivocal", "indeterminate", "insufficient", "for", "and", "or", "but", "with",
+            "plus")
+GAP = r"(?:(?!\b(?:" + "|".join(GAP_CUES) + r")\b)[\s\w:()-]){0,30}?"
+ASSERTS = ("", "negated", "equivocal", "result")
+# A "result" row is a bare gene or test name ("ALK", "MSI", "HER2"): a mention only where its
+# sentence states a result for it, i.e. ConText gives it a status other than affirmed or
+# historical, or its clause carries an affirming cue ("ALK (D5F3) IHC: positive"). "Discussed
+# ALK testing" is no finding.
+RESULT_CUES = (ctx.AFFIRMED,)
+
+# Comparators as reports write them, normalised.
+_COMPARATOR = re.compile(
+    r"(<=|>=|≤|≥|<|>|=<|=>|less than or equal to|greater than or equal to|less than|"
+    r"greater than|more than|under|below|above|over|at least|at most|up to|~|approx\.?|"
+    r"approximately|about)\s*$", re.IGNORECASE)
+_NORMAL = {"≤": "<=", "=<": "<=", "≥": ">=", "=>": ">=", "less than": "<", "under": "<",
+           "below": "<", "greater than": ">", "more than": ">", "above": ">", "over": ">",
+           "at least": ">=", "at most": "<=", "up to": "<=",
+           "less than or equal to": "<=", "greater than or equal to": ">="}
+_RANGE_BEFORE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*(?:-|–|—|to)\s*$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class ConceptRow:
     concept: str
@@ -40,6 +67,7 @@ class ConceptRow:
     regex: str
     value: str
     asserted: str
+    negative_below: float | None = None
 
     @property
     def value_rx(self) -> re.Pattern | None:
@@ -70,6 +98,7 @@ class Finding:
     start: int
     end: int
     snippet: str
+    comparator: str | None = None
 
 
 def _read_tsv(name: str) -> list[dict[str, str]]:
@@ -85,11 +114,57 @@ def concept_rows() -> tuple[ConceptRow, ...]:
     for n, r in enumerate(_read_tsv(CONCEPTS_FILE), start=1):
         if r["category"] not in CATEGORIES:
             raise ValueError(f"{CONCEPTS_FILE} row {n}: unknown category {r['category']!r}")
-        if (r.get("assert") or "") not in ("", "negated"):
-            raise ValueError(f"{CONCEPTS_FILE} row {n}: assert must be blank or 'negated'")
-        out.append(ConceptRow(r["concept"], r["category"], r["regex"], r.get("value") or "",
-                              r.get("assert") or ""))
+        if (r.get("assert") or "") not in ASSERTS:
+            raise ValueError(f"{CONCEPTS_FILE} row {n}: assert must be one of {ASSERTS}")
+        below = (r.get("negative_below") or "").strip()
+        out.append(ConceptRow(r["concept"], r["category"], r["regex"].replace("{gap}", GAP),
+                              r.get("value") or "", r.get("assert") or "",
+                              float(below) if below else None))
     return tuple(out)
+
+
+def read_value(row: ConceptRow, mention: str) -> tuple[str | None, str | None]:
+    """The value a mention states and its comparator: ``("50", "<")`` for "TPS <50%",
+    ``("1-49", "range")`` for "TPS 1–49%", ``("80", None)`` for "80%".
+
+    >>> row = concept_rows()[[r.concept for r in concept_rows()].index("PD-L1 TPS") + 1]
+    >>> read_value(row, "PD-L1 (22C3) TPS: 1-49%"), read_value(row, "PD-L1 TPS ≥ 50%")
+    (('1-49', 'range'), ('50', '>='))
+    """
+    rx = row.value_rx
+    m = rx.search(mention) if rx else None
+    if not m:
+        return None, None
+    before = mention[:m.start(1)]
+    rng = _RANGE_BEFORE.search(before)
+    if rng:
+        return f"{rng.group(1)}-{m.group(1)}", "range"
+    cmp_ = _COMPARATOR.search(before)
+    if cmp_:
+        word = " ".join(cmp_.group(1).lower().split())
+        if word.startswith(("~", "approx", "about")):
+            return m.group(1), None
+        return m.group(1), _NORMAL.get(word, word)
+    return m.group(1), None
+
+
+def below_threshold(value: str | None, comparator: str | None, threshold: float) -> bool:
+    """Is a stated value under a negative/positive cut-off ("ER <1%" under 1; "1-49" under 50)?
+    An upper bound below the cut-off ("<1" with cut-off 1) counts; a lower bound never does.
+    """
+    if value is None:
+        return False
+    try:
+        if comparator == "range":
+            return float(value.split("-")[1]) < threshold
+        v = float(value)
+    except ValueError:
+        return False
+    if comparator in ("<", "<="):
+        return v <= threshold if comparator == "<" else v < threshold
+    if comparator in (">", ">="):
+        return False
+    return v < threshold
 
 
 @lru_cache(maxsize=1)
@@ -143,6 +218,28 @@ def _without_nested(chunks: list[Chunk]) -> list[Chunk]:
     return sorted(kept, key=lambda c: c.begin)
 
 
+def _clause(c: Chunk, sentence: ctx.Span, triggers: list[ctx.Trigger]) -> tuple[int, int]:
+    """The mention's clause: between the nearest comma, "and", termination term or sentence
+    edge on either side."""
+    bounds = [t for t in triggers if t.category in (ctx.CLAUSE, ctx.TERMINATE)]
+    lo = max([t.end for t in bounds if t.end <= c.begin], default=sentence.begin)
+    hi = min([t.begin for t in bounds if t.begin >= c.end], default=sentence.end)
+    return lo, hi
+
+
+def _clause_affirms(c: Chunk, sentence: ctx.Span, tokens: list[ctx.Span],
+                    triggers: list[ctx.Trigger]) -> bool:
+    """Is there an affirming cue ("detected", "positive") in the mention's clause that no
+    modifier reaches ("no L858R detected" affirms nothing)?"""
+    lo, hi = _clause(c, sentence, triggers)
+    local = ctx.resolve_triggers(triggers)
+    mods = [t for t in local if t.category in ctx.MODIFIERS]
+    return any(t.category in RESULT_CUES and lo <= t.begin and t.end <= hi
+               and not any(ctx.in_scope(m, ctx.Span(t.begin, t.end), sentence, tokens, local)
+                           for m in mods)
+               for t in local)
+
+
 def snippet(text: str, sentence: ctx.Span, begin: int, end: int) -> str:
     """The mention's sentence, cut to about ``SNIPPET_CHARS`` around it, on one line."""
     lo, hi = sentence.begin, sentence.end
@@ -170,9 +267,10 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
         if sent not in per_sentence:
             # A trigger word inside a concept phrase ("never" in "never smoker", "no" in "no
             # history of smoking") belongs to that phrase: it must not modify the next mention.
+            # Clause cues stay: "HER2 positive" states its own result.
             triggers = [t for t in ctx.find_triggers(text, sent)
-                        if t.category == ctx.TERMINATE
-                        or not any(t.begin < m.end and m.begin < t.end for m in mentions)]
+                        if t.category in (ctx.TERMINATE, ctx.AFFIRMED, ctx.CLAUSE, ctx.LIST)
+                        or not any(m.begin <= t.begin and t.end <= m.end for m in mentions)]
             per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
         tokens, triggers = per_sentence[sent]
         result = ctx.classify(sent, tokens, triggers, ctx.Span(c.begin, c.end))
@@ -181,17 +279,29 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
         for _, he, sec in header_list:
             if he <= c.begin:
                 section = sec
-        if row.asserted == "negated":
-            status = "negated"
+        if row.asserted == "result":
+            # "EGFR: no L858R detected": the gene heads the variant mention in its clause.
+            lo, hi = _clause(c, sent, triggers)
+            if any(m is not c and lo <= m.begin < hi and rows[int(m.ident[1:])].category
+                   == "biomarker" and rows[int(m.ident[1:])].asserted != "result"
+                   for m in mentions):
+                continue
+            if status in ("affirmed", "historical") and not _clause_affirms(
+                    c, sent, tokens, triggers):
+                continue
+        value, comparator = read_value(row, text[c.begin:c.end])
+        stated = "" if row.asserted == "result" else row.asserted or (
+            "negated" if row.negative_below is not None
+            and below_threshold(value, comparator, row.negative_below) else "")
+        # A phrase that states its own result ("HER2 negative", "ER <1%", "IHC 2+") decides
+        # it, unless the result is still to come or could not be obtained.
+        if stated and status not in ("pending", "indeterminate", "family", "hypothetical"):
+            status = stated
         elif status == "affirmed" and section and section.context:
             status = section.context
-        value = None
-        if row.value_rx:
-            m = row.value_rx.search(text[c.begin:c.end])
-            value = m.group(1) if m else None
         out.append(Finding(row.concept, row.category, value, status,
                            section.section if section else None, c.begin, c.end,
-                           snippet(text, sent, c.begin, c.end)))
+                           snippet(text, sent, c.begin, c.end), comparator))
     return out
 
 

@@ -179,7 +179,8 @@ def findings_row(r: dict) -> dict:
     found = findings.extract(text, _sentences(text, r["sentence"]), concepts, headers)
     return {"findings": [
         {"finding_id": findings.finding_id(r["note_id"], f), "concept": f.concept,
-         "category": f.category, "value": f.value, "context": f.context, "section": f.section,
+         "category": f.category, "value": f.value, "comparator": f.comparator,
+         "context": f.context, "section": f.section,
          "start": f.start, "end": f.end, "snippet": f.snippet}
         for f in found]}
 
@@ -199,7 +200,7 @@ def context_row(r: dict) -> dict:
 
 PHI_SPANS = "array<struct<begin:int,end:int,type:string>>"
 FINDINGS = ("array<struct<finding_id:string,concept:string,category:string,value:string,"
-            "context:string,section:string,start:int,end:int,snippet:string>>")
+            "comparator:string,context:string,section:string,start:int,end:int,snippet:string>>")
 
 
 # ----------------------------------------------------------------------------- DataFrame API

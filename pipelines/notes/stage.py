@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError, SchemaMismatchError
-from pipelines.lakehouse.privacy import date_shift_days_col, pseudonymise_col
+from pipelines.lakehouse.privacy import patient_shift_days_col, pseudonymise_col
 from pipelines.lakehouse.session import require_spark_nlp
 from pipelines.lakehouse.settings import Settings
 from pipelines.notes import nlp
@@ -64,9 +64,11 @@ FINDINGS_COMMENTS = {
     "concept": "Normalised concept, e.g. 'EGFR L858R', 'brain metastasis', 'ECOG'",
     "category": "biomarker | site | performance_status | therapy | adverse_event | smoking | "
                 "diagnosis",
-    "value": "Value stated with the concept (PD-L1 percent, ECOG grade, pack-years), else null",
-    "context": "ConText status: affirmed | negated | possible | historical | hypothetical | "
-               "family",
+    "value": "Value stated with the concept (PD-L1 percent, ECOG grade, pack-years, HER2 IHC "
+             "score); a range as '1-49'; else null",
+    "comparator": "How the value was stated: < | <= | > | >= | range; null for an exact value",
+    "context": "Status of the mention: affirmed | negated | pending | equivocal | "
+               "indeterminate | possible | historical | hypothetical | family",
     "section": "Normalised section of the note the mention is in (hpi, assessment_plan, ...)",
     "start": "Start offset of the mention in text_deid",
     "end": "End offset (exclusive) of the mention in text_deid",
@@ -229,8 +231,10 @@ def ingest_notes(spark: SparkSession, settings: Settings, parent_run_id: str | N
 
 # ----------------------------------------------------------------------------- de-identify
 def with_shift_days(notes: DataFrame, key: bytes) -> DataFrame:
-    """Add the patient's date-shift offset (days) keyed by the SOURCE patient id."""
-    return notes.withColumn("shift_days", date_shift_days_col(F.col("patient_id"), key))
+    """Add the patient's date-shift offset (days), keyed by the patient's pseudonym
+    (:func:`pipelines.lakehouse.privacy.patient_shift_days_col`)."""
+    return notes.withColumn("shift_days", patient_shift_days_col(
+        pseudonymise_col(F.col("patient_id"), key), key))
 
 
 def deidentify_frame(spark: SparkSession, notes: DataFrame, key: bytes) -> DataFrame:
@@ -272,7 +276,7 @@ def findings_frame(spark: SparkSession, notes_deid: DataFrame) -> DataFrame:
     return out.select("note_id", "patient_key", "note_type", "note_date",
                       F.explode("findings").alias("f")).select(
         "f.finding_id", "patient_key", "note_id", "note_type", "note_date", "f.concept",
-        "f.category", "f.value", "f.context", "f.section", "f.start", "f.end", "f.snippet")
+        "f.category", "f.value", "f.comparator", "f.context", "f.section", "f.start", "f.end", "f.snippet")
 
 
 def extract_note_findings(spark: SparkSession, settings: Settings,

@@ -1,0 +1,123 @@
+"""Biomarker results as reports state them: negative, pending, equivocal and indeterminate
+results, comparators and ranges, and clauses that carry their own result (issue: "Biomarker
+facts a tumor board can rely on")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.notes import context as ctx
+from pipelines.notes import findings as fnd
+
+# The sentences a user put through `oncorank run` and what each one says.
+REPORTED = [
+    ("EGFR: no L858R detected.", {("EGFR L858R", "negated")}),
+    ("EGFR L858R negative.", {("EGFR L858R", "negated")}),
+    ("KRAS G12C not found on NGS.", {("KRAS G12C", "negated")}),
+    ("KRAS without G12C.", {("KRAS G12C", "negated")}),
+    ("BRAF, not V600E.", {("BRAF V600E", "negated")}),
+    ("Awaiting results for KRAS G12C.", {("KRAS G12C", "pending")}),
+    ("MSI-H status pending.", {("MSI-H", "pending")}),
+    ("PD-L1 TPS <50%.", {("PD-L1 TPS", "affirmed")}),
+    ("No brain metastases, liver metastases present.",
+     {("brain metastasis", "negated"), ("liver metastasis", "affirmed")}),
+    ("Negative for ALK rearrangement, EGFR exon 19 deletion detected.",
+     {("ALK rearrangement", "negated"), ("EGFR exon 19 deletion", "affirmed")}),
+]
+
+
+def extract(sentence: str) -> list[fnd.Finding]:
+    concepts, headers = fnd.find_mentions(sentence)
+    return fnd.extract(sentence, [ctx.Span(0, len(sentence))], concepts, headers)
+
+
+def test_the_reported_sentences_come_out_as_written():
+    """The same sentences go through ingest-notes, deidentify-notes and extract-note-findings
+    in tests/test_notes.py (test_notes_stages_end_to_end_quarantine_and_rerun)."""
+    for sentence, expected in REPORTED:
+        assert {(f.concept, f.context) for f in extract(sentence)} == expected, sentence
+
+
+@pytest.mark.parametrize("sentence, concept, value, comparator, status", [
+    ("PD-L1 (22C3) TPS: 1-49%", "PD-L1 TPS", "1-49", "range", "affirmed"),
+    ("PD-L1 TPS ≥ 50%.", "PD-L1 TPS", "50", ">=", "affirmed"),
+    ("PD-L1 TPS less than 1%.", "PD-L1 TPS", "1", "<", "negated"),
+    ("PD-L1 TPS 0%.", "PD-L1 TPS", "0", None, "negated"),
+    ("PD-L1 TPS 80%.", "PD-L1 TPS", "80", None, "affirmed"),
+    ("ER <1%.", "ER positive", "1", "<", "negated"),
+    ("ER positive (95%), strong intensity.", "ER positive", "95", None, "affirmed"),
+    ("Ki-67 ~20%.", "Ki-67", "20", None, "affirmed"),
+    ("HER2 (IHC): 3+", "ERBB2 amplification", "3+", None, "affirmed"),
+    ("HER2 IHC 2+ (equivocal).", "ERBB2 amplification", "2+", None, "equivocal"),
+    ("HER2 IHC 1+.", "ERBB2 amplification", "1+", None, "negated"),
+    ("HER2/CEP17 ratio 1.4, average HER2 copy number 2.1.", "ERBB2 amplification", "1.4", None,
+     "negated"),
+    ("HER2/CEP17 ratio 2.6, average HER2 copy number 6.0.", "ERBB2 amplification", "2.6", None,
+     "affirmed"),
+])
+def test_values_keep_their_comparator_and_cut_offs_decide_negatives(sentence, concept, value,
+                                                                    comparator, status):
+    found = [f for f in extract(sentence) if f.concept == concept]
+    assert [(f.value, f.comparator, f.context) for f in found] == [(value, comparator, status)]
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    # a result list per gene
+    ("No L858R, exon 19 deletion or T790M detected.",
+     {("EGFR L858R", "negated"), ("EGFR exon 19 deletion", "negated"),
+      ("EGFR T790M", "negated")}),
+    ("KRAS G12D detected; BRAF wild-type.",
+     {("KRAS G12D", "affirmed"), ("BRAF mutation", "negated")}),
+    # a clause with its own result ends the cue before it, both ways
+    ("EGFR exon 19 deletion detected, T790M negative.",
+     {("EGFR exon 19 deletion", "affirmed"), ("EGFR T790M", "negated")}),
+    ("EGFR L858R detected but T790M not detected.",
+     {("EGFR L858R", "affirmed"), ("EGFR T790M", "negated")}),
+    # pending, equivocal and indeterminate are statuses of their own
+    ("NGS sent out; KRAS G12C to follow.", {("KRAS G12C", "pending")}),
+    ("MSI testing pending; MMR proteins intact.", {("MSI-H", "pending"), ("MSI-H", "negated")}),
+    # a bare gene is a finding only where the sentence gives it a result
+    ("ALK negative, BRAF pending.", {("ALK rearrangement", "negated"),
+                                     ("BRAF mutation", "pending")}),
+    ("Discussed ALK testing with the patient.", set()),
+    ("EGFR/ALK/ROS1 negative.", {("EGFR mutation", "negated"), ("ALK rearrangement", "negated"),
+                                 ("ROS1 rearrangement", "negated")}),
+    ("Insufficient tissue for EGFR T790M testing.", {("EGFR T790M", "indeterminate")}),
+    ("BRAF V600E result indeterminate.", {("BRAF V600E", "indeterminate")}),
+    # a phrase that states its own result is never read against it
+    ("MSI status: MSS.", {("MSI-H", "negated")}),
+    ("Loss of nuclear expression of MLH1 and PMS2.", {("MSI-H", "affirmed")}),
+])
+def test_result_forms_of_molecular_reports(sentence, expected):
+    assert {(f.concept, f.context) for f in extract(sentence)} == expected
+
+
+def test_comparator_reading_and_cut_offs():
+    assert fnd.below_threshold("1", "<", 1) and not fnd.below_threshold("1", None, 1)
+    assert fnd.below_threshold("0", None, 1) and not fnd.below_threshold("50", ">=", 1)
+    assert fnd.below_threshold("1-49", "range", 50) and not fnd.below_threshold("1-49", "range", 1)
+    assert not fnd.below_threshold(None, None, 1) and not fnd.below_threshold("n/a", None, 1)
+
+
+def test_a_gene_prefix_never_swallows_a_result_cue():
+    f, = extract("EGFR: no L858R detected.")
+    assert "no" not in "EGFR: no L858R detected."[f.start:f.end].split()
+    f, = extract("EGFR exon 21 p.L858R.")
+    assert "EGFR exon 21 p.L858R."[f.start:f.end] == "EGFR exon 21 p.L858R"
+
+
+def test_the_report_shows_stated_values_conflicts_and_facts_after_the_index_date():
+    from pipelines.reports import context as rctx
+
+    rows, _ = rctx.notes_context([
+        {"concept": "PD-L1 TPS", "value": "50", "comparator": "<", "context": "affirmed",
+         "note_date": "2024-01-10", "snippet": "PD-L1 TPS <50%."},
+        {"concept": "KRAS G12C", "value": None, "context": "pending", "note_date": "2024-01-10",
+         "snippet": "KRAS G12C pending."},
+        {"concept": "hepatitis", "value": None, "context": "affirmed", "note_date": "2024-06-01",
+         "snippet": "Immune-related hepatitis."},
+    ], index_date="2024-02-01")
+    assert [(r["concept"], r["value"], r["after_index"]) for r in rows] == [
+        ("PD-L1 TPS", "<50", False), ("KRAS G12C", "", False), ("hepatitis", "", True)]
+    flags = rctx.red_flags([], {}, {}, "egfr_l858r: VCF not detected; note affirmed (kept: VCF)")
+    assert flags == ["sources disagree: egfr_l858r: VCF not detected; note affirmed (kept: VCF)"]
