@@ -95,10 +95,12 @@ def _fhir_lines() -> dict[str, list[str]]:
     ]
     loinc = "http://loinc.org"
 
-    def obs(oid, subject, code, when, **value):
-        return json.dumps({"resourceType": "Observation", "id": oid, "status": "final",
+    def obs(oid, subject, code, when, status="final", **value):
+        return json.dumps({"resourceType": "Observation", "id": oid, "status": status,
                            "subject": subject, "effectiveDateTime": when,
                            "code": {"coding": [{"system": loinc, "code": code}]}, **value})
+
+    sct = "http://snomed.info/sct"
 
     observations = [
         obs("o1", ref_a, "89247-1", "2020-01-20", valueInteger=1),
@@ -111,6 +113,18 @@ def _fhir_lines() -> dict[str, list[str]]:
             valueCodeableConcept={"coding": [{"display": "Former smoker"}]}),
         obs("o6", ref_b, "89247-1", "2018-02-01", valueInteger=7),    # invalid ECOG
         obs("o7", ref_a, "8302-2", "2020-01-20", valueQuantity={"value": 170}),  # not used
+        # biomarker results (mCODE tumour marker tests)
+        obs("b1", ref_a, "85337-4", "2020-01-18",
+            valueCodeableConcept={"coding": [{"system": sct, "code": "10828004"}]}),  # ER +
+        obs("b2", ref_a, "83053-9", "2020-01-18",
+            valueQuantity={"value": 1, "comparator": "<", "unit": "%"}),     # TPS <1%
+        obs("b3", ref_a, "48676-1", "2020-01-18", status="preliminary"),     # HER2 pending
+        obs("b4", ref_a, "81695-9", "2020-01-18", valueCodeableConcept={"text": "MSS"}),
+        obs("b5", ref_b, "94076-7", "2018-02-01", valueQuantity={"value": 12.5}),
+        obs("b6", ref_a, "85319-2", None, valueCodeableConcept={"text": "positive"}),
+        obs("b7", ref_a, "16112-5", "2020-01-18",
+            dataAbsentReason={"text": "insufficient tumour cells"}),
+        obs("b8", ref_b, "85339-0", "2018-02-01", valueString="see report"),
     ]
     encounters = [
         json.dumps({"resourceType": "Encounter", "id": "e1", "subject": ref_b,
@@ -374,3 +388,21 @@ def test_rerun_leaves_tables_unchanged(spark, ingested):
     compute_comorbidities(spark, s)
     assert run.rows_in == ingested["n_in"]
     assert snapshot() == before
+
+
+def test_biomarker_observations_are_a_source_with_their_status(spark, ingested):
+    s = ingested["settings"]
+    rows = {r["observation_id"]: (r["concept"], r["context"], r["value"], r["comparator"])
+            for r in _table(spark, s, "silver", "biomarker_observations").collect()}
+    assert rows == {
+        "b1": ("ER positive", "affirmed", None, None),
+        "b2": ("PD-L1 TPS", "negated", "1", "<"),
+        "b3": ("ERBB2 amplification", "pending", None, None),
+        "b4": ("MSI-H", "negated", None, None),
+        "b5": ("TMB", "affirmed", "12.5", None),
+        "b7": ("ER positive", "indeterminate", None, None),
+    }
+    assert _rules(spark, s, "silver", "biomarker_observations") == ["invalid_date", "no_result"]
+    keys = {r["patient_key"] for r in _table(spark, s, "silver", "biomarker_observations")
+            .collect()}
+    assert keys == {_key(s, PA), _key(s, PB)}

@@ -38,6 +38,13 @@ FINDINGS = ("finding_id string, patient_key string, note_id string, note_type st
             "note_date date, concept string, category string, value string, context string")
 
 
+def _noted(pk, settings, day):
+    """A note date as silver.note_findings holds it: moved by the patient's date shift."""
+    from pipelines.lakehouse.privacy import date_shift_days
+
+    return day + dt.timedelta(days=date_shift_days(pk, settings.pseudonym_key))
+
+
 def _silver(spark, settings, with_notes=True):
     _write(spark, settings, "patients", [
         (PA, "F", 1960, 63.0, "NSCLC", "IVB", D(2023, 1, 5), D(2023, 2, 1), None, "csv"),
@@ -73,26 +80,36 @@ def _silver(spark, settings, with_notes=True):
        "charlson_index int, elixhauser_vw double, ci_renal boolean")
     if with_notes:
         _write(spark, settings, "note_findings", [
-            ("f1", PA, "n1", "pathology", D(2023, 1, 20), "EGFR L858R", "biomarker", None,
+            ("f1", PA, "n1", "pathology", _noted(PA, settings, D(2023, 1, 20)), "EGFR L858R", "biomarker", None,
              "affirmed"),
-            ("f2", PA, "n1", "pathology", D(2023, 1, 20), "PD-L1 TPS", "biomarker", "60%",
+            ("f2", PA, "n1", "pathology", _noted(PA, settings, D(2023, 1, 20)), "PD-L1 TPS", "biomarker", "60%",
              "affirmed"),
-            ("f3", PA, "n2", "imaging", D(2023, 1, 25), "brain metastasis", "site", None,
+            ("f3", PA, "n2", "imaging", _noted(PA, settings, D(2023, 1, 25)), "brain metastasis", "site", None,
              "negated"),
-            ("f4", PA, "n3", "progress", D(2023, 1, 10), "ECOG", "performance_status", "2",
+            ("f4", PA, "n3", "progress", _noted(PA, settings, D(2023, 1, 10)), "ECOG", "performance_status", "2",
              "affirmed"),
-            ("f5", PA, "n4", "progress", D(2023, 1, 30), "ECOG", "performance_status", "1",
+            ("f5", PA, "n4", "progress", _noted(PA, settings, D(2023, 1, 30)), "ECOG", "performance_status", "1",
              "affirmed"),
-            ("f6", PB, "n5", "pathology", D(2023, 3, 2), "ERBB2 amplification", "biomarker",
+            ("f6", PB, "n5", "pathology", _noted(PB, settings, D(2023, 3, 2)), "ERBB2 amplification", "biomarker",
              None, "affirmed"),
-            ("f7", PB, "n6", "progress", D(2023, 3, 5), "current smoker", "smoking", None,
+            ("f7", PB, "n6", "progress", _noted(PB, settings, D(2023, 3, 5)), "current smoker", "smoking", None,
              "hypothetical"),
-            ("f8", PB, "n6", "progress", D(2023, 3, 5), "former smoker", "smoking", None,
+            ("f8", PB, "n6", "progress", _noted(PB, settings, D(2023, 3, 5)), "former smoker", "smoking", None,
              "affirmed"),
-            ("f9", PC, "n7", "progress", D(2023, 4, 5), "BRAF V600E", "biomarker", None,
+            ("f9", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "BRAF V600E", "biomarker", None,
              "family"),
-            ("f10", PC, "n7", "progress", D(2023, 4, 5), "liver metastasis", "site", None,
+            ("f10", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "liver metastasis", "site", None,
              "affirmed"),
+            ("f11", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "EGFR L858R", "biomarker", None,
+             "affirmed"),
+            # after pC's index date (10 Apr): never a feature
+            ("f12", PC, "n8", "progress", _noted(PC, settings, D(2023, 6, 1)), "KRAS G12C", "biomarker", None,
+             "affirmed"),
+            ("f13", PC, "n8", "progress", _noted(PC, settings, D(2023, 6, 1)), "brain metastasis", "site", None,
+             "affirmed"),
+            # a pending result sets nothing
+            ("f14", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "BRAF V600E", "biomarker", None,
+             "pending"),
         ], FINDINGS)
 
 
@@ -118,19 +135,25 @@ def test_features_merge_sources_and_keep_only_affirmed_findings(spark, built):
     settings, run, rows, _ = built
     assert (run.rows_in, run.rows_written, run.rows_quarantined) == (5, 3, 2)
     a, b, c = rows[PA], rows[PB], rows[PC]
-    # EGFR L858R only in the notes: reaches the features, with its source
-    assert a["egfr_l858r"] is True and a["egfr_l858r_source"] == "notes"
-    assert a["egfr_mut"] is True and a["egfr_mut_source"] == "notes"
+    # EGFR L858R only in the notes of an unsequenced tumour: reaches the features, with its
+    # source; in pA's notes while the VCF covered the position and found nothing: the VCF
+    # decides and the conflict is kept with both sources
+    assert c["egfr_l858r"] is True and c["egfr_l858r_source"] == "notes"
+    assert a["egfr_l858r"] is False and a["egfr_l858r_source"] is None
+    assert "egfr_l858r: VCF not detected; note affirmed (kept: VCF)" in a["biomarker_conflicts"]
+    assert b["biomarker_conflicts"] is None
+    # time zero: a KRAS G12C and a brain metastasis noted after the index date are not used
+    assert c["kras_g12c"] is None and c["met_brain"] is None
     # ERBB2 in both the VCF and a note
-    assert b["erbb2_amp"] is True and b["erbb2_amp_source"] == "both"
+    assert b["erbb2_amp"] is True and b["erbb2_amp_source"] == "vcf+notes"
     # sequenced, nothing found → false (not unknown); no source
     assert b["egfr_mut"] is False and b["egfr_mut_source"] is None
-    # pC has no sequencing: markers stay unknown; the family-history BRAF is ignored
+    # pC has no sequencing: markers stay unknown; the family-history and pending BRAF are
+    # ignored
     assert c["kras_mut"] is None and c["braf_v600e"] is None and c["braf_v600e_source"] is None
     # a negated brain metastasis is a known absence; an affirmed liver one is present;
     # silence in the notes is unknown
     assert a["met_brain"] is False and c["met_liver"] is True and c["met_liver_source"] == "notes"
-    assert c["met_brain"] is None
     assert a["pdl1_tps"] == 60.0 and a["pdl1_high"] is True and b["pdl1_high"] is None
     # ECOG: structured wins (pB); otherwise the latest affirmed note (pA: 1 on 30 Jan, not 2)
     assert (a["ecog"], a["ecog_source"]) == (1.0, "notes")

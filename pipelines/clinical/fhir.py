@@ -59,8 +59,11 @@ MEDICATION_SCHEMA = f"id STRING, code {_CONCEPT}"
 OBSERVATION_SCHEMA = (
     f"id STRING, status STRING, subject {_REF}, code {_CONCEPT}, effectiveDateTime STRING, "
     f"effectivePeriod {_PERIOD}, issued STRING, valueInteger BIGINT, "
-    f"valueQuantity STRUCT<value: DOUBLE>, valueString STRING, valueCodeableConcept {_CONCEPT}"
+    f"valueQuantity STRUCT<value: DOUBLE, comparator: STRING, unit: STRING>, "
+    f"valueString STRING, valueCodeableConcept {_CONCEPT}, dataAbsentReason {_CONCEPT}"
 )
+# Observation.status of a result not yet reported (FHIR R4 ObservationStatus).
+PENDING_OBSERVATION_STATUSES = ("registered", "preliminary")
 MEDICATION_TYPES = ("MedicationRequest", "MedicationAdministration")
 # Never administered: excluded from lines of therapy (kept in silver.medication_exposures).
 NOT_TAKEN_STATUSES = ("entered-in-error", "cancelled", "draft", "not-done")
@@ -453,6 +456,82 @@ def parse_observations(bronze: DataFrame, patients: DataFrame) -> DataFrame:
                                       | ~F.col("ecog_raw").between(0, 4)), "invalid_value",
          "ECOG observation value is not an integer 0-4"),
     ).drop("_nosub", "ecog_raw")
+
+
+def parse_biomarker_observations(bronze: DataFrame, patients: DataFrame) -> DataFrame:
+    """Biomarker results reported as Observations (ER, PR, HER2, PD-L1, MSI, TMB; codes in
+    ``fhir_codes.yaml`` ``biomarkers``) as findings like the notes stage's: ``concept``,
+    ``context`` (affirmed | negated | equivocal | indeterminate | pending), ``value`` and
+    ``comparator`` (FHIR ``valueQuantity.comparator``), ``obs_date``; ``_rule`` null when
+    accepted.
+
+    The status comes from, in order: Observation.status registered/preliminary (pending), a
+    ``dataAbsentReason`` without a value (indeterminate), a coded answer (SNOMED CT / LOINC
+    positive, negative, equivocal, indeterminate), the answer's text, then a quantity under the
+    concept's negative cut-off (negated; else affirmed).
+    """
+    spec = fhir_codes()["biomarkers"]
+    by_code = {code: concept for concept, codes in spec["concepts"].items() for code in codes}
+    loinc = F.filter(F.coalesce(F.col("o.code.coding"), F.array()),
+                     lambda x: (x["system"] == "http://loinc.org")
+                     & x["code"].isin(*by_code))
+    code_map = F.create_map(*[F.lit(x) for kv in by_code.items() for x in kv])
+    o = _of_type(bronze, "Observation").select(
+        "*", F.from_json("resource", OBSERVATION_SCHEMA).alias("o"))
+    o = o.withColumn("loinc", F.element_at(loinc, 1)["code"]).where(F.col("loinc").isNotNull())
+    o = o.where(~F.coalesce(F.lower("o.status"), F.lit("")).isin(
+        *EXCLUDED_OBSERVATION_STATUSES))
+    o = resolve_subject(o, "o.subject.reference", patients)
+    codings = F.coalesce(F.col("o.valueCodeableConcept.coding"), F.array())
+    def coded(codes: list[str]):
+        return lambda x: x["code"].isin(*codes)
+
+    answer = None
+    for status, codes in spec["answers"].items():
+        hit = F.exists(codings, coded(codes))
+        answer = (F.when(hit, F.lit(status)) if answer is None
+                  else answer.when(hit, F.lit(status)))
+    text = F.lower(F.concat_ws(" ", F.col("o.valueCodeableConcept.text"), F.col("o.valueString"),
+                               F.array_join(F.transform(codings, lambda x: x["display"]), " ")))
+    by_text = None
+    for status, rx in spec["text"].items():
+        hit = text.rlike(rx)
+        by_text = F.when(hit, F.lit(status)) if by_text is None else by_text.when(
+            hit, F.lit(status))
+    concept = code_map[F.col("loinc")]
+    qty = F.coalesce(F.col("o.valueQuantity.value"), F.col("o.valueInteger").cast("double"))
+    cmp_ = F.col("o.valueQuantity.comparator")
+    below = None
+    for name, cut in spec["negative_below"].items():
+        under = (F.when(cmp_ == "<", qty <= cut).when(cmp_ == "<=", qty < cut)
+                 .when(cmp_.isin(">", ">="), F.lit(False)).otherwise(qty < cut))
+        below = (F.when(concept == name, under) if below is None
+                 else below.when(concept == name, under))
+    by_qty = F.when(qty.isNotNull(), F.when(F.coalesce(below, F.lit(False)), "negated")
+                    .otherwise("affirmed"))
+    status = F.lower(F.coalesce(F.col("o.status"), F.lit("")))
+    context = (F.when(status.isin(*PENDING_OBSERVATION_STATUSES), "pending")
+               .when(F.col("o.dataAbsentReason").isNotNull() & qty.isNull(), "indeterminate")
+               .otherwise(F.coalesce(answer, by_text, by_qty)))
+    date_raw = F.coalesce(F.col("o.effectiveDateTime"), F.col("o.effectivePeriod.start"),
+                          F.col("o.issued"))
+    values = o.select(
+        *_pointer_cols(), "pid", F.col("o.subject.reference").isNull().alias("_nosub"),
+        F.col("resource_id").alias("observation_id"), "loinc", concept.alias("concept"),
+        context.alias("context"),
+        F.regexp_replace(F.format_number(qty, 2), r"\.?0+$|,", "").alias("value"),
+        F.when(qty.isNotNull() & cmp_.isin("<", "<=", ">", ">="), cmp_).alias("comparator"),
+        date_raw.alias("date_raw"))
+    base = values.select("*", parse_date(F.col("date_raw")).alias("obs_date"))
+    return with_rules(
+        base,
+        (F.col("_nosub") | F.col("pid").isNull(), "unknown_subject",
+         "Observation.subject does not resolve to an ingested Patient"),
+        (invalid_date(F.col("date_raw"), F.col("obs_date")) | F.col("obs_date").isNull(),
+         "invalid_date", "Observation has no valid effective date"),
+        (F.col("context").isNull(), "no_result",
+         "biomarker Observation has no value, coded answer or status that states a result"),
+    ).drop("_nosub")
 
 
 def activity_dates(bronze: DataFrame, patients: DataFrame) -> DataFrame:

@@ -27,6 +27,7 @@ from pipelines.clinical.columns import add_rule, stage_group
 from pipelines.clinical.lines import LineRule, treatment_lines
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
+from pipelines.lakehouse.comments import comments_for
 from pipelines.lakehouse.errors import ConfigError, ReconciliationError
 from pipelines.lakehouse.privacy import pseudonymise_col
 
@@ -312,6 +313,7 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
                     ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"])
         obs = fo.where(F.col("_rule").isNull()).select(*obs.columns)
         activity = fhir.activity_dates(fbr, pat_refs)
+        _write_biomarker_observations(run, fbr, pat_refs)
     obs = _materialise(obs)
 
     # ---- CSV outcomes (need patients for death-before-birth)
@@ -416,6 +418,21 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
               delete_missing=True, primary=False, comments=LINE_COMMENTS,
               table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
     _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key)
+
+
+def _write_biomarker_observations(run: JobRun, fbr: DataFrame, pat_refs: DataFrame) -> None:
+    """FHIR biomarker Observations → ``silver.biomarker_observations`` (a biomarker's third
+    source beside the VCF and the notes); rejected ones to its quarantine."""
+    ref = run.table("silver", "biomarker_observations")
+    parsed = _materialise(fhir.parse_biomarker_observations(fbr, pat_refs))
+    _quarantine(run, parsed, ref, ["record_id", "resource_type", "resource_id", "pid",
+                                   "loinc", "date_raw"])
+    patient_key = pseudonymise_col(F.col("pid"), run.settings.pseudonym_key)
+    cols = ["observation_id", "patient_key", "concept", "context", "value", "comparator",
+            "obs_date", "loinc"]
+    run.write(parsed.where(F.col("_rule").isNull()).withColumn("patient_key", patient_key)
+              .select(*cols), ref, keys=["observation_id"], delete_missing=True, primary=False,
+              **comments_for(ref.key, cols))
 
 
 def _exposure_rows(parsed: DataFrame) -> DataFrame:

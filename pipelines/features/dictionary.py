@@ -72,15 +72,21 @@ def render_markdown() -> str:
         "diagnosis.",
         "* **Missing inputs**: each silver input is read only if it exists; an absent table "
         "gives typed nulls, so the core columns below are always present.",
-        "* **Notes count only when affirmed**: negated, possible, historical, hypothetical and "
-        "family-history findings never set a feature (`resources/note_concepts.yaml` maps note "
-        "concepts to features).",
-        "* **A biomarker found only in the notes** still reaches the features; "
+        "* **Time zero**: only facts dated on or before the patient's index date (start of "
+        "first-line therapy) are used; a patient not treated yet is scored on every fact.",
+        "* **Notes count when they state a result**: an affirmed finding sets a flag, a "
+        "negated one clears it; pending, equivocal, indeterminate, possible, historical, "
+        "hypothetical and family-history findings never set a feature "
+        "(`resources/note_concepts.yaml` maps note concepts to features).",
+        "* **Sources never silently overridden**: a sequenced position decides its own variant; "
+        "a note that says otherwise, or notes that disagree with each other (then the flag is "
+        "unknown), are listed in `biomarker_conflicts` with both sources. A biomarker found "
+        "only in the notes of an unsequenced tumour still reaches the features; "
         "`<flag>_source` says whether it came from the VCF, the notes or both.",
         "* **Training rows** for the models are the rows with a `treatment` and an outcome "
         "(`os_months`, `os_event`); rows without one are kept for scoring.",
-        "* **Not model inputs**: `patient_key`, `index_date`, `treatment`, the outcome columns "
-        "and every `*_source` column.",
+        "* **Not model inputs**: `patient_key`, `index_date`, `treatment`, the outcome columns, "
+        "`biomarker_conflicts` and every `*_source` column.",
         "",
         "| column | type | source | meaning |",
         "|---|---|---|---|",

@@ -16,6 +16,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from pipelines.lakehouse.privacy import patient_shift_days_col
+
 AFFIRMED = "affirmed"
 NEGATED = "negated"
 STAGE_NUMBER = {"I": 1, "II": 2, "III": 3, "IV": 4}
@@ -198,9 +200,49 @@ def biomarker_flags_from_vcf(biomarkers: DataFrame | None, cmap: ConceptMap) -> 
     return out.withColumn("has_genomics", F.lit(True))
 
 
-def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | None:
-    """Per patient, from AFFIRMED note findings only: ``<flag>_notes`` booleans, pdl1_tps,
-    ecog_notes (latest note), smoking_notes, has_notes."""
+def before_index(facts: DataFrame, index_dates: DataFrame | None, date_col: str,
+                 shift_key: bytes | None = None) -> DataFrame:
+    """Time zero: keep the facts dated on or before the patient's index date (start of first-
+    line therapy). A patient without an index date (not treated yet: scored as of now) keeps
+    every fact; an undated fact counts only for such a patient.
+
+    With ``shift_key``, ``date_col`` holds de-identified dates (notes: moved by the patient's
+    date shift) and the index date is moved by the same shift before comparing.
+    """
+    if index_dates is None:
+        return facts
+    index = F.col("index_date").cast("date")
+    if shift_key is not None:
+        index = F.date_add(index, patient_shift_days_col(F.col("patient_key"), shift_key))
+    idx = index_dates.select(F.col("patient_key").cast("string").alias("patient_key"),
+                             index.alias("_index_date"))
+    return (facts.join(idx, "patient_key", "left")
+            .filter(F.col("_index_date").isNull() | (F.col(date_col) <= F.col("_index_date")))
+            .drop("_index_date"))
+
+
+def pdl1_high_from(value: Column, comparator: Column, threshold: float) -> Column:
+    """PD-L1 high (TPS >= threshold) from a stated value and its comparator: "<50" and
+    "1-49" are not high, ">=50" is; an exact value is compared as is."""
+    lo = F.regexp_extract(value, r"^(\d+(?:\.\d+)?)", 1)
+    hi = F.regexp_extract(value, r"(\d+(?:\.\d+)?)\s*%?\s*$", 1)
+    lo_n, hi_n = F.when(lo != "", lo.cast("double")), F.when(hi != "", hi.cast("double"))
+    return (F.when(comparator == "range", F.when(lo_n >= threshold, True)
+                   .when(hi_n < threshold, False))
+            .when(comparator == "<", F.when(hi_n <= threshold, False))
+            .when(comparator == "<=", F.when(hi_n < threshold, False))
+            .when(comparator.isin(">", ">="), F.when(lo_n >= threshold, True))
+            .otherwise(hi_n >= threshold))
+
+
+def note_features(findings: DataFrame | None, cmap: ConceptMap,
+                  index_dates: DataFrame | None = None,
+                  shift_key: bytes | None = None) -> DataFrame | None:
+    """Per patient, from note findings dated on or before the index date
+    (:func:`before_index`): ``<flag>_notes`` (affirmed) and ``<flag>_negated`` booleans,
+    pdl1_tps (exact values), pdl1_high_notes (comparators read: "<50%" is not high),
+    ecog_notes (latest note), smoking_notes, has_notes. Pending, equivocal, indeterminate,
+    possible, historical, hypothetical and family mentions set nothing."""
     if findings is None:
         return None
     cols = set(findings.columns)
@@ -210,10 +252,13 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | N
         F.lower(F.trim((F.col("context") if "context" in cols else F.lit(AFFIRMED))
                        .cast("string"))).alias("context"),
         (F.col("value") if "value" in cols else _null("string")).cast("string").alias("value"),
+        (F.col("comparator") if "comparator" in cols else _null("string")).cast("string")
+        .alias("comparator"),
         (F.col("note_date") if "note_date" in cols else _null("date")).cast("date")
         .alias("note_date"),
     )
     patients = f.select("patient_key").distinct().withColumn("has_notes", F.lit(True))
+    f = before_index(f, index_dates, "note_date", shift_key)
     aff = f.filter(F.col("context") == AFFIRMED)
     # An explicitly negated finding ("EGFR wild-type", "no brain metastases") is evidence of
     # absence; silence in the notes is not.
@@ -223,10 +268,14 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | N
     aggs = []
     for flag, concepts in cmap.flag_concepts().items():
         aggs.append(F.max(F.col("concept").isin(concepts)).alias(f"{flag}_notes"))
-    number = F.regexp_extract(F.col("value"), r"(\d+(?:\.\d+)?)", 1)
-    num = F.when(number != "", number.cast("double"))
+    number = F.regexp_extract(F.col("value"), r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$", 1)
+    num = F.when((number != "") & F.col("comparator").isNull(), number.cast("double"))
     pdl1 = cmap.value_concept("pdl1_tps")
     aggs.append(F.max(F.when(F.col("concept") == pdl1, num)).alias("pdl1_tps"))
+    # the highest stated level wins, as with exact values (max of booleans: any high)
+    aggs.append(F.max(F.when(F.col("concept") == pdl1, pdl1_high_from(
+        F.col("value"), F.col("comparator"), cmap.pdl1_high_threshold))).alias(
+        "pdl1_high_notes"))
     ecog = cmap.value_concept("ecog_notes")
     # latest ECOG by note date: max of struct(date, value) picks the newest note's value
     aggs.append(F.max(F.when((F.col("concept") == ecog) & num.between(0, 4),
@@ -246,37 +295,125 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap) -> DataFrame | N
             .drop("_ecog", "_smoking"))
 
 
-def with_biomarkers(df: DataFrame, vcf: DataFrame | None, notes: DataFrame | None,
-                    cmap: ConceptMap) -> DataFrame:
-    """Merge VCF and note biomarkers into one flag per biomarker plus ``<flag>_source``.
+def observation_flags(observations: DataFrame | None, cmap: ConceptMap,
+                      index_dates: DataFrame | None = None) -> DataFrame | None:
+    """Per patient, from silver.biomarker_observations dated on or before the index date:
+    ``<flag>_fhir`` (affirmed) and ``<flag>_fhir_negated`` booleans, pdl1_tps_fhir (exact),
+    pdl1_high_fhir. The same reading as the notes' (:func:`note_features`); FHIR dates are
+    not de-identified, so they are compared with the index date as they are."""
+    if observations is None:
+        return None
+    flags = note_features(observations.withColumnRenamed("obs_date", "note_date"), cmap,
+                          index_dates)
+    renamed = {"pdl1_tps": "pdl1_tps_fhir", "pdl1_high_notes": "pdl1_high_fhir"}
+    for flag in cmap.flag_concepts():
+        renamed[f"{flag}_notes"] = f"{flag}_fhir"
+        renamed[f"{flag}_negated"] = f"{flag}_fhir_negated"
+    return flags.select("patient_key", *[F.col(c).alias(renamed[c]) for c in flags.columns
+                                         if c in renamed])
 
-    A flag is true when the VCF or an affirmed note finds it; false when the tumour was
-    sequenced for it (the VCF stage reports the flag) or a note explicitly negates it; null
-    when unknown (silence in the notes is not a negative). ``<flag>_source`` is ``vcf``,
-    ``notes`` or ``both`` for a true flag, else null.
+
+def _named(parts: list[tuple[Column, str]]) -> Column:
+    """The names of the sources whose condition holds, comma-separated (null when none)."""
+    joined = F.concat_ws(", ", *[F.when(cond, F.lit(name)) for cond, name in parts])
+    return F.when(joined != "", joined)
+
+
+def with_biomarkers(df: DataFrame, vcf: DataFrame | None, findings: DataFrame | None,
+                    cmap: ConceptMap, shift_key: bytes | None = None,
+                    observations: DataFrame | None = None) -> DataFrame:
+    """Merge the three sources of a biomarker — the VCF, note findings and FHIR Observations
+    — into one flag per biomarker plus ``<flag>_source`` and the sources' disagreements in
+    ``biomarker_conflicts``.
+
+    Notes and Observations count when dated on or before the index date (time zero; note
+    dates are de-identified, so with ``shift_key`` the index date is moved by the patient's
+    shift before comparing them). The rule:
+
+    * a sequenced position decides its own variant: when the VCF stage reports the flag, the
+      flag is the VCF's, and a note or Observation that says otherwise is a conflict;
+    * otherwise notes and Observations decide: true when one affirms it, false when one
+      negates it, null (unknown) when some affirm and others negate it (a conflict) or none
+      says anything (silence is not a negative);
+    * a metastatic site is true when any note before the index date affirms it (sites
+      accumulate; an earlier negative is not a conflict).
+
+    ``<flag>_source`` names the sources of a true flag (``vcf``, ``notes``, ``fhir``, joined
+    by ``+`` when several agree), else null. ``biomarker_conflicts`` lists each conflict with
+    its sources, e.g. ``egfr_l858r: VCF not detected; note affirmed (kept: VCF)``, joined by
+    `` | ``; null when there is none.
     """
+    index = df.select("patient_key", "index_date")
+    notes = note_features(findings, cmap, index, shift_key)
+    fhir = observation_flags(observations, cmap, index)
     out = df
     out = out.join(vcf, "patient_key", "left") if vcf is not None else out.withColumn(
         "has_genomics", _null("boolean")).withColumn("tmb", _null("double"))
     out = out.join(notes, "patient_key", "left") if notes is not None else out.withColumn(
         "has_notes", _null("boolean")).withColumn("pdl1_tps", _null("double")).withColumn(
+        "pdl1_high_notes", _null("boolean")).withColumn(
         "ecog_notes", _null("double")).withColumn("smoking_notes", _null("string"))
+    if fhir is not None:
+        out = out.join(fhir, "patient_key", "left")
     vcf_flags = {c[:-4] for c in (vcf.columns if vcf is not None else []) if c.endswith("_vcf")}
     note_flags = set(cmap.flag_concepts()) if notes is not None else set()
+    fhir_flags = set(cmap.flag_concepts()) if fhir is not None else set()
     all_flags = list(dict.fromkeys([*cmap.biomarker_flags, *sorted(vcf_flags - set(
         cmap.biomarker_flags) - set(cmap.site_flags)), *cmap.site_flags]))
     no = F.lit(False)
+
+    def flag_col(name: str, present: bool) -> Column:
+        return F.coalesce(F.col(name), no) if present else no
+
+    conflicts = []
     for flag in all_flags:
-        v = F.coalesce(F.col(f"{flag}_vcf"), no) if flag in vcf_flags else no
-        n = F.coalesce(F.col(f"{flag}_notes"), no) if flag in note_flags else no
-        neg = F.coalesce(F.col(f"{flag}_negated"), no) if flag in note_flags else no
+        v = flag_col(f"{flag}_vcf", flag in vcf_flags)
+        n = flag_col(f"{flag}_notes", flag in note_flags)
+        n_neg = flag_col(f"{flag}_negated", flag in note_flags)
+        o = flag_col(f"{flag}_fhir", flag in fhir_flags)
+        o_neg = flag_col(f"{flag}_fhir_negated", flag in fhir_flags)
         sequenced = F.col(f"{flag}_vcf").isNotNull() if flag in vcf_flags else no
-        value = F.when(v | n, True).when(sequenced | neg, False)
-        source = F.when(v & n, "both").when(v, "vcf").when(n, "notes")
+        if flag in cmap.site_flags:
+            # Metastases accumulate: an earlier "no brain metastases" does not outweigh a
+            # later note that finds them.
+            value = F.when(v | n, True).when(sequenced | n_neg, False)
+            out = out.withColumn(flag, value.cast("boolean")).withColumn(
+                f"{flag}_source", F.when(n, "notes"))
+            continue
+        pos, neg = n | o, n_neg | o_neg
+        value = (F.when(sequenced, v).when(pos & neg, _null("boolean"))
+                 .when(pos, True).when(neg, False))
+        agree = F.concat_ws("+", F.when(v, F.lit("vcf")),
+                            F.when(n & (v | ~sequenced), F.lit("notes")),
+                            F.when(o & (v | ~sequenced), F.lit("fhir")))
+        source = F.when(value & (agree != ""), agree)
+        affirming = _named([(n, "note"), (o, "FHIR Observation")])
+        negating = _named([(n_neg, "note"), (o_neg, "FHIR Observation")])
+        conflict = (
+            F.when(sequenced & ~v & pos, F.concat(
+                F.lit(f"{flag}: VCF not detected; "), affirming, F.lit(" affirmed (kept: VCF)")))
+            .when(sequenced & v & neg, F.concat(
+                F.lit(f"{flag}: VCF detected; "), negating, F.lit(" negated (kept: VCF)")))
+            .when(~sequenced & pos & neg & (affirming == negating), F.concat(
+                F.lit(f"{flag}: "), affirming, F.lit("s both affirm and negate (kept: unknown)")))
+            .when(~sequenced & pos & neg, F.concat(
+                F.lit(f"{flag}: "), affirming, F.lit(" affirmed; "), negating,
+                F.lit(" negated (kept: unknown)"))))
+        conflicts.append(conflict)
         out = out.withColumn(flag, value.cast("boolean")).withColumn(f"{flag}_source", source)
-    out = out.withColumn("pdl1_high", F.when(F.col("pdl1_tps").isNotNull(),
-                                             F.col("pdl1_tps") >= cmap.pdl1_high_threshold))
-    drop = [c for c in out.columns if c.endswith(("_vcf", "_negated"))
+    listed = F.array_compact(F.array(*conflicts)) if conflicts else F.array().cast(
+        "array<string>")
+    out = out.withColumn("biomarker_conflicts", F.when(F.size(listed) > 0,
+                                                       F.array_join(listed, " | ")))
+    # An exact TPS decides (the highest of notes and Observations); else the comparators
+    # stated ("<50%", "1-49%").
+    tps = F.col("pdl1_tps") if fhir is None else F.greatest("pdl1_tps", "pdl1_tps_fhir")
+    high_stated = (F.col("pdl1_high_notes") if fhir is None
+                   else F.greatest("pdl1_high_notes", "pdl1_high_fhir"))
+    out = out.withColumn("pdl1_tps", tps).withColumn("pdl1_high", F.coalesce(
+        F.when(F.col("pdl1_tps").isNotNull(), F.col("pdl1_tps") >= cmap.pdl1_high_threshold),
+        high_stated))
+    drop = [c for c in out.columns if c.endswith(("_vcf", "_negated", "_fhir"))
             or (c.endswith("_notes") and c not in ("ecog_notes", "smoking_notes"))]
     return out.drop(*drop)
 

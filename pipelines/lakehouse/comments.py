@@ -51,6 +51,9 @@ TABLE_COMMENTS: dict[str, str] = {
     "silver.note_findings": (
         "Oncology findings extracted from de-identified notes (biomarkers, metastatic sites, "
         "ECOG, therapies, adverse events, smoking) with their ConText status."),
+    "silver.biomarker_observations": (
+        "Biomarker results reported as FHIR Observations (ER, PR, HER2, PD-L1, MSI, TMB), "
+        "one row per Observation, with their status and stated value."),
     "silver.patients": (
         "One row per patient: demographics, cancer type, stage and ECOG at diagnosis "
         "(pseudonymised; birth year only)."),
@@ -171,13 +174,28 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "concept": "Normalised concept, e.g. 'EGFR L858R', 'PD-L1 TPS', 'ECOG', 'brain metastasis'",
         "category": ("biomarker | site | performance_status | therapy | adverse_event | "
                      "smoking | diagnosis"),
-        "value": "Value when the concept has one (PD-L1 TPS percent, ECOG 0-4), else null",
-        "context": ("ConText status: affirmed | negated | possible | historical | "
-                    "hypothetical | family; features use affirmed findings only"),
+        "value": ("Value when the concept has one (PD-L1 TPS percent, ECOG 0-4, HER2 IHC "
+                  "score); a range as '1-49'; else null"),
+        "comparator": "How the value was stated: < | <= | > | >= | range; null when exact",
+        "context": ("Status: affirmed | negated | pending | equivocal | indeterminate | "
+                    "possible | historical | hypothetical | family; features read affirmed "
+                    "and negated findings dated on or before the index date"),
         "section": "Note section the finding sits in (e.g. assessment, family history)",
         "start": "Start character offset in text_deid",
         "end": "End character offset in text_deid (exclusive)",
         "snippet": "The de-identified sentence around the finding",
+    },
+    "silver.biomarker_observations": {
+        "observation_id": "FHIR Observation id (the source of the fact, shown in reports)",
+        "patient_key": _PK,
+        "concept": ("Biomarker, named as in silver.note_findings: ER positive, PR positive, "
+                    "ERBB2 amplification, PD-L1 TPS, MSI-H, TMB"),
+        "context": "Result status: affirmed | negated | equivocal | indeterminate | pending",
+        "value": ("Reported quantity (TPS percent, mutations/Mb, ER/PR percent, HER2/CEP17 "
+                  "ratio); null for a coded answer"),
+        "comparator": "FHIR valueQuantity.comparator: < | <= | > | >=; null when exact",
+        "obs_date": "Effective date of the Observation",
+        "loinc": "LOINC code of the Observation",
     },
     "silver.patients": {
         "patient_key": _PK,

@@ -58,6 +58,14 @@ def date_shift_days_col(value: Column, key: bytes, max_days: int = 180) -> Colum
         "int")
 
 
+def patient_shift_days_col(patient_key: Column, key: bytes) -> Column:
+    """The date shift of a patient, from its ``patient_key``: what the notes stage moves the
+    patient's note dates by. Keyed by the pseudonym (not the source id), so a later stage that
+    holds only ``patient_key`` and the key can compare a shifted note date with a date that is
+    not shifted (time zero) without storing any real date."""
+    return date_shift_days_col(patient_key, key)
+
+
 def date_shift_days(value: str, key: bytes, max_days: int = 180) -> int:
     h = hmac.new(key, f"date-shift:{value}".encode(), hashlib.sha256).hexdigest()
     n = int(h[:8], 16)

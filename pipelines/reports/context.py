@@ -114,14 +114,19 @@ def close_call(options: list[dict]) -> bool:
     return lower is not None and second is not None and second >= lower
 
 
-def red_flags(options: list[dict], drift: dict, quality: dict) -> list[str]:
-    """Short flags for the header and the board index (top option first)."""
+def red_flags(options: list[dict], drift: dict, quality: dict,
+              conflicts: str | None = None) -> list[str]:
+    """Short flags for the header and the board index (top option first; then sources that
+    disagree on a biomarker, each with both sources)."""
     flags = []
     if options:
         top = options[0]
         flags.extend(top["contraindications"])  # each names the drug it speaks against
         if top["overlap_warning"]:
             flags.append(f"{top['treatment']}: poor overlap (few similar patients treated)")
+    for c in str(conflicts or "").split(" | "):
+        if c.strip():
+            flags.append("sources disagree: " + c.strip())
     if drift.get("drifted"):
         flags.append("population drift: " + ", ".join(drift["drifted"][:4]))
     if not quality.get("ok", True):
@@ -188,17 +193,36 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
 
 
 # ---------------------------------------------------------------------------- notes
-CONTEXT_ORDER = {"affirmed": 0, "historical": 1, "possible": 2, "hypothetical": 3, "negated": 4,
-                 "family": 5}
+CONTEXT_ORDER = {"affirmed": 0, "negated": 1, "pending": 2, "equivocal": 3, "indeterminate": 4,
+                 "historical": 5, "possible": 6, "hypothetical": 7, "family": 8}
+_COMPARATOR_TEXT = {"<": "<", "<=": "≤", ">": ">", ">=": "≥"}
 
 
-def notes_context(findings: list[dict] | None, limit: int = 40) -> tuple[list[dict], str]:
-    """Note findings with their context and de-identified snippet (never the note text)."""
+def value_text(value, comparator) -> str:
+    """A stated value as the report shows it: "<50", "≥50", "1–49", "80"."""
+    if _missing(value):
+        return ""
+    if comparator == "range":
+        return str(value).replace("-", "–")
+    return _COMPARATOR_TEXT.get(str(comparator or ""), "") + str(value)
+
+
+def notes_context(findings: list[dict] | None, index_date=None, limit: int = 40
+                  ) -> tuple[list[dict], str]:
+    """Note findings with their status, stated value and de-identified sentence (never the
+    note text). Facts of notes dated after the index date come last and are marked: they are
+    not features (time zero) but a board should see them."""
     if findings is None:
         return [], "Notes have not been processed (no silver.note_findings table)."
+    index = str(index_date) if index_date and not _missing(index_date) else None
+
+    def after(f) -> bool:
+        return bool(index and f.get("note_date") and str(f["note_date"]) > index)
+
     rows = []
     seen = set()
-    for f in sorted(findings, key=lambda f: (CONTEXT_ORDER.get(str(f.get("context")), 9),
+    for f in sorted(findings, key=lambda f: (after(f),
+                                             CONTEXT_ORDER.get(str(f.get("context")), 9),
                                              str(f.get("category")), str(f.get("concept")),
                                              str(f.get("note_date")), str(f.get("finding_id")))):
         key = (f.get("concept"), f.get("value"), f.get("context"), f.get("snippet"))
@@ -206,10 +230,10 @@ def notes_context(findings: list[dict] | None, limit: int = 40) -> tuple[list[di
             continue
         seen.add(key)
         rows.append({"concept": f.get("concept"), "category": f.get("category") or "",
-                     "value": "" if _missing(f.get("value")) else f.get("value"),
+                     "value": value_text(f.get("value"), f.get("comparator")),
                      "context": f.get("context"), "note_type": f.get("note_type") or "",
                      "note_date": str(f["note_date"]) if f.get("note_date") else "",
-                     "snippet": f.get("snippet") or ""})
+                     "after_index": after(f), "snippet": f.get("snippet") or ""})
     return rows[:limit], "No findings were extracted from this patient's notes."
 
 

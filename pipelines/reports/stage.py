@@ -16,6 +16,7 @@ rows in = patients ranked for the board date = reports written.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections import defaultdict
@@ -29,6 +30,7 @@ from pipelines.catalog import regimen_catalog
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
+from pipelines.lakehouse.privacy import date_shift_days
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking.stage import board_date_of
 from pipelines.ranking.steps import latest_per_patient
@@ -42,6 +44,14 @@ log = logging.getLogger("oncorank")
 STAGE = "report"
 TOP_EXPLAINED = 2  # options whose SHAP drivers the report shows
 
+
+def _shifted_index(feature_row: dict | None, key: str, shift_key: bytes):
+    """The patient's index date moved by the patient's date shift: comparable with the
+    de-identified note dates (which are what the report shows)."""
+    index = (feature_row or {}).get("index_date")
+    if index is None or not hasattr(index, "isoformat"):
+        return None
+    return index + dt.timedelta(days=date_shift_days(key, shift_key))
 
 def _load_champion(settings: Settings):
     from pipelines.models.registry import load_champion
@@ -192,7 +202,8 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
             ident = (identity or {}).get(key, [{}])[0] if care_team else None
             header = ctx.header_context(key, patient_row, feature_row, board_date, catalog,
                                         ident)
-            flags = ctx.red_flags(options, drift, quality)
+            flags = ctx.red_flags(options, drift, quality,
+                                  (feature_row or {}).get("biomarker_conflicts"))
             pcurves = curves.get(key, {})
             ordered = {o["treatment"]: pcurves[o["treatment"]][1] for o in options
                        if o["treatment"] in pcurves}
@@ -204,8 +215,9 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                     labels={o["treatment"]: f"{o['rank']}. {o['treatment']}" for o in options})
             else:
                 plot_missing = "this patient has no row in gold.patient_features."
-            notes, notes_missing = ctx.notes_context(findings.get(key, []) if findings
-                                                     is not None else None)
+            notes, notes_missing = ctx.notes_context(
+                findings.get(key, []) if findings is not None else None,
+                _shifted_index(feature_row, key, settings.pseudonym_key))
             scored = rows[0] if rows else {}
             context = {
                 "p": header, "care_team": care_team, "flags": flags, "options": options,
