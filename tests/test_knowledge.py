@@ -127,12 +127,11 @@ def test_curated_only_when_civic_is_absent(tmp_path, shared_data):
     assert load_knowledge_base(None).oncotree.version == "none"
 
 
-def test_knowledge_dir_resolution(tmp_path, monkeypatch, shared_data):
-    from pipelines.knowledge.kb import REPO_ROOT
+def test_knowledge_dir_resolution(tmp_path, monkeypatch):
+    from pipelines.knowledge.kb import SHIPPED_DIR
 
     monkeypatch.delenv("ONCORANK_KNOWLEDGE_DIR", raising=False)
-    default = REPO_ROOT.parent / "shared" / "data" / "knowledge"
-    assert knowledge_dir(Settings()) == (default if default.is_dir() else None)
+    assert knowledge_dir(Settings()) == SHIPPED_DIR
     monkeypatch.setenv("ONCORANK_KNOWLEDGE_DIR", str(tmp_path))
     assert knowledge_dir(Settings()) == tmp_path
     monkeypatch.setenv("ONCORANK_KNOWLEDGE_DIR", str(tmp_path / "missing"))
@@ -214,3 +213,21 @@ def test_therapies_map_to_catalog_regimens(kb):
     # No catalog regimen delivers sotorasib + panitumumab.
     assert catalog_regimens(kb, cat, entry("fda-sotorasib-panitumumab-kras-g12c-crc"),
                             "COADREAD") == (None, [])
+
+
+def test_the_release_shipped_with_oncorank_loads_and_knows_alpelisib(monkeypatch):
+    """A fresh install (no config, no environment, nothing beside the checkout) gets the
+    shipped CIViC and OncoTree releases, with their licence files, and PIK3CA H1047R in
+    breast cancer reaches alpelisib."""
+    from pipelines.knowledge.kb import SHIPPED_DIR
+
+    monkeypatch.delenv("ONCORANK_KNOWLEDGE_DIR", raising=False)
+    shipped = load_knowledge_base(knowledge_dir(Settings()))
+    assert shipped.version.startswith("civic-01-Aug-2024+curated-")
+    assert shipped.oncotree.version == "2025_10_03"
+    assert "shared" not in SHIPPED_DIR.parts
+    assert (SHIPPED_DIR / "LICENSE-oncotree-CC-BY-4.0.md").is_file()
+    assert "CC0" in (SHIPPED_DIR / "README.md").read_text(encoding="utf-8")
+    pik3ca = {e.alteration.key for e in shipped.entries
+              if e.gene == "PIK3CA" and "alpelisib" in e.drugs and e.direction == "sensitivity"}
+    assert "protein_change:H1047R" in pik3ca

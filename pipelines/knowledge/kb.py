@@ -5,7 +5,8 @@ Where the data comes from (first that exists):
 1. ``[knowledge] civic_dir`` in the config (relative paths are taken from the config file's
    folder; a configured folder that does not exist is an error);
 2. the ``ONCORANK_KNOWLEDGE_DIR`` environment variable (same rule);
-3. ``<repo>/../shared/data/knowledge``.
+3. the release shipped with oncorank (``resources/releases``: CIViC 01-Aug-2024, CC0; OncoTree
+   2025-10-03, CC BY 4.0; provenance in its README).
 
 The folder holds CIViC's monthly TSVs (``civic_<DD-Mon-YYYY>-ClinicalEvidenceSummaries.tsv``
 and ``...-AssertionSummaries.tsv``; the newest release is used) and an OncoTree JSON
@@ -46,6 +47,7 @@ from pipelines.lakehouse.errors import ConfigError, InputNotFoundError
 log = logging.getLogger("oncorank.knowledge")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_DIR = Path(str(resources.files("pipelines.knowledge.resources").joinpath("releases")))
 ENV_VAR = "ONCORANK_KNOWLEDGE_DIR"
 _RELEASE = re.compile(r"civic_(\d{2}-[A-Za-z]{3}-\d{4})-ClinicalEvidenceSummaries\.tsv$")
 SIGNIFICANCE = {"Sensitivity/Response": "sensitivity", "Resistance": "resistance",
@@ -116,8 +118,7 @@ def knowledge_dir(settings) -> Path | None:
             raise InputNotFoundError(f"Knowledge folder {p} ({ENV_VAR}) does not exist; "
                                      "unset it or point it at a folder with the CIViC TSVs.")
         return p
-    default = REPO_ROOT.parent / "shared" / "data" / "knowledge"
-    return default if default.is_dir() else None
+    return SHIPPED_DIR
 
 
 def _latest_release(directory: Path) -> tuple[str, Path] | None:
