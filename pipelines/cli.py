@@ -112,14 +112,22 @@ def run(
     lakehouse: LakehouseOpt = None,
     env: EnvOpt = None,
     catalog: Annotated[str | None, typer.Option(help="Unity Catalog catalog.")] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these stages.")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Run only these stages: --only score report (or --only score "
+                       "--only report, or --only score,report).")] = None,
     start: Annotated[str | None, typer.Option("--from", help="Run from this stage on.")] = None,
+    more: Annotated[list[str] | None, typer.Argument(
+        metavar="STAGE", help="More stages for --only.", show_default=False)] = None,
 ):
     """Run the stage DAG against the configured inputs and lakehouse."""
     from pipelines.runner import run_stages
 
+    if more and not only:
+        raise typer.BadParameter(f"stage names {' '.join(more)!r} need --only before them "
+                                 "(oncorank run --only score report).")
+    stages = [s for item in [*(only or []), *(more or [])] for s in item.split(",") if s]
     settings = _settings(config, lakehouse, env, catalog=catalog)
-    run_stages(settings, only=only, start=start, console=err)
+    run_stages(settings, only=stages or None, start=start, console=err)
 
 
 @app.command()

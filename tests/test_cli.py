@@ -38,6 +38,20 @@ def test_unknown_stage(capsys, tmp_path):
     assert code != 0 and "Unknown stage 'transmogrify'" in text
 
 
+@pytest.mark.parametrize("args", [["--only", "score", "transmogrify"],
+                                  ["--only", "score,transmogrify"],
+                                  ["--only", "score", "--only", "transmogrify"]])
+def test_only_takes_several_stages_as_the_readme_writes_them(capsys, tmp_path, args):
+    """Every form names both stages: the unknown second one is what stops the run."""
+    code, text = _cli(capsys, "run", "--lakehouse", str(tmp_path), *args)
+    assert code != 0 and "Unknown stage 'transmogrify'" in text
+
+
+def test_stage_names_without_only_are_a_clear_error(capsys, tmp_path):
+    code, text = _cli(capsys, "run", "--lakehouse", str(tmp_path), "score", "report")
+    assert code != 0 and "need --only" in text and "Traceback" not in text
+
+
 def test_missing_input_path(capsys, tmp_path):
     code, text = _cli(capsys, "ingest", "vcf", str(tmp_path / "missing.vcf.gz"))
     assert code != 0 and "missing.vcf.gz does not exist" in text

@@ -32,6 +32,8 @@ from pipelines.genomics.sources import (
 from pipelines.lakehouse.errors import InputNotFoundError
 
 BCFTOOLS = shutil.which("bcftools") or "/usr/bin/bcftools"
+needs_bcftools = pytest.mark.skipif(shutil.which("bcftools") is None,
+                                    reason="needs bcftools (apt-get install bcftools tabix)")
 TCGA = "somatic_TCGA-A6-2686_COAD_tumor_normal.grch38.vcf.gz"
 GERMLINE = "germline_multisample_vep_snpeff.grch37.vcf.gz"
 G1000 = "germline_1000G_NYGC_chr22_100samples.grch38.vcf.gz"
@@ -115,6 +117,7 @@ def test_unreadable_files_are_described_not_raised(tmp_path, shared_data):
     assert src.problem == "" and not src.eof_ok and not src.index_usable
 
 
+@needs_bcftools
 def test_plain_gzip_and_bcf_headers(tmp_path, shared_data):
     plain = tmp_path / "plain.vcf.gz"
     with open(shared_data / "vcf" / GNOMAD_FIXED, "rb") as fh, gzip.open(plain, "wb") as gz:
@@ -129,6 +132,7 @@ def test_plain_gzip_and_bcf_headers(tmp_path, shared_data):
 
 
 # ---------------------------------------------------------------------------- records
+@needs_bcftools
 @pytest.mark.parametrize("name", ALL)
 def test_rows_equal_bcftools_records_times_samples(shared_data, name):
     path = shared_data / "vcf" / name
@@ -208,6 +212,7 @@ def test_tasks_pack_small_files_and_keep_every_slot_busy():
     assert plan_tasks([], 10, 2) == []
 
 
+@needs_bcftools
 @pytest.mark.parametrize("name,csi", [(TCGA, False), (G1000, True), (TCGA, True)])
 def test_contig_offsets_are_where_htslib_starts_each_contig(tmp_path, shared_data, name, csi):
     path = shared_data / "vcf" / name
@@ -249,6 +254,7 @@ def test_pieces_that_disagree_with_the_index_counts_are_reported(shared_data):
                 assert good.num_rows == sum(n for _, n in src.index_counts) - lost
 
 
+@needs_bcftools
 def test_bcf_rows_match_the_vcf(tmp_path, shared_data):
     vcf = shared_data / "vcf" / G1000
     bcf = tmp_path / "g.bcf"

@@ -31,6 +31,8 @@ from pipelines.synth.world import load_world
 N = 30
 SEED = 11
 BCFTOOLS = shutil.which("bcftools") or "/usr/bin/bcftools"
+needs_bcftools = pytest.mark.skipif(shutil.which("bcftools") is None,
+                                    reason="needs bcftools (apt-get install bcftools tabix)")
 PHI_TYPES = {"NAME", "DATE", "AGE", "MRN", "ID", "PHONE", "FAX", "EMAIL", "URL", "ADDRESS",
              "ZIP"}
 CONTEXTS = {"affirmed", "negated", "possible", "historical", "hypothetical", "family"}
@@ -163,6 +165,7 @@ def test_cli_synth_prints_summary(tmp_path):
 
 
 # ---------------------------------------------------------------------------- genomics
+@needs_bcftools
 def test_every_vcf_passes_bcftools_view_and_index(cohort, tmp_path):
     out, _ = cohort
     for vcf in sorted((out / "vcf").glob("PT*.vcf.gz")):
@@ -285,6 +288,7 @@ def test_measured_tmb_tracks_the_true_rate(cohort):
         assert n_pass == int(t["pass_variants"])
 
 
+@needs_bcftools
 def test_bcf_and_multi_sample_outputs_are_valid(tmp_path):
     bcf = tmp_path / "bcf"
     generate_cohort(bcf, patients=4, seed=3, fmt="bcf")
