@@ -121,3 +121,4 @@ def test_the_report_shows_stated_values_conflicts_and_facts_after_the_index_date
         ("PD-L1 TPS", "<50", False), ("KRAS G12C", "", False), ("hepatitis", "", True)]
     flags = rctx.red_flags([], {}, {}, "egfr_l858r: VCF not detected; note affirmed (kept: VCF)")
     assert flags == ["sources disagree: egfr_l858r: VCF not detected; note affirmed (kept: VCF)"]
+

@@ -293,3 +293,15 @@ def test_survival_plot_is_deterministic():
     first = survival_plot_uri([0, 12, 24], curves, 24)
     assert first == survival_plot_uri([0, 12, 24], curves, 24)
     assert first != survival_plot_uri([0, 12, 24], {"a": [1.0, 0.9, 0.8]}, 24)
+
+
+@pytest.mark.parametrize("patient, text", [
+    ({"age_at_diagnosis": 90}, "90 or older at diagnosis"),
+    ({"age_at_diagnosis": 67}, "67 years at diagnosis"),
+    ({"birth_year": 1925}, "90 or older"),
+    ({"birth_year": 1960}, "about 64 years"),
+])
+def test_the_report_never_shows_an_exact_age_over_89(patient, text):
+    from pipelines.reports import context as rctx
+
+    assert rctx.age_text(patient, "2024-05-01") == text

@@ -37,11 +37,13 @@ INGEST_STAGE = "ingest-clinical"
 COMORBIDITY_STAGE = "comorbidities"
 META = ["_rule", "_reason", "_source", "_record_index"]
 
+AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 fall in one "90 or older" category
 PATIENT_COMMENTS = {
     "patient_key": "Pseudonymised patient id (HMAC-SHA256 of the source id); joins every table",
     "sex": "Administrative sex: male | female | other | unknown",
     "birth_year": "Year of birth (the full birth date is only in restricted.patient_identity)",
-    "age_at_diagnosis": "Completed years between birth and diagnosis_date",
+    "age_at_diagnosis": "Completed years between birth and diagnosis_date; 90 means 90 or "
+                        "older (HIPAA Safe Harbor)",
     "cancer_type": "OncoTree code (NSCLC, BRCA, COADREAD, MEL...) from the CSV or ICD-10 prefix",
     "stage": "Overall stage group I | II | III | IV (sub-stages collapsed); null when unknown",
     "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day)",
@@ -393,8 +395,9 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
                             "Restricted: the report job for the care team only.")
     run.write(final.select(
         patient_key, "sex", F.year("birth_date").alias("birth_year"),
-        F.floor(F.months_between("diagnosis_date", "birth_date") / 12).cast("int")
-        .alias("age_at_diagnosis"),
+        # HIPAA Safe Harbor: ages over 89 are aggregated into one category, stored as 90.
+        F.least(F.floor(F.months_between("diagnosis_date", "birth_date") / 12), F.lit(AGE_CAP))
+        .cast("int").alias("age_at_diagnosis"),
         "cancer_type", F.col("_stage").alias("stage"), "diagnosis_date", "index_date",
         F.col("_ecog").cast("int").alias("ecog"), F.col("_smoking").alias("smoking_status"),
         "source"),

@@ -201,7 +201,8 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "patient_key": _PK,
         "sex": "Administrative sex (female | male | other | unknown)",
         "birth_year": "Year of birth (the full birth date stays in restricted)",
-        "age_at_diagnosis": "Age in whole years at diagnosis",
+        "age_at_diagnosis": ("Age in whole years at diagnosis; 90 means 90 or older (HIPAA "
+                             "Safe Harbor)"),
         "cancer_type": _CANCER,
         "stage": "AJCC stage group at diagnosis: I | II | III | IV",
         "diagnosis_date": "Date of cancer diagnosis (date-shifted)",

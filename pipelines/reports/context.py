@@ -49,10 +49,12 @@ def age_text(patient: dict | None, board_date: str) -> str:
     patient = patient or {}
     age = _val(patient.get("age_at_diagnosis"))
     if age is not None:
-        return f"{int(age)} years at diagnosis"
+        # HIPAA Safe Harbor: an exact age over 89 identifies; it is never shown.
+        return "90 or older at diagnosis" if age >= 90 else f"{int(age)} years at diagnosis"
     birth_year = _val(patient.get("birth_year"))
     if birth_year is not None:
-        return f"about {int(board_date[:4]) - int(birth_year)} years"
+        years = int(board_date[:4]) - int(birth_year)
+        return "90 or older" if years >= 90 else f"about {years} years"
     return "not recorded"
 
 
