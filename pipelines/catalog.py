@@ -19,12 +19,32 @@ import yaml
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A label requirement: ``feature`` of gold.patient_features must be ``value``."""
+
+    feature: str
+    value: bool
+    unmet: str      # what a board reads when the patient has the other value ("HER2-negative")
+    unknown: str    # ... when the feature is unknown ("HER2 status unknown")
+
+
+@dataclass(frozen=True)
+class Label:
+    """What a targeted regimen's label requires of the patient (regimens.yaml ``label``)."""
+
+    source: str
+    requires: tuple[Requirement, ...]
+    prior_lines: int = 0
+
+
+@dataclass(frozen=True)
 class Regimen:
     name: str
     cancer_type: str
     drugs: tuple[str, ...]
     drug_class: str
     standard_of_care: bool = False
+    label: Label | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,14 @@ class RegimenCatalog:
         return None
 
 
+def _label(spec: dict | None) -> Label | None:
+    if not spec:
+        return None
+    return Label(str(spec["source"]), tuple(
+        Requirement(str(q["feature"]), bool(q["value"]), str(q["unmet"]), str(q["unknown"]))
+        for q in spec.get("requires", [])), int(spec.get("prior_lines", 0)))
+
+
 @cache
 def regimen_catalog() -> RegimenCatalog:
     text = resources.files("pipelines.resources").joinpath("regimens.yaml").read_text()
@@ -90,6 +118,7 @@ def regimen_catalog() -> RegimenCatalog:
             drugs=tuple(r["drugs"]),
             drug_class=r.get("class", ""),
             standard_of_care=bool(r.get("standard_of_care", False)),
+            label=_label(r.get("label")),
         )
         for r in data["regimens"]
     )

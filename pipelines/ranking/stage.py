@@ -253,8 +253,10 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
             evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules)
             reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
 
+        labels = steps.label_status(candidates, features, catalog)
         ranked = (
-            preds.transform(steps.with_rank)
+            preds.join(labels, ["patient_key", "treatment"], "left")
+            .transform(steps.with_rank)
             .transform(lambda d: steps.with_benefit_vs_soc(d, catalog_df))
             .transform(lambda d: steps.with_contraindications(d, reasons))
         )

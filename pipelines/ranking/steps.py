@@ -2,9 +2,12 @@
 
 The ranking rule, stated once: **within a patient, candidate regimens are ranked by predicted
 restricted mean survival time (RMST) at the model horizon, highest first; ties go to the higher
-lower interval bound, then to the regimen name.** Evidence level, knowledge-base resistance
-markers and contraindications are attached beside each option and never change its rank: the
-tumor board weighs them, the code does not silently apply them.
+lower interval bound, then to the regimen name — except that an option whose label requirement
+is not met (a targeted regimen for a biomarker the patient is known not to have, e.g.
+trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one; ``label`` in
+regimens.yaml) comes after every other option.** Its ``label_status`` says why. Evidence
+level, knowledge-base resistance markers and contraindications are attached beside each option
+and never change its rank: the tumor board weighs them, the code does not silently apply them.
 
 >>> from pyspark.sql import SparkSession  # doctest: +SKIP
 >>> preds.transform(with_rank).select("treatment", "rank")  # doctest: +SKIP
@@ -50,7 +53,7 @@ RANKING_COLUMNS = [
     "surv_12", "surv_12_lower", "surv_12_upper", "surv_24", "surv_24_lower", "surv_24_upper",
     "horizon_months", "standard_of_care", "benefit_vs_soc",
     "evidence_level", "evidence_alteration", "evidence_citation", "evidence_on_label",
-    "contraindications", "overlap_warning", "propensity", "n_similar_treated",
+    "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
     "model_name", "model_version", "mlflow_run_id", "scored_at",
 ]
 
@@ -58,7 +61,8 @@ RANKING_COMMENTS = {
     "patient_key": "Pseudonymised patient id (HMAC of the source id); join key across tables",
     "board_date": "Tumor-board date the ranking was produced for",
     "treatment": "Candidate regimen (name from the regimen catalog)",
-    "rank": "1 = best: ordered by predicted_rmst, ties by rmst_lower then name; evidence and "
+    "rank": "1 = best: ordered by predicted_rmst, ties by rmst_lower then name, except that "
+            "an option whose label requirement is not met comes last; evidence and "
             "contraindications are shown, never applied",
     "cancer_type": "OncoTree code of the patient's cancer",
     "predicted_rmst": "Predicted restricted mean survival time (months) up to horizon_months",
@@ -74,6 +78,9 @@ RANKING_COMMENTS = {
     "evidence_alteration": "The matched alteration (gene and alteration)",
     "evidence_citation": "Citation of the matched knowledge-base evidence",
     "evidence_on_label": "Whether the matched evidence is on-label for the patient's tumor type",
+    "label_status": "For a targeted regimen, its FDA label against this patient: on label now | "
+                    "on label at a later line (after N prior lines) | requirement unknown: ... | "
+                    "requirement not met: ... (regimens.yaml label); null for other regimens",
     "contraindications": "What speaks against this regimen for this patient (comorbidity flags, "
                          "note findings, resistance markers); shown, not applied",
     "overlap_warning": "True when few similar patients received this regimen (extrapolation)",
@@ -115,9 +122,62 @@ def candidate_pairs(patients: DataFrame, catalog_df: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------- ranking
+def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCatalog
+                 ) -> DataFrame:
+    """``patient_key, treatment, label_status, requirement_not_met`` for every candidate of a
+    regimen with a ``label`` in the catalog: "requirement not met: HER2-negative" when a
+    required feature has the other value, "requirement unknown: PIK3CA status unknown" when it
+    is null, "on label at a later line (after 1 prior line)" when the label is for a later line
+    than the patient's (``n_prior_lines``), else "on label now". Regimens without a label get
+    no row."""
+    spark = candidates.sparkSession
+    reqs = [(r.name, q.feature, q.value, q.unmet, q.unknown)
+            for r in catalog.regimens if r.label for q in r.label.requires]
+    prior = {r.name: r.label.prior_lines for r in catalog.regimens if r.label}
+    if not reqs:
+        return spark.createDataFrame([], "patient_key string, treatment string, "
+                                         "label_status string, requirement_not_met boolean")
+    cols = set(features.columns)
+    names = sorted({q[1] for q in reqs})
+    values = F.create_map(*[x for f in names for x in (
+        F.lit(f), F.col(f).cast("boolean") if f in cols else F.lit(None).cast("boolean"))])
+    lines = F.col("n_prior_lines") if "n_prior_lines" in cols else F.lit(None)
+    per_patient = features.select("patient_key", values.alias("_f"),
+                                  lines.cast("double").alias("_prior"))
+    req_df = spark.createDataFrame(reqs, "treatment string, feature string, value boolean, "
+                                         "unmet string, unknown string")
+    have = F.col("_f")[F.col("feature")]
+    state = F.when(have.isNull(), "unknown").when(have == F.col("value"), "met").otherwise("unmet")
+    joined = (candidates.select("patient_key", "treatment")
+              .join(F.broadcast(req_df), "treatment", "inner")
+              .join(per_patient, "patient_key", "left").withColumn("_state", state))
+    agg = joined.groupBy("patient_key", "treatment").agg(
+        F.array_sort(F.collect_set(F.when(F.col("_state") == "unmet", F.col("unmet"))))
+        .alias("_unmet"),
+        F.array_sort(F.collect_set(F.when(F.col("_state") == "unknown", F.col("unknown"))))
+        .alias("_unknown"),
+        F.first("_prior", ignorenulls=True).alias("_prior"))
+    needed = F.create_map(*[x for k, v in prior.items() for x in (F.lit(k), F.lit(v))])[
+        F.col("treatment")]
+    status = (
+        F.when(F.size("_unmet") > 0,
+               F.concat(F.lit("requirement not met: "), F.array_join("_unmet", ", ")))
+        .when(F.size("_unknown") > 0,
+              F.concat(F.lit("requirement unknown: "), F.array_join("_unknown", ", ")))
+        .when(F.coalesce(F.col("_prior"), F.lit(0.0)) < needed,
+              F.concat(F.lit("on label at a later line (after "), needed.cast("string"),
+                       F.when(needed == 1, F.lit(" prior line)")).otherwise(F.lit(" prior lines)"))))
+        .otherwise(F.lit("on label now")))
+    return agg.select("patient_key", "treatment", status.alias("label_status"),
+                      (F.size("_unmet") > 0).alias("requirement_not_met"))
+
+
 def with_rank(predictions: DataFrame) -> DataFrame:
     """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)."""
+    unmet = (F.coalesce(F.col("requirement_not_met"), F.lit(False))
+             if "requirement_not_met" in predictions.columns else F.lit(False))
     w = Window.partitionBy("patient_key").orderBy(
+        unmet.asc(),
         F.col("predicted_rmst").desc_nulls_last(),
         F.col("rmst_lower").desc_nulls_last(),
         F.col("treatment").asc(),
