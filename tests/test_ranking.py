@@ -230,8 +230,13 @@ def test_rank_follows_predicted_rmst_and_columns_match_the_contract(board):
     feats = board["frames"]["features"]
     feats = feats[feats["patient_key"].isin(set(r["patient_key"]))].reset_index(drop=True)
     pred = champion.model.predict_treatments(feats)
-    pred = pred.sort_values(["patient_key", "predicted_rmst", "rmst_lower", "treatment"],
-                            ascending=[True, False, False, True])
+    # the one exception to the RMST order: a label requirement not met comes last
+    unmet = r.set_index(["patient_key", "treatment"])["label_status"].fillna("").str.startswith(
+        "requirement not met")
+    pred["unmet"] = [bool(unmet.get((k, t), False)) for k, t in
+                     zip(pred["patient_key"], pred["treatment"], strict=True)]
+    pred = pred.sort_values(["patient_key", "unmet", "predicted_rmst", "rmst_lower", "treatment"],
+                            ascending=[True, True, False, False, True])
     pred["rank"] = pred.groupby("patient_key").cumcount() + 1
     merged = r.merge(pred, on=["patient_key", "treatment"], suffixes=("", "_m"))
     assert len(merged) == len(r)
@@ -288,10 +293,14 @@ def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
     # Knowledge-base resistance (STK11 vs pembrolizumab) is listed.
     kras_pembro = list(r.loc[(sp["kras"], "pembrolizumab")]["contraindications"])
     assert any("STK11 loss: resistance marker for Pembrolizumab" in c for c in kras_pembro)
-    # Never applied: the rank order is still the predicted-RMST order.
+    # Never applied: the rank order is still the predicted-RMST order, among the options
+    # whose label requirement is met or unknown and then among those whose is not.
     for key in (sp["ild"], sp["autoimmune"], sp["noted"], sp["kras"]):
         g = board["rankings"][board["rankings"]["patient_key"] == key].sort_values("rank")
-        assert g["predicted_rmst"].is_monotonic_decreasing
+        unmet = g["label_status"].fillna("").str.startswith("requirement not met")
+        assert list(unmet) == sorted(unmet)
+        for part in (g[~unmet], g[unmet]):
+            assert part["predicted_rmst"].is_monotonic_decreasing
 
 
 def test_drift_is_written_for_the_board_date(spark, board):

@@ -103,6 +103,11 @@ class Trigger:
     direction: str
     max_scope: int | None
     applies_to: frozenset[str]
+    # The two halves of a "no ... detected" frame: a negation that opens it ("no", "without")
+    # and a participle that closes it ("detected", "identified", "found", "seen"). A closing
+    # participle is not a clause of its own for the negation that opened the frame: "No
+    # pathogenic variants in EGFR, KRAS, ALK, ROS1 detected" negates ROS1 too.
+    frame: bool = False
 
     @property
     def length(self) -> int:
@@ -255,9 +260,17 @@ def find_triggers(text: str, sentence: Span, rules: tuple[Rule, ...] | None = No
     for rx, category, direction, scope, applies in compiled_rules(rules):
         for m in rx.finditer(chunk):
             if m.end() > m.start():
+                word = m.group(0).lower()
+                frame = bool((category == NEGATED and direction == "forward"
+                              and _FRAME_OPENER.match(word))
+                             or (category == AFFIRMED and _FRAME_CLOSER.fullmatch(word)))
                 out.append(Trigger(sentence.begin + m.start(), sentence.begin + m.end(),
-                                   category, direction, scope, applies))
+                                   category, direction, scope, applies, frame))
     return out
+
+
+_FRAME_OPENER = re.compile(r"(?:no|without)\b")
+_FRAME_CLOSER = re.compile(r"detected|identified|found|seen")
 
 
 # A sentence detector without abbreviation handling ends a sentence after a title ("seen by
@@ -351,7 +364,8 @@ def _has_own_cue(trigger: Trigger, lo: int, hi: int, triggers: list[Trigger],
     ``list_ok``, a cue after "or"/"nor" in the same stretch closes a list the trigger heads
     ("no L858R, exon 19 deletion or T790M detected") and does not count."""
     cues = [t for t in triggers if t.category in OWN_CUES and t.category != trigger.category
-            and lo <= t.begin and t.end <= hi]
+            and lo <= t.begin and t.end <= hi
+            and not (list_ok and trigger.frame and t.category == AFFIRMED and t.frame)]
     if not cues:
         return False
     if list_ok:
