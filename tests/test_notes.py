@@ -294,7 +294,7 @@ def test_real_notes_keep_no_titled_name(spark, shared_data):
 
 
 # ----------------------------------------------------------------------------- stages
-def _write_notes(path, extra_bad=True):
+def _write_notes(path, extra_bad=True, results=False):
     from test_notes_results import REPORTED
 
     good = [
@@ -305,7 +305,7 @@ def _write_notes(path, extra_bad=True):
     ] + [  # one-sentence molecular results, each its own note (tests/test_notes_results.py)
         {"note_id": f"r{i}", "patient_id": f"PT1000{i:02d}", "note_type": "molecular pathology",
          "note_date": "2024-02-01", "text": sentence}
-        for i, (sentence, _) in enumerate(REPORTED)
+        for i, (sentence, _) in enumerate(REPORTED) if results
     ]
     lines = [json.dumps(n).encode() for n in good]
     if extra_bad:
@@ -332,7 +332,7 @@ def test_notes_stages_end_to_end_quarantine_and_rerun(spark, settings, tmp_path)
     )
 
     notes = tmp_path / "notes.jsonl"
-    _write_notes(notes)
+    _write_notes(notes, results=True)
     # NOTE (750 characters) fits, b3 (2,000 characters) is oversized.
     s = settings.replace(inputs=settings.inputs.__class__(notes=str(notes)),
                          sections={"notes": {"max_chars": 1500}})

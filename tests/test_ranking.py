@@ -231,11 +231,12 @@ def test_rank_follows_predicted_rmst_and_columns_match_the_contract(board):
     feats = feats[feats["patient_key"].isin(set(r["patient_key"]))].reset_index(drop=True)
     pred = champion.model.predict_treatments(feats)
     # the one exception to the RMST order: a label requirement not met comes last
-    unmet = r.set_index(["patient_key", "treatment"])["label_status"].fillna("").str.startswith(
-        "requirement not met")
-    pred["unmet"] = [bool(unmet.get((k, t), False)) for k, t in
-                     zip(pred["patient_key"], pred["treatment"], strict=True)]
-    pred = pred.sort_values(["patient_key", "unmet", "predicted_rmst", "rmst_lower", "treatment"],
+    status = r.set_index(["patient_key", "treatment"])["label_status"].fillna("")
+    tier = status.map(lambda s: 2 if s.startswith("requirement not met")
+                      else 1 if s.startswith("requirement unknown") else 0)
+    pred["tier"] = [int(tier.get((k, t), 0)) for k, t in
+                    zip(pred["patient_key"], pred["treatment"], strict=True)]
+    pred = pred.sort_values(["patient_key", "tier", "predicted_rmst", "rmst_lower", "treatment"],
                             ascending=[True, True, False, False, True])
     pred["rank"] = pred.groupby("patient_key").cumcount() + 1
     merged = r.merge(pred, on=["patient_key", "treatment"], suffixes=("", "_m"))
@@ -293,14 +294,16 @@ def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
     # Knowledge-base resistance (STK11 vs pembrolizumab) is listed.
     kras_pembro = list(r.loc[(sp["kras"], "pembrolizumab")]["contraindications"])
     assert any("STK11 loss: resistance marker for Pembrolizumab" in c for c in kras_pembro)
-    # Never applied: the rank order is still the predicted-RMST order, among the options
-    # whose label requirement is met or unknown and then among those whose is not.
+    # Never applied: the rank order is still the predicted-RMST order within each label tier
+    # (can be given now; requirement unknown; requirement not met).
     for key in (sp["ild"], sp["autoimmune"], sp["noted"], sp["kras"]):
         g = board["rankings"][board["rankings"]["patient_key"] == key].sort_values("rank")
-        unmet = g["label_status"].fillna("").str.startswith("requirement not met")
-        assert list(unmet) == sorted(unmet)
-        for part in (g[~unmet], g[unmet]):
-            assert part["predicted_rmst"].is_monotonic_decreasing
+        status = g["label_status"].fillna("")
+        tier = status.map(lambda s: 2 if s.startswith("requirement not met")
+                          else 1 if s.startswith("requirement unknown") else 0)
+        assert list(tier) == sorted(tier)
+        for t in set(tier):
+            assert g[tier == t]["predicted_rmst"].is_monotonic_decreasing
 
 
 def test_drift_is_written_for_the_board_date(spark, board):

@@ -47,15 +47,20 @@ def test_a_requirement_not_met_is_said_and_never_outranks_an_indicated_option(ra
     assert {alp.rank, her2.rank, ranked[("her2neg", "letrozole_palbociclib")].rank} == {2, 3, 4}
 
 
-def test_later_line_and_unknown_requirements_are_said_but_not_demoted(ranked):
+def test_later_line_and_unknown_requirements_are_said(ranked):
     assert ranked[("hrpos", "alpelisib_fulvestrant")].label_status == (
         "on label at a later line (after 1 prior line)")
     assert ranked[("hrpos", "letrozole_palbociclib")].label_status == "on label now"
     assert ranked[("hrpos", "alpelisib_fulvestrant")].rank == 1
     unknown = ranked[("untested", "trastuzumab_pertuzumab_docetaxel")]
     assert unknown.label_status == "requirement unknown: HER2 status unknown"
-    assert ranked[("untested", "alpelisib_fulvestrant")].rank == 1
     assert ranked[("untested", "anthracycline_taxane")].label_status is None
+
+
+def test_an_untested_requirement_ranks_after_what_can_be_given_now(ranked):
+    """Nothing tested: the targeted regimens need a test first, the chemotherapy does not."""
+    assert ranked[("untested", "anthracycline_taxane")].rank == 1
+    assert ranked[("untested", "alpelisib_fulvestrant")].rank == 2
 
 
 def test_every_label_cites_its_source_and_names_real_features():

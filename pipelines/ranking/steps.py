@@ -2,10 +2,12 @@
 
 The ranking rule, stated once: **within a patient, candidate regimens are ranked by predicted
 restricted mean survival time (RMST) at the model horizon, highest first; ties go to the higher
-lower interval bound, then to the regimen name — except that an option whose label requirement
-is not met (a targeted regimen for a biomarker the patient is known not to have, e.g.
-trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one; ``label`` in
-regimens.yaml) comes after every other option.** Its ``label_status`` says why. Evidence
+lower interval bound, then to the regimen name — except for a targeted regimen whose label
+requirement (``label`` in regimens.yaml) is unknown for the patient (the biomarker was not
+tested: the board must test first) or not met (a biomarker the patient is known not to have,
+e.g. trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one): those come
+after every option that can be given now, the unknown before the not met.** Its
+``label_status`` says why. Evidence
 level, knowledge-base resistance markers and contraindications are attached beside each option
 and never change its rank: the tumor board weighs them, the code does not silently apply them.
 
@@ -62,7 +64,8 @@ RANKING_COMMENTS = {
     "board_date": "Tumor-board date the ranking was produced for",
     "treatment": "Candidate regimen (name from the regimen catalog)",
     "rank": "1 = best: ordered by predicted_rmst, ties by rmst_lower then name, except that "
-            "an option whose label requirement is not met comes last; evidence and "
+            "targeted options whose label requirement is unknown, then those whose requirement "
+            "is not met, come after the options that can be given now; evidence and "
             "contraindications are shown, never applied",
     "cancer_type": "OncoTree code of the patient's cancer",
     "predicted_rmst": "Predicted restricted mean survival time (months) up to horizon_months",
@@ -124,7 +127,8 @@ def candidate_pairs(patients: DataFrame, catalog_df: DataFrame) -> DataFrame:
 # ---------------------------------------------------------------------------- ranking
 def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCatalog
                  ) -> DataFrame:
-    """``patient_key, treatment, label_status, requirement_not_met`` for every candidate of a
+    """``patient_key, treatment, label_status, requirement_not_met, requirement_unknown`` for
+    every candidate of a
     regimen with a ``label`` in the catalog: "requirement not met: HER2-negative" when a
     required feature has the other value, "requirement unknown: PIK3CA status unknown" when it
     is null, "on label at a later line (after 1 prior line)" when the label is for a later line
@@ -169,15 +173,21 @@ def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCat
                        F.when(needed == 1, F.lit(" prior line)")).otherwise(F.lit(" prior lines)"))))
         .otherwise(F.lit("on label now")))
     return agg.select("patient_key", "treatment", status.alias("label_status"),
-                      (F.size("_unmet") > 0).alias("requirement_not_met"))
+                      (F.size("_unmet") > 0).alias("requirement_not_met"),
+                      ((F.size("_unmet") == 0) & (F.size("_unknown") > 0))
+                      .alias("requirement_unknown"))
 
 
 def with_rank(predictions: DataFrame) -> DataFrame:
     """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)."""
-    unmet = (F.coalesce(F.col("requirement_not_met"), F.lit(False))
-             if "requirement_not_met" in predictions.columns else F.lit(False))
+    cols = set(predictions.columns)
+    tier = F.lit(0)
+    if "requirement_unknown" in cols:
+        tier = F.when(F.coalesce(F.col("requirement_unknown"), F.lit(False)), 1).otherwise(tier)
+    if "requirement_not_met" in cols:
+        tier = F.when(F.coalesce(F.col("requirement_not_met"), F.lit(False)), 2).otherwise(tier)
     w = Window.partitionBy("patient_key").orderBy(
-        unmet.asc(),
+        tier.asc(),
         F.col("predicted_rmst").desc_nulls_last(),
         F.col("rmst_lower").desc_nulls_last(),
         F.col("treatment").asc(),

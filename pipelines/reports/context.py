@@ -126,9 +126,9 @@ def red_flags(options: list[dict], drift: dict, quality: dict,
         flags.extend(top["contraindications"])  # each names the drug it speaks against
         if top["overlap_warning"]:
             flags.append(f"{top['treatment']}: poor overlap (few similar patients treated)")
-        if str(top.get("label_status") or "").startswith("requirement not met"):
-            flags.append(f"{top['treatment']}: {top['label_status']} (no option meets its "
-                         "label)")
+        if str(top.get("label_status") or "").startswith("requirement "):
+            flags.append(f"{top['treatment']}: {top['label_status']} (no option can be "
+                         "given on label now)")
     for c in str(conflicts or "").split(" | "):
         if c.strip():
             flags.append("sources disagree: " + c.strip())
