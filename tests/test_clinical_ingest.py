@@ -370,6 +370,7 @@ def test_comorbidities_window_and_contraindications(spark, ingested):
     assert a["index_date"] == D(2020, 2, 1) and a["lookback_days"] == 365
 
 
+@pytest.mark.slow  # a whole re-run of the stage (about 90 s): with the slow acceptance runs
 def test_rerun_leaves_tables_unchanged(spark, ingested):
     from pipelines.clinical.stage import compute_comorbidities, ingest_clinical
 

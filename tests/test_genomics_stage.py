@@ -281,6 +281,7 @@ def test_biomarkers_cover_every_sequenced_patient(spark, ingested):
     assert germline and all(r["tmb"] is not None for r in germline)
 
 
+@pytest.mark.slow  # a whole re-ingestion (about 60 s): with the slow acceptance runs
 def test_reingesting_the_same_files_changes_nothing(spark, ingested, shared_data):
     """Re-ingest part of the inputs (the somatic file, the gnomAD pair and every bad file):
     no table changes, neither for those files nor for the others."""
