@@ -209,8 +209,11 @@ def find_mentions(text: str) -> tuple[list[Chunk], list[Chunk]]:
 
 
 def _without_nested(chunks: list[Chunk]) -> list[Chunk]:
-    """Drop a mention inside a longer one ("neutropenia" inside "febrile neutropenia")."""
-    ordered = sorted(set(chunks), key=lambda c: (-(c.end - c.begin), c.begin))
+    """Drop a mention inside a longer one ("neutropenia" inside "febrile neutropenia"). Of two
+    rules matching the same span, the one earlier in its file wins (specific rows come before
+    the bare gene-name rows), so the result never depends on set order."""
+    ordered = sorted(set(chunks), key=lambda c: (-(c.end - c.begin), c.begin,
+                                                 c.ident[0], int(c.ident[1:])))
     kept: list[Chunk] = []
     for c in ordered:
         if all(c.end <= k.begin or k.end <= c.begin for k in kept):
