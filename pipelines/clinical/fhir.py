@@ -519,7 +519,7 @@ def parse_biomarker_observations(bronze: DataFrame, patients: DataFrame) -> Data
         *_pointer_cols(), "pid", F.col("o.subject.reference").isNull().alias("_nosub"),
         F.col("resource_id").alias("observation_id"), "loinc", concept.alias("concept"),
         context.alias("context"),
-        F.regexp_replace(F.format_number(qty, 2), r"\.?0+$|,", "").alias("value"),
+        F.regexp_replace(qty.cast("string"), r"\.0$", "").alias("value"),  # 12.5, 1
         F.when(qty.isNotNull() & cmp_.isin("<", "<=", ">", ">="), cmp_).alias("comparator"),
         date_raw.alias("date_raw"))
     base = values.select("*", parse_date(F.col("date_raw")).alias("obs_date"))

@@ -66,6 +66,11 @@ def patient_shift_days_col(patient_key: Column, key: bytes) -> Column:
     return date_shift_days_col(patient_key, key)
 
 
+def patient_shift_days(patient_key: str, key: bytes) -> int:
+    """Python twin of :func:`patient_shift_days_col` (for the report)."""
+    return date_shift_days(patient_key, key)
+
+
 def date_shift_days(value: str, key: bytes, max_days: int = 180) -> int:
     h = hmac.new(key, f"date-shift:{value}".encode(), hashlib.sha256).hexdigest()
     n = int(h[:8], 16)

@@ -30,7 +30,7 @@ from pipelines.catalog import regimen_catalog
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
-from pipelines.lakehouse.privacy import date_shift_days
+from pipelines.lakehouse.privacy import patient_shift_days
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking.stage import board_date_of
 from pipelines.ranking.steps import latest_per_patient
@@ -51,7 +51,7 @@ def _shifted_index(feature_row: dict | None, key: str, shift_key: bytes):
     index = (feature_row or {}).get("index_date")
     if index is None or not hasattr(index, "isoformat"):
         return None
-    return index + dt.timedelta(days=date_shift_days(key, shift_key))
+    return index + dt.timedelta(days=patient_shift_days(key, shift_key))
 
 def _load_champion(settings: Settings):
     from pipelines.models.registry import load_champion
