@@ -72,12 +72,12 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_pipeline(work: Path, timeout: int) -> dict:
+def run_pipeline(work: Path, timeout: int, stages: tuple[str, ...] = STAGES) -> dict:
     """``oncorank run`` on ``work/oncorank.toml`` in a child process: per-stage seconds and
     the peak RSS of the process tree."""
     cmd = [str(Path(sys.executable).parent / "oncorank"), "run", "--config",
            str(work / "oncorank.toml")]
-    for s in STAGES:
+    for s in stages:
         cmd += ["--only", s]
     peak = [0]
     with open(work / "run.log", "w") as log:
@@ -190,27 +190,46 @@ def attribution(lakehouse: Path, oracle: pd.DataFrame, patients: pd.DataFrame,
 
 
 def one(scenario: str, patients: int, seed: int, root: Path, true_features: bool,
-        timeout: int) -> dict:
+        timeout: int, from_stage: str | None = None, learner: str | None = None) -> dict:
     from pipelines.demo import write_demo_config
     from pipelines.lakehouse.settings import Settings
     from pipelines.synth import generate_cohort
     from pipelines.synth.oracle import load_truth, score
 
     work = root / f"{scenario}-n{patients}-s{seed}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    t0 = time.perf_counter()
-    summary = generate_cohort(work / "raw", patients=patients, seed=seed, scenario=scenario)
-    synth_s = time.perf_counter() - t0
-    shutil.move(str(work / "raw" / "truth"), str(work / "truth"))
+    if from_stage:  # re-run the later stages on a kept cohort (--work of an earlier run)
+        if not (work / "oncorank.toml").is_file():
+            raise SystemExit(f"--from-stage needs a kept run in {work} (run once with --work).")
+        summary = json.loads((work / "truth" / "summary.json").read_text()) if (
+            work / "truth" / "summary.json").is_file() else {"realised": {}}
+        synth_s, stages = 0.0, STAGES[STAGES.index(from_stage):]
+        text = (work / "oncorank.toml").read_text().split("\n[models]\n")[0]
+        # retrain even though the features are unchanged
+        (work / "oncorank.toml").write_text(text + "\n[models]\nforce = true\n")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.perf_counter()
+        summary = generate_cohort(work / "raw", patients=patients, seed=seed, scenario=scenario)
+        synth_s = time.perf_counter() - t0
+        shutil.move(str(work / "raw" / "truth"), str(work / "truth"))
+        (work / "truth" / "summary.json").write_text(json.dumps(summary, default=str))
+        stages = STAGES
     params = json.loads((work / "truth" / "params.json").read_text())
     # The demo's layout (raw/vcf, raw/csv, raw/notes) and config, with an empty FHIR input.
-    write_demo_config(work, "2026-01-15", params["horizon_months"])
-    run = run_pipeline(work, timeout)
+    if not from_stage:
+        write_demo_config(work, "2026-01-15", params["horizon_months"])
+    if learner:
+        text = (work / "oncorank.toml").read_text()
+        if "\n[models]\n" not in text:
+            text += "\n[models]\n"
+        (work / "oncorank.toml").write_text(text + f'learner = "{learner}"\n')
+    run = run_pipeline(work, timeout, stages)
     settings = Settings.load(work / "oncorank.toml")
     oracle, truth_patients, _ = load_truth(work, settings.pseudonym_key)
     rankings = _delta(settings.lakehouse / "gold" / "treatment_rankings")
     result = {"scenario": scenario, "patients": patients, "seed": seed,
+              "learner": learner or "default", "from_stage": from_stage,
               "realised": summary["realised"], "synth_s": round(synth_s, 1), **run,
               **score(rankings, oracle, n_boot=500, seed=seed)}
     if true_features:
@@ -232,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-true-features", action="store_true",
                     help="skip the refits on true features and the attribution")
     ap.add_argument("--timeout", type=int, default=6 * 3600, help="seconds per pipeline run")
+    ap.add_argument("--learner", choices=["s", "t", "dr"],
+                    help="[models] learner of the train stage (default: the stage's)")
+    ap.add_argument("--from-stage", choices=STAGES,
+                    help="re-run from this stage on the cohorts kept in --work (no new synth)")
     args = ap.parse_args(argv)
     scenarios = scenario_names() if args.scenario == ["all"] else args.scenario
     os.environ.setdefault("ONCORANK_XGB_THREADS", str(os.cpu_count() or 1))
@@ -241,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in args.patients:
             for scenario in scenarios:
                 for seed in args.seeds:
-                    r = one(scenario, n, seed, root, not args.no_true_features, args.timeout)
+                    r = one(scenario, n, seed, root, not args.no_true_features, args.timeout,
+                            args.from_stage, args.learner)
                     results.append(r)
                     print(json.dumps(r), flush=True)
                     if args.json:
@@ -251,16 +275,17 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(root, ignore_errors=True)
     print()
     print("| scenario | patients | seed | norm. policy value (95% CI) | vs random | regret mo "
-          "| rank-1 w/o overlap | rank-1 flagged | RMST coverage | calib. slope | "
-          "true-feature value | wall s | peak RSS GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| rank-1 w/o overlap | rank-1 flagged | patients not ranked | RMST coverage | "
+          "difference coverage | calib. slope | true-feature value | wall s | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ci = r.get("normalised_policy_value_ci") or ["", ""]
         att = r.get("attribution", {})
         print(f"| {r['scenario']} | {r['patients']} | {r['seed']} | "
               f"{r['normalised_policy_value']} ({ci[0]}–{ci[1]}) | {r['normalised_vs_random']} | "
               f"{r['mean_regret_months']} | {r['rank1_without_overlap']} | "
-              f"{r.get('rank1_flagged_poor_overlap')} | {r['coverage_rmst']} | "
+              f"{r.get('rank1_flagged_poor_overlap')} | {r.get('patients_abstained')} | "
+              f"{r['coverage_rmst']} | {r.get('coverage_difference')} | "
               f"{r['calibration_received'].get('slope')} | "
               f"{(att.get('splits') or [{}])[0].get('true', '')} | "
               f"{r['wall_s']} | {r['peak_rss_mb'] / 1024:.1f} |")

@@ -50,10 +50,12 @@ def test_the_truth_never_reaches_the_pipeline(oracle_run):
     assert (cohort / "truth" / "treatment_oracle.csv").is_file()
 
 
-def test_every_ranked_patient_is_scored_against_the_truth(scored):
+def test_every_scored_patient_is_scored_against_the_truth(scored):
     s, rankings, _ = scored
-    assert s["patients_ranked"] == rankings["patient_key"].nunique()
-    assert s["patients_ranked"] >= 0.9 * s["patients_in_truth"]
+    assert s["patients_ranked"] + s["patients_abstained"] == rankings["patient_key"].nunique()
+    assert rankings["patient_key"].nunique() >= 0.9 * s["patients_in_truth"]
+    # abstention is per option, not wholesale: most patients keep a ranked option
+    assert s["patients_ranked"] >= 0.5 * s["patients_in_truth"], s
 
 
 def test_rank_one_recovers_value_over_standard_of_care(scored):

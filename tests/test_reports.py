@@ -181,13 +181,47 @@ def test_report_content_answers_the_boards_questions(world):
     for needle in ("Predicted RMST, months", "Level A", "EGFR L858R", "on-label",
                    "Interstitial lung disease", "TP53", "p.R175H", "mutations/Mb",
                    "EGFR exon 21 L858R detected.", "Charlson comorbidity index",
-                   "Harrell's C", "decision support for clinicians", "95% bootstrap interval",
+                   "Harrell's C", "decision support for clinicians",
+                   "95% percentile intervals from 5 draws", "Chance of rank 1",
+                   "What is estimated",
                    "First-line regimens received"):
         assert needle in text, needle
     assert "p.G12V" not in text  # a LowQual call is not shown as a driver
     noted = (world["folder"] / f"{sp['noted']}.html").read_text()
     assert "History of grade 3 pneumonitis on prior therapy." in noted
     assert "historical" in noted
+
+
+def test_options_without_comparable_patients_are_listed_without_rank_or_prediction(spark,
+                                                                                    world):
+    r = delta.read_table(spark, world["settings"].table("gold", "treatment_rankings")).toPandas()
+    unranked = r[r["rank"].isna() & r["patient_key"].isin(world["keys"])]
+    assert len(unranked), "the board should hold an option the ranking abstains on"
+    for row in unranked.head(3).itertuples():
+        html = (world["folder"] / f"{row.patient_key}.html").read_text()
+        body = next(b for b in html.split("<tbody")[1:] if f"<strong>{row.treatment}</strong>" in b)
+        assert f"not ranked: {row.rank_status}" in body
+        rmst = f"{row.predicted_rmst:.1f}"
+        assert rmst not in unescape(re.sub(r"<[^>]+>", " ", body)), "no prediction is shown"
+        assert 'rank1' not in body.split(">")[0]
+        alt = re.search(r'id="survival-plot" src="[^"]*" alt="([^"]*)"', html)
+        assert alt is None or row.treatment not in alt.group(1).split("RMST")[0]
+
+
+def test_ranking_notice_says_why_a_patient_has_no_ranking():
+    from pipelines.reports.context import ranking_notice
+
+    card = {"training_cohort": {"n_patients": 30, "n_events": 12}}
+    small = [{"treatment": t, "ranked": False, "is_soc": t == "chemo",
+              "rank_status": "too few treated patients in training"} for t in ("chemo", "io")]
+    text = ranking_notice(small, card)
+    assert text.startswith("The cohort is too small to rank") and "30 patients (12 deaths)" in text
+    only_soc = [{**small[0], "ranked": True, "rank_status": "ranked"},
+                {**small[1], "rank_status": "insufficient comparable patients"}]
+    assert ranking_notice(only_soc, card).startswith("Only the standard of care (chemo)")
+    none = [{**o, "rank_status": "insufficient comparable patients"} for o in small]
+    assert ranking_notice(none, card).startswith("No option can be ranked")
+    assert ranking_notice([{**small[1], "ranked": True, "rank_status": "ranked"}], card) == ""
 
 
 def test_default_report_and_analyst_tables_carry_no_phi(spark, world):

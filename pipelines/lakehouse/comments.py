@@ -297,7 +297,11 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
     "gold.treatment_rankings": {
         "patient_key": _PK,
         "treatment": "Candidate regimen: " + _TREATMENT,
-        "rank": "Rank of the option for the patient, 1 = best (by predicted_rmst)",
+        "rank": ("Rank of the option for the patient, 1 = best (by predicted_rmst); null when "
+                 "the option is not ranked (rank_status)"),
+        "rank_status": ("ranked, or why not: insufficient comparable patients | too few "
+                        "treated patients in training (an option that is not ranked never "
+                        "ranks first)"),
         "predicted_rmst": ("Predicted restricted mean survival time in months up to the "
                            "horizon (default 24 months) under this treatment"),
         "rmst_lower": "Lower bound of the uncertainty interval of predicted_rmst (months)",
@@ -309,11 +313,16 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "surv_24_lower": "Lower bound of the uncertainty interval of surv_24",
         "surv_24_upper": "Upper bound of the uncertainty interval of surv_24",
         "benefit_vs_soc": ("predicted_rmst minus that of the standard of care for the "
-                           "patient's cancer type (months)"),
+                           "patient's cancer type (months); null when either is not ranked"),
+        "benefit_lower": "Lower bound of the 95% interval of benefit_vs_soc (paired replicates)",
+        "benefit_upper": "Upper bound of the 95% interval of benefit_vs_soc (paired replicates)",
+        "prob_rank1": "Share of the model's replicates under which this option would be rank 1",
+        "n_refits": "Replicates (bootstrap refits or coefficient draws) behind the intervals",
         "evidence_level": "Best knowledge-base evidence level for a matched biomarker, or null",
         "evidence_citation": "Citation of that evidence",
         "contraindications": "Reasons against this option (comorbidities, note findings)",
-        "overlap_warning": "True when few similar patients received this treatment",
+        "overlap_warning": ("True when few similar patients received this treatment (the "
+                            "option is then not ranked)"),
         "model_name": "Registered model that scored the row",
         "model_version": "Version of the registered model",
         "mlflow_run_id": "MLflow run of the model (params, metrics, input table versions)",

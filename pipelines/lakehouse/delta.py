@@ -237,6 +237,30 @@ def _save(writer, ref: TableRef) -> None:
         writer.saveAsTable(ref.identifier)
 
 
+def add_columns(spark: SparkSession, ref: TableRef, df: DataFrame,
+                comments: dict[str, str] | None = None) -> list[str]:
+    """Add to an existing table the columns of ``df`` it lacks (null in its earlier rows);
+    return their names. The deliberate migration a stage runs when a new version of oncorank
+    adds output columns: one ``ALTER TABLE ... ADD COLUMNS`` commit, never a silent schema
+    merge, and nothing is ever dropped or retyped."""
+    if not table_exists(spark, ref):
+        return []
+    have = set(_delta_table(spark, ref).toDF().columns)
+    new = [f for f in df.schema.fields if f.name not in have]
+    if not new:
+        return []
+    target = f"delta.`{ref.path}`" if ref.path else ref.identifier
+    comments = comments or {}
+
+    def spec(f) -> str:
+        text = comments.get(f.name) or f.metadata.get("comment", "")
+        note = " COMMENT '" + text.replace("'", "''") + "'" if text else ""
+        return f"`{f.name}` {f.dataType.simpleString()}{note}"
+
+    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({', '.join(spec(f) for f in new)})")
+    return [f.name for f in new]
+
+
 def _check_schema(ref: TableRef, target_cols: list[str], source_cols: list[str]) -> None:
     added = [c for c in source_cols if c not in target_cols]
     removed = [c for c in target_cols if c not in source_cols]

@@ -125,6 +125,8 @@ class SurvivalEstimator(BaseEstimator):
 
 
 # ------------------------------------------------------------------------------ Cox PH
+COV_RTOL = 1e-6  # eigenvalues of the information below this share of the largest: dropped
+
 class CoxPH(SurvivalEstimator):
     """Cox proportional hazards (scikit-survival), standardised inputs, ridge penalty.
 
@@ -173,13 +175,50 @@ class CoxPH(SurvivalEstimator):
         self.coef_ = beta_z / self.scale_
         self.cov_ = None
         if self.compute_cov:
-            opt = CoxPHOptimizer(Z, event, time, np.full(Z.shape[1], float(self.alpha)),
-                                 self.ties)
-            opt.update(beta_z)
-            info = opt.hessian * len(time)
-            cov_z = np.linalg.pinv(info)
-            self.cov_ = cov_z / np.outer(self.scale_, self.scale_)
+            self.cov_ = self._covariance(Z, event, time, beta_z, CoxPHOptimizer)
         self.breslow_ = Breslow().fit(self.predict(X), event, time)
+
+    def _covariance(self, Z, event, time, beta_z, optimizer) -> np.ndarray:
+        opt = optimizer(Z, event, time, np.full(Z.shape[1], float(self.alpha)), self.ties)
+        opt.update(beta_z)
+        info = opt.hessian * len(time)
+        # Directions the data barely determine (near-collinear standardised columns, e.g. an
+        # interaction almost equal to its main effect) get no variance instead of an
+        # astronomically large one: a prediction for data like the training data does not
+        # load on them, and drawing along them would move every prediction at once.
+        cov_z = np.linalg.pinv((info + info.T) / 2, rtol=COV_RTOL, hermitian=True)
+        return cov_z / np.outer(self.scale_, self.scale_)
+
+    def coefficient_draws(self, X, event, time, n: int, seed: int = 0) -> list[CoxPH]:
+        """``n`` copies of this fit with coefficients drawn from their asymptotic normal
+        distribution N(coef_, cov_) (the inverse penalised information; computed here when
+        the fit did not), each with the point fit's Breslow baseline: the replicates of a
+        Wald/parametric interval, without a refit per bootstrap sample. The baseline is not
+        refitted per draw: on a wide design a few rare columns are barely determined, a draw
+        moves their patients' linear predictor by tens of units, and a baseline refitted to
+        them collapses every other patient's hazard (survival 100% at 24 months for all).
+        The baseline's own sampling error is therefore not drawn."""
+        import copy
+
+        from sksurv.linear_model.coxph import CoxPHOptimizer
+
+        X = check_array(X, dtype=float)
+        event = np.asarray(event, bool)
+        time = np.asarray(time, float)
+        if self.cov_ is None:
+            Z = (X - self.mean_) / self.scale_
+            self.cov_ = self._covariance(Z, event, time, self.coef_ * self.scale_,
+                                         CoxPHOptimizer)
+        cov = (self.cov_ + self.cov_.T) / 2
+        rng = np.random.default_rng(seed)
+        draws = rng.multivariate_normal(self.coef_, cov, size=n, method="svd")
+        out = []
+        for beta in draws:
+            rep = copy.copy(self)
+            rep.coef_ = beta
+            rep.cov_ = None
+            out.append(rep)  # the baseline hazard stays the point fit's (see above)
+        return out
 
     def predict(self, X) -> np.ndarray:
         """Linear predictor relative to the training mean (log hazard ratio)."""

@@ -153,6 +153,14 @@ def feature_distributions(frame: pd.DataFrame, columns: list[str]) -> dict:
     return out
 
 
+ESTIMAND = ("For each patient and candidate regimen of the patient's cancer type: the restricted "
+            "mean survival time (RMST) up to {h:g} months had the patient started that regimen "
+            "as first-line therapy, and its difference from the cancer type's standard of care; "
+            "each with a 95% interval. Estimated from observational data under no unmeasured "
+            "confounding and positivity: options without comparable treated patients are not "
+            "ranked.")
+
+
 def build_card(model, name: str, train: pd.DataFrame, metrics: dict,
                subgroups: pd.DataFrame, extra: dict | None = None) -> dict:
     """The model card: what the model is, what it saw, how well it did, where it is weak."""
@@ -169,14 +177,21 @@ def build_card(model, name: str, train: pd.DataFrame, metrics: dict,
     card = {
         "model_name": name,
         "model_family": model.family,
-        "learner": {"s": "S-learner", "t": "T-learner"}[model.learner],
+        "learner": {"s": "S-learner", "t": "T-learner",
+                    "dr": "DR-learner (doubly robust benefit vs standard of care, IPCW; "
+                          "survival curves from the S-learner outcome model)"}[model.learner],
         "n_bootstrap": int(model.n_bootstrap),
+        "n_refits": int(getattr(model, "n_replicates", model.n_bootstrap)),
+        "interval_method": getattr(model, "interval_method_", "bootstrap"),
+        "estimand": ESTIMAND.format(h=float(model.horizon_months)),
         "horizon_months": float(model.horizon_months),
         "landmarks_months": [float(x) for x in model.landmarks],
         "training_cohort": {
             "n_patients": int(model.n_train_), "n_events": int(model.n_events_),
             "index_date_range": date_range,
             "treatment_counts": {str(k): int(v) for k, v in model.treatment_counts_.items()},
+            "treatment_events": {str(k): int(v) for k, v in
+                                 getattr(model, "arm_events_", {}).items()},
             "max_followup": float(model.max_followup_),
         },
         "validation": {k: _jsonable(v) for k, v in validation.items()},

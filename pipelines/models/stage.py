@@ -11,7 +11,9 @@
    the model card and a sample of the training features (for drift).
 3. The family with the best validation Harrell's C is registered as a new version of
    ``settings.registered_model_name``; it becomes ``champion`` only under the promotion rule
-   of :mod:`pipelines.models.registry`.
+   of :mod:`pipelines.models.registry`. Families are fitted and validated without bootstrap;
+   only the selected one gets its ``n_bootstrap`` refits (the intervals, the probability of
+   rank 1); the card records how many succeeded.
 4. A run whose inputs (training rows' content), code (git sha) and configuration are unchanged reuses
    the previous training (a fingerprint tag), so re-running the stage registers nothing new.
 
@@ -19,7 +21,7 @@ Configuration (``[models]`` section of the config file, all optional)::
 
     families = ["coxph", "xgb_aft"]   # see pipelines.models.estimators.FAMILIES
     learner = "s"                     # or "t"
-    n_bootstrap = 20                  # or a table per family
+    n_bootstrap = 200                 # refits of the selected family (or a table per family)
     validation_fraction = 0.25
     seed = 0
     min_training_rows = 20            # a demo cohort is small; real use wants hundreds
@@ -56,7 +58,7 @@ STAGE = "train"
 DEFAULTS: dict = {
     "families": ["coxph", "xgb_aft"],
     "learner": "s",
-    "n_bootstrap": {"coxph": 20, "default": 10},
+    "n_bootstrap": 200,
     "validation_fraction": 0.25,
     "seed": 0,
     "min_training_rows": 20,
@@ -257,18 +259,27 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         feature_cols = infer_feature_columns(features, exclude=cfg["exclude_features"])
         modifiers = effect_modifiers(feature_cols)
         trained_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        results = []
+        # Every family is fitted and validated without bootstrap (selection needs no
+        # intervals); the selected family alone gets its refits before it is logged.
+        fitted = []
         for family in families:
             model = TreatmentResponseModel(
                 family=family, learner=cfg["learner"],
                 base_params=dict(cfg["base_params"].get(family, {})),
-                feature_cols=feature_cols, modifiers=modifiers,
-                n_bootstrap=_per_family(cfg["n_bootstrap"], family),
+                feature_cols=feature_cols, modifiers=modifiers, n_bootstrap=0,
                 horizon_months=settings.horizon_months, random_state=cfg["seed"],
             ).fit(train, y_tr)
             model.set_background(train)
             metrics, tables = evaluate(model, train, y_tr, val, y_va, oracle=oracle,
                                        n_boot=int(cfg["n_policy_bootstrap"]), seed=cfg["seed"])
+            fitted.append((family, model, metrics, tables))
+        chosen = max(fitted, key=lambda f: _score(f[2]))
+        n_boot = _per_family(cfg["n_bootstrap"], chosen[0])
+        chosen[1].add_bootstrap(train, y_tr, n_boot)
+        log.info("%s: %s selected; %d of %d bootstrap refits succeeded", STAGE, chosen[0],
+                 chosen[1].n_replicates, n_boot)
+        results = []
+        for family, model, metrics, tables in fitted:
             importance = model.feature_importance()
             shap_tab = shap_summary(model, val, n=100 if family != "rsf" else 30,
                                     seed=cfg["seed"])
@@ -280,7 +291,8 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
                        "validation_fraction": cfg["validation_fraction"],
                        "oracle_used": oracle is not None})
             params = {"family": family, "learner": cfg["learner"],
-                      "n_bootstrap": model.n_bootstrap, "horizon_months": settings.horizon_months,
+                      "n_bootstrap": model.n_bootstrap, "n_refits": model.n_replicates,
+                      "horizon_months": settings.horizon_months,
                       "n_features": len(feature_cols), "n_train": len(train),
                       "n_validation": len(val), "seed": cfg["seed"],
                       **{f"base.{k}": v for k, v in (model.base_params or {}).items()}}
@@ -294,12 +306,12 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
                 experiment=registry.experiment_name(settings, family))
             _close(figures)
             results.append({"family": family, "model": model, "metrics": metrics,
-                            "run_id": run_id})
+                            "run_id": run_id, "chosen": family == chosen[0]})
             log.info("%s: %s validation C=%.3f IBS=%.3f", STAGE, family,
                      metrics.get("harrell_c", float("nan")),
                      metrics.get("integrated_brier", float("nan")))
 
-        best = max(results, key=lambda r: _score(r["metrics"]))
+        best = next(r for r in results if r["chosen"])
         version = registry.register(settings, best["run_id"])
         champion_metrics = None
         champ_mv = registry.current_champion_version(settings)

@@ -7,9 +7,14 @@
   interaction columns so that e.g. "EGFR-mutant *and* osimertinib" can carry its own effect), or
 * a **T-learner** (one model per treatment arm, trained on the patients who received it).
 
-Uncertainty comes from a bootstrap ensemble: the learner is refitted on ``n_bootstrap``
-resamples of the patients; intervals are the 2.5/97.5 percentiles of the replicates'
-predictions (the point estimate is the fit on all patients).
+Uncertainty comes from ``n_bootstrap`` replicates of the outcome model: refits on bootstrap
+resamples of the patients, or for a Cox model draws of its coefficients from their asymptotic
+normal distribution (``interval_method``); intervals are the 2.5/97.5 percentiles of the
+replicates' predictions (the point estimate is the fit on all patients).
+
+``learner="dr"`` adds a doubly robust benefit vs the standard of care per cancer type
+(:mod:`pipelines.models.doubly_robust`): the DR-estimated regimens' RMST is the standard of
+care's (outcome model) plus the DR benefit.
 
 Overlap: a multinomial logistic propensity model per cancer type gives P(treatment | patient).
 A candidate is flagged (``overlap_warning``) when its propensity is below ``overlap_threshold``,
@@ -131,6 +136,10 @@ class TreatmentResponseModel(BaseEstimator):
         T-learner: arms with fewer patients get no model (their predictions are missing and
         flagged).
     overlap_threshold, min_similar, caliper_sd : overlap rule (see module docstring).
+    interval_method : {"auto", "bootstrap", "wald"}
+        How the ``n_bootstrap`` replicates behind the intervals are made: refits on
+        bootstrap resamples, or (Cox S-/DR-learner only) draws of the coefficients from their
+        asymptotic normal distribution; ``auto`` = wald for Cox, bootstrap otherwise.
     per_group, min_group_size : with several ``group_col`` values (cancer types), fit one
         learner per group of at least ``min_group_size`` patients (and 10 deaths) — each with
         its own baseline hazard, like a Cox model stratified by cancer type — and one pooled
@@ -147,7 +156,8 @@ class TreatmentResponseModel(BaseEstimator):
                  group_col: str | None = "cancer_type", candidates: str = "catalog",
                  min_arm_size: int = 20, overlap_threshold: float = 0.05, min_similar: int = 5,
                  caliper_sd: float = 0.2, max_categorical_levels: int = 30,
-                 per_group: bool = False, min_group_size: int = 50, random_state: int = 0):
+                 per_group: bool = False, min_group_size: int = 50,
+                 interval_method: str = "auto", random_state: int = 0):
         self.family = family
         self.learner = learner
         self.base_params = base_params
@@ -168,13 +178,14 @@ class TreatmentResponseModel(BaseEstimator):
         self.max_categorical_levels = max_categorical_levels
         self.per_group = per_group
         self.min_group_size = min_group_size
+        self.interval_method = interval_method
         self.random_state = random_state
 
     # ================================================================== fitting
     def fit(self, X: pd.DataFrame, y) -> TreatmentResponseModel:
         """Fit on a features frame ``X`` (with the received treatment) and target ``y``."""
-        if self.learner not in ("s", "t"):
-            raise ConfigError(f"learner must be 's' or 't', got {self.learner!r}.")
+        if self.learner not in ("s", "t", "dr"):
+            raise ConfigError(f"learner must be 's', 't' or 'dr', got {self.learner!r}.")
         if self.candidates not in ("catalog", "levels"):
             raise ConfigError(f"candidates must be 'catalog' or 'levels', got {self.candidates!r}.")
         if self.treatment_col not in X.columns:
@@ -201,26 +212,148 @@ class TreatmentResponseModel(BaseEstimator):
         Xe = self.encoder_.transform(X[self.feature_names_])
         self.levels_ = sorted(set(treat))
         self.treatment_counts_ = pd.Series(treat).value_counts().to_dict()
+        self.arm_events_ = pd.Series(event.astype(int)).groupby(treat).sum().to_dict()
         self.times_ = time_grid(self.horizon_months, self.landmarks)
         self.n_train_ = len(treat)
         self.n_events_ = int(event.sum())
         self.max_followup_ = float(time.max())
 
-        if self.learner == "s":
+        if self._single_model:
             self._choose_interactions(Xe, treat)
         self.point_ = self._fit_learner(Xe, treat, event, time, seed=self.random_state)
+        self._fit_replicates(Xe, treat, event, time)
+        self.dr_: dict = {}
+        if self.learner == "dr":
+            self._fit_dr(Xe, treat, event, time, groups)
+        self._fit_propensity(Xe, treat, groups)
+        self.group_levels_ = {g: sorted(set(treat[groups == g])) for g in np.unique(groups)}
+        return self
+
+    def _interval_method(self) -> str:
+        if self.interval_method not in ("auto", "bootstrap", "wald"):
+            raise ConfigError(f"interval_method must be auto, bootstrap or wald, got "
+                              f"{self.interval_method!r}.")
+        wald_ok = self._single_model and self.family == "coxph"
+        if self.interval_method == "wald" and not wald_ok:
+            raise ConfigError("interval_method 'wald' needs the coxph family with an S- or "
+                              "DR-learner; use 'bootstrap'.")
+        if self.interval_method == "auto":
+            return "wald" if wald_ok else "bootstrap"
+        return self.interval_method
+
+    def _fit_replicates(self, Xe, treat, event, time) -> None:
+        """``n_bootstrap`` replicates of the outcome model: refits on patient resamples
+        (``bootstrap``), or for a Cox S-learner draws of its coefficients from their
+        asymptotic distribution (``wald``; :meth:`CoxPH.coefficient_draws`), the default
+        there because a Cox refit on hundreds of design columns takes seconds. A refit that
+        fails (e.g. a resample without deaths in an arm) is counted in ``bootstrap_failed_``
+        and said in the log: the report states how many replicates its intervals come from."""
         rng = np.random.default_rng(self.random_state)
         self.replicates_ = []
+        self.bootstrap_failed_ = 0
+        self.interval_method_ = self._interval_method()
+        if self.interval_method_ == "wald" and int(self.n_bootstrap) > 0:
+            self.replicates_ = self.point_.coefficient_draws(
+                self._design(Xe, treat), event, time, int(self.n_bootstrap),
+                seed=self.random_state + 1)
+            return
         for b in range(int(self.n_bootstrap)):
             idx = rng.integers(0, len(treat), len(treat))
             try:
                 self.replicates_.append(self._fit_learner(
                     Xe[idx], treat[idx], event[idx], time[idx], seed=self.random_state + b + 1))
-            except ValueError as exc:  # e.g. a resample without events in an arm
-                log.debug("bootstrap replicate %d skipped: %s", b, exc)
-        self._fit_propensity(Xe, treat, groups)
-        self.group_levels_ = {g: sorted(set(treat[groups == g])) for g in np.unique(groups)}
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                self.bootstrap_failed_ += 1
+                log.debug("bootstrap replicate %d failed: %s", b, exc)
+        if self.bootstrap_failed_:
+            log.warning("%d of %d bootstrap refits failed; intervals come from %d",
+                        self.bootstrap_failed_, self.n_bootstrap, len(self.replicates_))
+
+    def add_bootstrap(self, X: pd.DataFrame, y, n_bootstrap: int) -> TreatmentResponseModel:
+        """Refit the bootstrap replicates (``n_bootstrap`` of them) on the patients the model
+        was fitted on, keeping the point fit: selection between families needs no intervals,
+        so the train stage bootstraps the selected family only."""
+        self.n_bootstrap = int(n_bootstrap)
+        if self._grouped():
+            for m in [*self.group_models_.values(), *([self.pooled_] if self.pooled_ else [])]:
+                rows = self._rows_of(m, X)
+                m.add_bootstrap(X.iloc[rows], y[rows], n_bootstrap)
+            return self
+        event, time = split_target(y)
+        treat = X[self.treatment_col].astype(object).to_numpy().astype(str)
+        Xe = self.encoder_.transform(X[self.feature_names_])
+        self._fit_replicates(Xe, treat, event, time)
         return self
+
+    @property
+    def _single_model(self) -> bool:
+        """One outcome model with the treatment as a feature (S-learner; also the outcome
+        model of the DR-learner)."""
+        return self.learner in ("s", "dr")
+
+    def _fit_dr(self, Xe, treat, event, time, groups) -> None:
+        """One DR-learner per cancer type (:mod:`pipelines.models.doubly_robust`)."""
+        from pipelines.catalog import regimen_catalog
+        from pipelines.models.doubly_robust import fit_group_dr
+
+        cat = regimen_catalog()
+        src = self.encoder_.source_
+        mods = set(self.modifiers) if self.modifiers is not None else set(src)
+        modifier_cols = np.array([j for j, c in enumerate(src) if c in mods], dtype=int)
+        for g in np.unique(groups):
+            on = groups == g
+            try:
+                soc = cat.standard_of_care(g).name
+            except (StopIteration, KeyError, ValueError, AttributeError):
+                soc = pd.Series(treat[on]).mode().iloc[0]  # no catalog: the commonest regimen
+            fitted = fit_group_dr(Xe[on], treat[on], event[on], time[on], self.horizon_months,
+                                  soc, modifier_cols, min_arm=self.min_arm_size,
+                                  seed=self.random_state)
+            if fitted is not None:
+                self.dr_[g] = fitted
+        log.info("DR-learner fitted for %d cancer type(s): %s", len(self.dr_),
+                 {g: list(d.arms) for g, d in self.dr_.items()})
+
+    def _apply_dr(self, frame, Xe, rows, treat, point, reps) -> None:
+        """Replace the outcome model's RMST of every DR-estimated regimen by the standard of
+        care's RMST (outcome model) plus the DR benefit, in ``point`` and each replicate (the
+        replicate's own standard-of-care RMST plus one draw of the benefit)."""
+        if not getattr(self, "dr_", None):
+            return
+        groups = self._groups(frame) if self.use_groups_ else np.full(len(frame), "")
+        g_rows = groups[rows]
+        n_rep = len(self.replicates_)
+        for g, dr in self.dr_.items():
+            in_g = np.flatnonzero(g_rows == g)
+            if not len(in_g):
+                continue
+            patients = np.unique(rows[in_g])
+            Xp = Xe[patients]
+            soc_curves = self._curves(self.point_, Xp, np.full(len(Xp), dr.standard_of_care))
+            soc_point = rmst_from_curves(self.times_, soc_curves, self.horizon_months)
+            soc_reps = np.array([rmst_from_curves(
+                self.times_, self._curves(r, Xp, np.full(len(Xp), dr.standard_of_care)),
+                self.horizon_months) for r in self.replicates_]).reshape(n_rep, len(Xp))
+            where = {p: i for i, p in enumerate(patients)}
+            for arm in dr.arms:
+                sel = in_g[treat[in_g] == arm]
+                if not len(sel):
+                    continue
+                pos = np.array([where[p] for p in rows[sel]])
+                effect = dr.effect(Xp[pos], arm)
+                point[sel, 0] = np.clip(soc_point[pos] + effect, 0.0, self.horizon_months)
+                if n_rep:
+                    draws = dr.draw_effects(Xp[pos], arm, n_rep, self.random_state)
+                    reps[:n_rep, sel, 0] = np.clip(soc_reps[:, pos] + draws, 0.0,
+                                                   self.horizon_months)
+
+    @property
+    def n_replicates(self) -> int:
+        """Bootstrap refits that succeeded (what the intervals come from)."""
+        if self._grouped():
+            ms = [*self.group_models_.values(), *([self.pooled_] if self.pooled_ else [])]
+            return min((m.n_replicates for m in ms), default=0)
+        return len(getattr(self, "replicates_", []))
 
     # ------------------------------------------------------------ one learner per group
     def _fit_grouped(self, X, y, event, time, treat, groups) -> TreatmentResponseModel:
@@ -240,12 +373,21 @@ class TreatmentResponseModel(BaseEstimator):
         self.encoder_ = first.encoder_
         self.levels_ = sorted(set(treat))
         self.treatment_counts_ = pd.Series(treat).value_counts().to_dict()
+        self.arm_events_ = pd.Series(event.astype(int)).groupby(treat).sum().to_dict()
         self.times_ = first.times_
         self.n_train_, self.n_events_ = len(treat), int(event.sum())
         self.max_followup_ = float(time.max())
         self.group_levels_ = {g: sorted(set(treat[groups == g])) for g in np.unique(groups)}
         self.point_, self.replicates_, self.interactions_ = None, [], []
+        self.interval_method_ = first.interval_method_
         return self
+
+    def _rows_of(self, model: TreatmentResponseModel, X: pd.DataFrame) -> np.ndarray:
+        """Row positions of ``X`` that ``model`` (a group's or the pooled one) was fitted on."""
+        if model is self.pooled_:
+            return np.arange(len(X))
+        g = next(k for k, m in self.group_models_.items() if m is model)
+        return np.flatnonzero(self._groups(X.reset_index(drop=True)) == g)
 
     def _grouped(self) -> bool:
         return bool(getattr(self, "group_models_", None)) or getattr(self, "pooled_", None) \
@@ -330,7 +472,7 @@ class TreatmentResponseModel(BaseEstimator):
     def _fit_learner(self, Xe, treat, event, time, seed: int):
         y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
         y["event"], y["time"] = event, time
-        if self.learner == "s":
+        if self._single_model:
             return self._base(seed).fit(self._design(Xe, treat), y)
         arms = {}
         for t in self.levels_:
@@ -401,7 +543,7 @@ class TreatmentResponseModel(BaseEstimator):
     def _curves(self, learner, Xe: np.ndarray, treat: np.ndarray) -> np.ndarray:
         """Survival curves on ``times_`` (NaN rows where the learner cannot predict ``treat``)."""
         out = np.full((len(Xe), len(self.times_)), np.nan)
-        if self.learner == "s":
+        if self._single_model:
             ok = np.isin(treat, self.levels_)
             if ok.any():
                 out[ok] = learner.predict_survival(self._design(Xe[ok], treat[ok]), self.times_)
@@ -440,7 +582,7 @@ class TreatmentResponseModel(BaseEstimator):
             return -rmst_from_curves(self.times_, s, self.horizon_months)
         frame, Xe = self._prepare(features)
         treat = frame[self.treatment_col].astype(str).to_numpy()
-        if self.learner == "s":
+        if self._single_model:
             return self.point_.predict(self._design(Xe, treat))
         return -rmst_from_curves(self.times_, self._curves(self.point_, Xe, treat),
                                  self.horizon_months)
@@ -449,22 +591,33 @@ class TreatmentResponseModel(BaseEstimator):
         times, s = self.survival_curves(features, treatment)
         return rmst_from_curves(times, s, self.horizon_months)
 
-    def predict_treatments(self, features: pd.DataFrame) -> pd.DataFrame:
+    def predict_treatments(self, features: pd.DataFrame, return_replicates: bool = False):
         """One row per (patient, candidate treatment) with RMST, landmark survival, intervals,
-        propensity and the overlap flag (columns: :data:`PREDICTION_COLUMNS`)."""
+        propensity and the overlap flag (columns: :data:`PREDICTION_COLUMNS`).
+
+        With ``return_replicates``: ``(frame, reps)`` where ``reps[b, i]`` is bootstrap refit
+        ``b``'s RMST for row ``i`` of the frame (shape (0, n) without refits): the score stage
+        derives paired quantities from it (benefit vs standard of care, probability of rank 1).
+        """
         if self._grouped():
             frame = features.reset_index(drop=True).copy()
             keys = (frame["patient_key"].astype(str).to_numpy() if "patient_key" in frame
                     else np.arange(len(frame)).astype(str))
             frame["patient_key"] = np.arange(len(frame)).astype(str)  # row ids while routing
-            parts = [m.predict_treatments(frame.iloc[rows]) for m, rows in self._route(frame)]
+            parts = [m.predict_treatments(frame.iloc[rows], return_replicates=True)
+                     for m, rows in self._route(frame)]
             if not parts:
-                return pd.DataFrame(columns=PREDICTION_COLUMNS)
-            out = pd.concat(parts, ignore_index=True)
+                empty = pd.DataFrame(columns=PREDICTION_COLUMNS)
+                return (empty, np.empty((0, 0))) if return_replicates else empty
+            out = pd.concat([p for p, _ in parts], ignore_index=True)
+            n_rep = min(r.shape[0] for _, r in parts)
+            reps = np.hstack([r[:n_rep] for _, r in parts])
             row = out["patient_key"].astype(int).to_numpy()
-            out = out.iloc[np.argsort(row, kind="mergesort")]
-            out["patient_key"] = keys[np.sort(row, kind="mergesort")]
-            return out[PREDICTION_COLUMNS].reset_index(drop=True)
+            order = np.argsort(row, kind="mergesort")
+            out = out.iloc[order]
+            out["patient_key"] = keys[row[order]]
+            out = out[PREDICTION_COLUMNS].reset_index(drop=True)
+            return (out, reps[:, order]) if return_replicates else out
         frame, Xe = self._prepare(features)
         keys = (frame["patient_key"].astype(str).to_numpy() if "patient_key" in frame.columns
                 else np.arange(len(frame)).astype(str))
@@ -472,7 +625,8 @@ class TreatmentResponseModel(BaseEstimator):
         rows = np.repeat(np.arange(len(frame)), [len(c) for c in cands])
         treat = np.array([t for c in cands for t in c], dtype=object).astype(str)
         if len(rows) == 0:
-            return pd.DataFrame(columns=PREDICTION_COLUMNS)
+            empty = pd.DataFrame(columns=PREDICTION_COLUMNS)
+            return (empty, np.empty((0, 0))) if return_replicates else empty
         # Each learner's curves are reduced at once to (RMST, S(12), S(24)): holding every
         # replicate's full curves would need rows x times x replicates floats (GBs at 100k).
         point = np.empty((len(rows), 3))
@@ -485,6 +639,8 @@ class TreatmentResponseModel(BaseEstimator):
                 reps[b, sl] = self._summaries(self._curves(r, Xl, tl))
         if not self.replicates_:
             reps[0] = point
+        if self.learner == "dr":
+            self._apply_dr(frame, Xe, rows, treat, point, reps)
 
         def summarise(k):
             p, r = point[:, k], reps[:, :, k]
@@ -511,6 +667,9 @@ class TreatmentResponseModel(BaseEstimator):
             | unseen,
             "n_similar_treated": n_sim.astype(int),
         })
+        if return_replicates:
+            return out[PREDICTION_COLUMNS], (reps[:, :, 0] if self.replicates_
+                                             else np.empty((0, len(rows))))
         return out[PREDICTION_COLUMNS]
 
     def _summaries(self, curves: np.ndarray) -> np.ndarray:
@@ -582,11 +741,11 @@ class TreatmentResponseModel(BaseEstimator):
                          "scale"])
         frame, Xe = self._prepare(features)
         treat = np.full(len(frame), treatment, dtype=object).astype(str)
-        learner = self.point_ if self.learner == "s" else self.point_.get(treatment)
-        if learner is None or (self.learner == "s" and treatment not in self.levels_):
+        learner = self.point_ if self._single_model else self.point_.get(treatment)
+        if learner is None or (self._single_model and treatment not in self.levels_):
             return pd.DataFrame(columns=["patient_key", "treatment", "feature", "value",
                                          "contribution", "scale"])
-        if self.learner == "s":
+        if self._single_model:
             X = self._design(Xe, treat)
             _, src = self.design_names()
         else:
@@ -630,14 +789,14 @@ class TreatmentResponseModel(BaseEstimator):
 
         def f(rows: np.ndarray) -> np.ndarray:
             t = np.full(len(rows), t0, dtype=object).astype(str)
-            d = self._design(rows, t) if self.learner == "s" else rows
+            d = self._design(rows, t) if self._single_model else rows
             return rmst_from_curves(self.times_, learner.predict_survival(d, self.times_),
                                     self.horizon_months)
 
         explainer = shap.explainers.Permutation(f, shap.maskers.Independent(bg, max_samples=30),
                                                 seed=self.random_state)
         values = explainer(Xe, max_evals=2 * Xe.shape[1] + 1, silent=True).values
-        if self.learner == "s":  # pad: design columns beyond Xe carry no separate credit
+        if self._single_model:  # pad: design columns beyond Xe carry no separate credit
             values = np.hstack([values, np.zeros((len(Xe), X.shape[1] - Xe.shape[1]))])
         return values
 
@@ -665,8 +824,8 @@ class TreatmentResponseModel(BaseEstimator):
                 return pd.DataFrame(columns=["feature", "importance"])
             return (pd.concat(parts).groupby("feature", as_index=False)["importance"].mean()
                     .sort_values("importance", ascending=False, ignore_index=True))
-        learners = [self.point_] if self.learner == "s" else list(self.point_.values())
-        names, src = self.design_names() if self.learner == "s" else (
+        learners = [self.point_] if self._single_model else list(self.point_.values())
+        names, src = self.design_names() if self._single_model else (
             list(self.encoder_.feature_names_), list(self.encoder_.source_))
         total = np.zeros(len(names))
         for m in learners:
@@ -689,7 +848,7 @@ class TreatmentResponseModel(BaseEstimator):
         """
         if self._grouped():
             return self._model_for(treatment).treatment_log_hr(treatment, reference, at)
-        if self.learner != "s" or not isinstance(self.point_, CoxPH):
+        if not self._single_model or not isinstance(self.point_, CoxPH):
             raise ConfigError("treatment_log_hr needs a Cox S-learner (family='coxph', learner='s').")
         names, _ = self.design_names()
         c = np.zeros(len(names))

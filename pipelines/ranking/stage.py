@@ -38,6 +38,7 @@ from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking import drift as drift_mod
 from pipelines.ranking import steps
+from pipelines.ranking.abstention import RANKED, AbstentionRule, paired_uncertainty, rank_status
 from pipelines.ranking.rules import rule_book
 
 log = logging.getLogger("oncorank")
@@ -115,18 +116,24 @@ def _load_champion(settings: Settings):
     return load_champion(settings)
 
 
-def _predict(model, features_pdf: pd.DataFrame) -> pd.DataFrame:
-    """Model predictions in batches, coerced to :data:`steps.PREDICTION_SCHEMA`."""
+def _predict(model, features_pdf: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model predictions in batches, coerced to :data:`steps.PREDICTION_SCHEMA`, and the
+    bootstrap refits' RMST (refits × rows, aligned with the frame's rows)."""
     cols = [f.name for f in steps.PREDICTION_SCHEMA.fields]
-    parts = []
+    parts, rep_parts = [], []
     for start in range(0, len(features_pdf), PREDICT_BATCH):
-        part = model.predict_treatments(features_pdf.iloc[start:start + PREDICT_BATCH])
+        part, reps = model.predict_treatments(features_pdf.iloc[start:start + PREDICT_BATCH],
+                                              return_replicates=True)
         missing = set(cols) - set(part.columns)
         if missing:
             raise SchemaMismatchError(f"The champion's predict_treatments output lacks "
                                       f"column(s) {sorted(missing)}; expected {cols}.")
         parts.append(part[cols])
+        rep_parts.append(np.asarray(reps, dtype=float).reshape(-1, len(part)))
     pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    n_rep = min((r.shape[0] for r in rep_parts), default=0)
+    reps = (np.hstack([r[:n_rep] for r in rep_parts]) if rep_parts
+            else np.empty((0, 0)))
     for f in steps.PREDICTION_SCHEMA.fields:
         name, typ = f.name, f.dataType.simpleString()
         if typ == "double":
@@ -137,7 +144,7 @@ def _predict(model, features_pdf: pd.DataFrame) -> pd.DataFrame:
             pred[name] = pd.to_numeric(pred[name], errors="coerce").astype("Int64")
         else:
             pred[name] = pred[name].astype(str)
-    return pred
+    return pred, reps
 
 
 def _py(v):
@@ -168,6 +175,20 @@ def _quarantine_rows(spark: SparkSession, rows: list[tuple], board_date: dt.date
     schema = f"patient_key string, treatment string, cancer_type string, board_date date, " \
              f"{RULE_COL} string, {REASON_COL} string"
     return spark.createDataFrame([(*r[:3], board_date, *r[3:]) for r in rows], schema)
+
+
+def _with_paired_uncertainty(spark: SparkSession, ranked: DataFrame, reps: np.ndarray
+                             ) -> DataFrame:
+    """Add ``benefit_lower``, ``benefit_upper``, ``prob_rank1`` and ``n_refits`` from the
+    bootstrap refits (:func:`pipelines.ranking.abstention.paired_uncertainty`)."""
+    keys = ["patient_key", "treatment", "standard_of_care", "rank_status", "rank_tier", "rep",
+            "benefit_vs_soc"]
+    small = ranked.select(*keys).toPandas()
+    unc = paired_uncertainty(small, reps)
+    unc["n_refits"] = int(reps.shape[0]) if reps.ndim == 2 else 0
+    schema = ("patient_key string, treatment string, benefit_lower double, "
+              "benefit_upper double, prob_rank1 double, n_refits bigint")
+    return ranked.join(_to_spark(spark, unc, schema), ["patient_key", "treatment"], "left")
 
 
 # ---------------------------------------------------------------------------- stage
@@ -225,7 +246,15 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
             [(k, ct, t) for k, ct in zip(features_pdf["patient_key"], features_pdf["cancer_type"],
                                          strict=True) for t in by_type[ct]],
             columns=["patient_key", "cancer_type", "treatment"])
-        pred_pdf = _predict(champion.model, features_pdf)
+        pred_pdf, reps = _predict(champion.model, features_pdf)
+        pred_pdf["rep"] = np.arange(len(pred_pdf))
+        rule = AbstentionRule.from_config(conf)
+        model = champion.model
+        pred_pdf["rank_status"] = rank_status(
+            pred_pdf, dict(getattr(model, "treatment_counts_", {})),
+            dict(getattr(model, "arm_events_", getattr(model, "treatment_counts_", {}))), rule)
+        # The flag says the same as the rule: below its propensity or similar-patient bound.
+        pred_pdf["overlap_warning"] = pred_pdf["rank_status"] != RANKED
         # Only candidates the catalog knows; a pair the model skipped is quarantined.
         pred_pdf = cand_pdf.merge(pred_pdf, on=["patient_key", "treatment"], how="left",
                                   indicator=True)
@@ -239,9 +268,12 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
         catalog_df = steps.catalog_frame(spark, catalog)
         candidates = _to_spark(spark, cand_pdf, "patient_key string, cancer_type string, "
                                                 "treatment string")
-        preds = _to_spark(spark, pred_pdf[["cancer_type", *steps.PREDICTION_SCHEMA.names]],
+        preds = _to_spark(spark, pred_pdf[["cancer_type", *steps.PREDICTION_SCHEMA.names,
+                                           "rank_status", "rep"]],
                           T.StructType([T.StructField("cancer_type", T.StringType()),
-                                        *steps.PREDICTION_SCHEMA.fields]))
+                                        *steps.PREDICTION_SCHEMA.fields,
+                                        T.StructField("rank_status", T.StringType()),
+                                        T.StructField("rep", T.LongType())]))
 
         actionable = _optional(run, "silver", "actionable_alterations")
         comorbidities = _optional(run, "silver", "comorbidities")
@@ -260,6 +292,7 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
             .transform(lambda d: steps.with_benefit_vs_soc(d, catalog_df))
             .transform(lambda d: steps.with_contraindications(d, reasons))
         )
+        ranked = _with_paired_uncertainty(spark, ranked, reps)
         if evidence is not None:
             ranked = ranked.join(evidence, ["patient_key", "treatment"], "left")
         else:
@@ -287,6 +320,10 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
         # check, MERGE) and the lineage above joins five tables.
         ranked = spark.createDataFrame(ranked.collect(), ranked.schema)
 
+        added = delta.add_columns(spark, ref, ranked, steps.RANKING_COMMENTS)
+        if added:
+            log.warning("%s: %s gains column(s) %s of this oncorank version (null for the "
+                        "board dates scored before)", STAGE, ref.key, ", ".join(added))
         if quarantined:
             run.quarantine(_quarantine_rows(spark, quarantined, board_date), ref)
         run.write(ranked, ref, mode="merge", keys=steps.KEYS, comments=steps.RANKING_COMMENTS,

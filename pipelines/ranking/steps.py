@@ -6,8 +6,9 @@ lower interval bound, then to the regimen name — except for a targeted regimen
 requirement (``label`` in regimens.yaml) is unknown for the patient (the biomarker was not
 tested: the board must test first) or not met (a biomarker the patient is known not to have,
 e.g. trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one): those come
-after every option that can be given now, the unknown before the not met.** Its
-``label_status`` says why. Evidence
+after every option that can be given now, the unknown before the not met; and an option
+without enough comparable treated patients gets no rank at all** (``rank_status``,
+:mod:`pipelines.ranking.abstention`): it never ranks first. Its ``label_status`` says why. Evidence
 level, knowledge-base resistance markers and contraindications are attached beside each option
 and never change its rank: the tumor board weighs them, the code does not silently apply them.
 
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.catalog import RegimenCatalog
+from pipelines.ranking.abstention import RANKED
 from pipelines.ranking.rules import RuleBook
 
 KEYS = ["patient_key", "treatment", "board_date"]
@@ -50,10 +52,11 @@ PREDICTION_SCHEMA = T.StructType(
 
 # gold.treatment_rankings, column order as written.
 RANKING_COLUMNS = [
-    "patient_key", "board_date", "treatment", "rank", "cancer_type",
+    "patient_key", "board_date", "treatment", "rank", "rank_status", "cancer_type",
     "predicted_rmst", "rmst_lower", "rmst_upper",
     "surv_12", "surv_12_lower", "surv_12_upper", "surv_24", "surv_24_lower", "surv_24_upper",
-    "horizon_months", "standard_of_care", "benefit_vs_soc",
+    "horizon_months", "standard_of_care", "benefit_vs_soc", "benefit_lower", "benefit_upper",
+    "prob_rank1", "n_refits",
     "evidence_level", "evidence_alteration", "evidence_citation", "evidence_on_label",
     "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
     "model_name", "model_version", "mlflow_run_id", "scored_at",
@@ -66,7 +69,11 @@ RANKING_COMMENTS = {
     "rank": "1 = best: ordered by predicted_rmst, ties by rmst_lower then name, except that "
             "targeted options whose label requirement is unknown, then those whose requirement "
             "is not met, come after the options that can be given now; evidence and "
-            "contraindications are shown, never applied",
+            "contraindications are shown, never applied. Null when rank_status is not 'ranked'",
+    "rank_status": "ranked | insufficient comparable patients (estimated propensity or "
+                   "similar treated patients below the [ranking] thresholds) | too few treated "
+                   "patients in training; options that are not ranked never rank first "
+                   "(pipelines/ranking/abstention.py)",
     "cancer_type": "OncoTree code of the patient's cancer",
     "predicted_rmst": "Predicted restricted mean survival time (months) up to horizon_months",
     "rmst_lower": "Lower bound of the predicted RMST interval (months)",
@@ -75,7 +82,15 @@ RANKING_COMMENTS = {
     "surv_24": "Predicted probability of being alive at 24 months",
     "horizon_months": "RMST horizon of the model (months)",
     "standard_of_care": "The cancer type's standard-of-care regimen (catalog)",
-    "benefit_vs_soc": "predicted_rmst minus the standard of care's predicted_rmst (months)",
+    "benefit_vs_soc": "predicted_rmst minus the standard of care's predicted_rmst (months); "
+                      "null when this option or the standard of care is not ranked",
+    "benefit_lower": "Lower bound of the 95% interval of benefit_vs_soc (paired: both options "
+                     "predicted by the same replicate)",
+    "benefit_upper": "Upper bound of the 95% interval of benefit_vs_soc",
+    "prob_rank1": "Share of the model's replicates under which this option would be rank 1; "
+                  "null when not ranked or without replicates",
+    "n_refits": "Replicates of the model (bootstrap refits that succeeded, or coefficient "
+                "draws): what the intervals and prob_rank1 come from",
     "evidence_level": "Best knowledge-base evidence level of a biomarker matched to this "
                       "regimen (sensitivity); null when none",
     "evidence_alteration": "The matched alteration (gene and alteration)",
@@ -179,35 +194,47 @@ def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCat
 
 
 def with_rank(predictions: DataFrame) -> DataFrame:
-    """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)."""
+    """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)
+    and ``rank_tier`` (0 = can be given now, 1 = label requirement unknown, 2 = not met).
+
+    With a ``rank_status`` column (:mod:`pipelines.ranking.abstention`), only ``ranked`` rows
+    get a rank and a tier; the others get nulls and never rank first."""
     cols = set(predictions.columns)
     tier = F.lit(0)
     if "requirement_unknown" in cols:
         tier = F.when(F.coalesce(F.col("requirement_unknown"), F.lit(False)), 1).otherwise(tier)
     if "requirement_not_met" in cols:
         tier = F.when(F.coalesce(F.col("requirement_not_met"), F.lit(False)), 2).otherwise(tier)
+    ranked = (F.col("rank_status") == F.lit(RANKED)) if "rank_status" in cols else F.lit(True)
     w = Window.partitionBy("patient_key").orderBy(
+        (~ranked).asc(),
         tier.asc(),
         F.col("predicted_rmst").desc_nulls_last(),
         F.col("rmst_lower").desc_nulls_last(),
         F.col("treatment").asc(),
     )
-    return predictions.withColumn("rank", F.row_number().over(w))
+    return (predictions.withColumn("rank", F.when(ranked, F.row_number().over(w)))
+            .withColumn("rank_tier", F.when(ranked, tier)))
 
 
 def with_benefit_vs_soc(predictions: DataFrame, catalog_df: DataFrame) -> DataFrame:
     """Add ``standard_of_care`` and ``benefit_vs_soc`` (months of RMST over the SoC regimen).
 
     Input needs ``cancer_type``. The SoC regimen is scored like any other candidate, so its own
-    benefit is 0; a patient without a SoC prediction gets null (never a silent 0).
+    benefit is 0; a patient without a SoC prediction gets null (never a silent 0), and so do
+    options that are not ranked, and every option when the SoC itself is not ranked (no
+    comparable patients received it: there is nothing to measure the benefit against).
     """
     soc = catalog_df.filter("is_standard_of_care").select(
         "cancer_type", F.col("treatment").alias("standard_of_care"))
     with_soc = predictions.join(F.broadcast(soc), "cancer_type", "left")
     w = Window.partitionBy("patient_key")
-    soc_rmst = F.max(F.when(F.col("treatment") == F.col("standard_of_care"),
+    ranked = ((F.col("rank_status") == F.lit(RANKED)) if "rank_status" in predictions.columns
+              else F.lit(True))
+    soc_rmst = F.max(F.when((F.col("treatment") == F.col("standard_of_care")) & ranked,
                             F.col("predicted_rmst"))).over(w)
-    return with_soc.withColumn("benefit_vs_soc", F.col("predicted_rmst") - soc_rmst)
+    return with_soc.withColumn("benefit_vs_soc",
+                               F.when(ranked, F.col("predicted_rmst") - soc_rmst))
 
 
 # ---------------------------------------------------------------------------- evidence

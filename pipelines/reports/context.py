@@ -88,10 +88,18 @@ def header_context(key: str, patient: dict | None, features: dict | None, board_
 
 
 # ---------------------------------------------------------------------------- options
+def _is_ranked(r: dict) -> bool:
+    status = r.get("rank_status")
+    return _val(r.get("rank")) is not None and (status is None or status == "ranked")
+
+
 def options_context(rankings: list[dict], catalog: RegimenCatalog) -> list[dict]:
-    """The ranked options table, in rank order."""
+    """The options table: ranked options in rank order, then those the ranking abstained on
+    (``ranked`` false, by name), each with the reason in ``rank_status``."""
     out = []
-    for r in sorted(rankings, key=lambda r: r["rank"]):
+    ordered = sorted(rankings, key=lambda r: (not _is_ranked(r),
+                                              _val(r.get("rank")) or 0, str(r["treatment"])))
+    for r in ordered:
         try:
             regimen = catalog.get(r["treatment"])
             drugs = " + ".join(regimen.drugs)
@@ -103,13 +111,47 @@ def options_context(rankings: list[dict], catalog: RegimenCatalog) -> list[dict]
         found = r.get("contraindications")
         o["contraindications"] = [] if found is None else [str(c) for c in found]
         o["overlap_warning"] = bool(r.get("overlap_warning"))
+        o["ranked"] = _is_ranked(r)
+        # a nullable rank column arrives as float: 1, not 1.0
+        o["rank"] = int(o["rank"]) if o["ranked"] else None
+        o["rank_status"] = r.get("rank_status") or ("ranked" if o["ranked"] else "not ranked")
         out.append(o)
     return out
+
+
+def ranked_options(options: list[dict]) -> list[dict]:
+    """The options that carry a rank number, in rank order."""
+    return [o for o in options if o["ranked"]]
+
+
+def ranking_notice(options: list[dict], card: dict) -> str:
+    """One sentence when the ranking abstains for this patient as a whole: nothing ranked (the
+    cohort too small, or no option with comparable patients), or only the standard of care."""
+    ranked = ranked_options(options)
+    if not options or (ranked and not all(o["is_soc"] for o in ranked)):
+        return ""
+    cohort = card.get("training_cohort") or {}
+    n, d = cohort.get("n_patients"), cohort.get("n_events")
+    trained = (f"the model was trained on {int(n)} patients ({int(d)} deaths)"
+               if n is not None and d is not None else "the model's training cohort")
+    if ranked:
+        return (f"Only the standard of care ({ranked[0]['treatment']}) has enough comparable "
+                "treated patients to be estimated for this patient; the other options are "
+                "listed without a rank.")
+    if all(o["rank_status"] == "too few treated patients in training" for o in options):
+        return (f"The cohort is too small to rank: {trained}, and no candidate regimen for "
+                "this cancer type was received by enough patients with enough deaths to "
+                "estimate its survival. The options are listed with their evidence, without "
+                "a rank.")
+    return ("No option can be ranked for this patient: none was received by enough patients "
+            "comparable to this one. The options are listed with their evidence, without a "
+            "rank.")
 
 
 def close_call(options: list[dict]) -> bool:
     """True when the runner-up's predicted RMST lies inside the top option's interval: the
     order of the two is within the model's uncertainty."""
+    options = ranked_options(options)
     if len(options) < 2:
         return False
     lower, second = options[0].get("rmst_lower"), options[1].get("predicted_rmst")
@@ -121,8 +163,9 @@ def red_flags(options: list[dict], drift: dict, quality: dict,
     """Short flags for the header and the board index (top option first; then sources that
     disagree on a biomarker, each with both sources)."""
     flags = []
-    if options:
-        top = options[0]
+    ranked = ranked_options(options)
+    if ranked:
+        top = ranked[0]
         flags.extend(top["contraindications"])  # each names the drug it speaks against
         if top["overlap_warning"]:
             flags.append(f"{top['treatment']}: poor overlap (few similar patients treated)")
@@ -288,7 +331,7 @@ def why_context(options: list[dict], explanations: dict[str, list[dict]],
                 labels: dict[str, str], top_n: int = 2) -> list[dict]:
     """Top drivers (SHAP) of the prediction for the ``top_n`` options."""
     out = []
-    for o in options[:top_n]:
+    for o in ranked_options(options)[:top_n]:
         rows = explanations.get(o["treatment"], [])
         biggest = max([abs(float(r["contribution"])) for r in rows
                        if not _missing(r.get("contribution"))] or [0.0])
@@ -368,6 +411,31 @@ def subgroup_lines(card: dict, patient: dict) -> list[str]:
     return lines
 
 
+def interval_text(n_configured, n_refits, method: str | None = "bootstrap") -> str:
+    """What the intervals come from, with the refits that succeeded when fewer than asked.
+
+    >>> interval_text(200, 197)
+    '95% bootstrap percentile intervals from 197 refits (3 of 200 failed)'
+    >>> interval_text(200, 200, "wald")
+    "95% percentile intervals from 200 draws of the Cox model's coefficients (Wald)"
+    >>> interval_text(0, 0)
+    'no interval: the model was trained without bootstrap refits'
+    """
+    n_refits = _num(n_refits)
+    n_conf = _num(n_configured)
+    if n_refits is None:
+        n_refits = n_conf
+    if not n_refits:
+        return "no interval: the model was trained without bootstrap refits"
+    if method == "wald":
+        return (f"95% percentile intervals from {int(n_refits)} draws of the Cox model's "
+                "coefficients (Wald)")
+    text = f"95% bootstrap percentile intervals from {int(n_refits)} refits"
+    if n_conf is not None and n_conf > n_refits:
+        text += f" ({int(n_conf - n_refits)} of {int(n_conf)} failed)"
+    return text
+
+
 def card_context(card: dict, champion_meta: dict, scored: dict, patient: dict) -> dict:
     """The model-card rows of the report."""
     cohort = card.get("training_cohort") or {}
@@ -381,6 +449,7 @@ def card_context(card: dict, champion_meta: dict, scored: dict, patient: dict) -
     if lo and hi:
         parts.append(f"index dates {lo} to {hi}")
     counts = cohort.get("treatment_counts") or {}
+    events = cohort.get("treatment_events") or {}
     validation = []
     for key, label, fmt in (("harrell_c", "Harrell's C", "{:.2f}"), ("uno_c", "Uno's C", "{:.2f}"),
                             ("integrated_brier", "integrated Brier score", "{:.3f}"),
@@ -413,13 +482,16 @@ def card_context(card: dict, champion_meta: dict, scored: dict, patient: dict) -
         "family": family,
         "scored_at": scored.get("scored_at") or "unknown",
         "cohort_text": ", ".join(parts) or "not recorded",
-        "treatment_counts": ", ".join(f"{k} {int(v)}" for k, v in sorted(counts.items())),
+        "treatment_counts": ", ".join(
+            f"{k} {int(v)}" + (f" ({int(events[k])} deaths)" if k in events else "")
+            for k, v in sorted(counts.items())),
         "validation_text": ", ".join(validation) or "not recorded",
         "calibration_text": "; ".join(calib) or "not recorded",
         "subgroups": subgroup_lines(card, patient),
         "version_mismatch": mismatch,
-        "interval_text": (f"95% bootstrap interval ({int(n_boot)} refits) below each value"
-                          if n_boot else "no interval: the model was trained without bootstrap"),
+        "interval_text": interval_text(n_boot, scored.get("n_refits"),
+                                       card.get("interval_method") or "bootstrap"),
+        "estimand": card.get("estimand") or "",
     }
 
 

@@ -32,6 +32,7 @@ from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
 from pipelines.lakehouse.privacy import patient_shift_days
 from pipelines.lakehouse.settings import Settings
+from pipelines.ranking.abstention import AbstentionRule
 from pipelines.ranking.stage import board_date_of
 from pipelines.ranking.steps import latest_per_patient
 from pipelines.reports import context as ctx
@@ -192,6 +193,7 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
         features_by_key = _by_key(features_pdf) or {}
         champion_meta = {"name": champion.name, "version": champion.version,
                          "run_id": champion.run_id}
+        abstention_rule = AbstentionRule.from_config(settings.section("ranking"))
         folder.mkdir(parents=True, exist_ok=True)
         index_rows, written, pdf_pairs = [], [], []
         for key in keys:
@@ -204,15 +206,19 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                                         ident)
             flags = ctx.red_flags(options, drift, quality,
                                   (feature_row or {}).get("biomarker_conflicts"))
+            ranked = ctx.ranked_options(options)
             pcurves = curves.get(key, {})
-            ordered = {o["treatment"]: pcurves[o["treatment"]][1] for o in options
+            # Only ranked options are drawn: an extrapolated curve is not shown as a prediction.
+            ordered = {o["treatment"]: pcurves[o["treatment"]][1] for o in ranked
                        if o["treatment"] in pcurves}
             plot_uri, plot_missing = "", ""
             if ordered:
                 times = next(iter(pcurves.values()))[0]
                 plot_uri = survival_plot_uri(
-                    times, ordered, horizon, highlight=options[0]["treatment"],
-                    labels={o["treatment"]: f"{o['rank']}. {o['treatment']}" for o in options})
+                    times, ordered, horizon, highlight=ranked[0]["treatment"],
+                    labels={o["treatment"]: f"{o['rank']}. {o['treatment']}" for o in ranked})
+            elif not ranked:
+                plot_missing = "no option is ranked for this patient (see above)."
             else:
                 plot_missing = "this patient has no row in gold.patient_features."
             notes, notes_missing = ctx.notes_context(
@@ -226,7 +232,9 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                 "plot_uri": plot_uri, "plot_missing": plot_missing,
                 "plot_alt": "Predicted survival curves: " + "; ".join(
                     f"{o['rank']}. {o['treatment']} RMST {render.fmt_num(o['predicted_rmst'])}"
-                    " months" for o in options),
+                    " months" for o in ranked),
+                "n_ranked": len(ranked),
+                "ranking_notice": ctx.ranking_notice(options, card),
                 "genomics": ctx.genomics_context(
                     actionable.get(key, []) if actionable is not None else None,
                     (biomarkers or {}).get(key, [None])[0],
@@ -244,20 +252,22 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                 "card": ctx.card_context(card, champion_meta, {
                     "model_version": scored.get("model_version"),
                     "mlflow_run_id": scored.get("mlflow_run_id"),
-                    "scored_at": str(scored.get("scored_at") or "")}, header),
+                    "scored_at": str(scored.get("scored_at") or ""),
+                    "n_refits": scored.get("n_refits")}, header),
                 "quality": quality, "drift": drift, "catalog_version": catalog.version,
             }
+            context["card"]["abstention_text"] = abstention_rule.describe()
             html_path = render.report_file(folder, key, ".html")
             _write_text(html_path, render.render_report(context))
             written.append(html_path)
             pdf_path = render.report_file(folder, key, ".pdf")
             pdf_pairs.append((html_path, pdf_path))
-            top = options[0]
+            top = ranked[0] if ranked else {}
             index_rows.append({
                 "key": key, "html": html_path.name, "pdf": pdf_path.name,
                 "name": header.get("name"), "mrn": header.get("mrn"),
                 "cancer_type": header["cancer_type"], "stage": header["stage"],
-                "ecog": header["ecog"], "top": top["treatment"],
+                "ecog": header["ecog"], "top": top.get("treatment"),
                 "rmst": top.get("predicted_rmst"), "rmst_lower": top.get("rmst_lower"),
                 "rmst_upper": top.get("rmst_upper"), "evidence_level": top.get("evidence_level"),
                 "evidence_alteration": top.get("evidence_alteration"), "flags": flags})

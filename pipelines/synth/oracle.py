@@ -5,7 +5,8 @@ under every candidate regimen (``truth/treatment_oracle.csv``), so a ranking can
 what following it would have given, which no real cohort can tell:
 
 ``policy value``
-    mean true RMST of the regimen ranked 1, over the ranked patients (months).
+    mean true RMST of the regimen ranked 1 (months); a patient with no option ranked (the
+    ranking abstained) counts with the standard of care, the board's default.
 ``normalised policy value``
     ``(V_rank1 - V_soc) / (V_oracle - V_soc)``: 0 = standard of care for every patient,
     1 = the oracle (each patient's true best regimen). ``normalised_vs_random`` uses the
@@ -17,7 +18,8 @@ what following it would have given, which no real cohort can tell:
     share of rank-1 options whose true propensity is below the world's
     ``overlap_min_propensity``: regimens that patients like this one never receive.
 ``coverage``
-    share of (patient, regimen) pairs whose reported RMST interval holds the true RMST, and
+    share of ranked (patient, regimen) pairs (what the report shows) whose reported RMST
+    interval holds the true RMST, and
     (when the ranking reports one) whose interval on the difference vs standard of care holds
     the true difference.
 ``calibration``
@@ -106,8 +108,8 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
     cols = ["patient_key", "treatment", "true_rmst", "standard_of_care", "received", "overlap"]
     ours = rankings.drop(columns=[c for c in cols[2:] if c in rankings])
     pairs = ours.merge(oracle[cols], on=["patient_key", "treatment"], how="inner")
-    ranked_keys = rankings.loc[rankings["rank"].notna(), "patient_key"].unique()
-    truth = oracle[oracle["patient_key"].isin(ranked_keys)]
+    scored_keys = rankings["patient_key"].unique()
+    truth = oracle[oracle["patient_key"].isin(scored_keys)]
     g = truth.groupby("patient_key")
     per = pd.DataFrame({
         "v_soc": g.apply(lambda d: d.loc[d["standard_of_care"] == 1, "true_rmst"].max(),
@@ -115,12 +117,17 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
         "v_oracle": g["true_rmst"].max(), "v_random": g["true_rmst"].mean()})
     first = pairs[pairs["rank"] == 1].drop_duplicates("patient_key").set_index("patient_key")
     per = per.join(first[["true_rmst", "overlap"] + (
-        ["overlap_warning"] if "overlap_warning" in first else [])], how="inner")
+        ["overlap_warning"] if "overlap_warning" in first else [])], how="left")
+    # A patient the ranking abstains on (no option ranked) gets the standard of care: the
+    # board's default when the model has nothing to say, so abstaining is scored, not dropped.
+    abstained = per["true_rmst"].isna()
+    per["true_rmst"] = per["true_rmst"].fillna(per["v_soc"])
     per = per.rename(columns={"true_rmst": "v_rank1"})
     regret = per["v_oracle"] - per["v_rank1"]
     v = per[["v_rank1", "v_soc", "v_oracle", "v_random"]].mean()
     out = {
-        "patients_ranked": int(len(per)),
+        "patients_ranked": int((~abstained).sum()),
+        "patients_abstained": int(abstained.sum()),
         "patients_in_truth": int(oracle["patient_key"].nunique()),
         "policy_value_months": round(float(v["v_rank1"]), 4),
         "soc_value_months": round(float(v["v_soc"]), 4),
@@ -130,21 +137,28 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
         "normalised_policy_value_ci": _bootstrap_normalised(per, n_boot, seed),
         "normalised_vs_random": _norm(v["v_rank1"], v["v_random"], v["v_oracle"]),
         "mean_regret_months": round(float(regret.mean()), 4) if len(per) else None,
-        "rank1_without_overlap": _share(per["overlap"] == 0),
+        "rank1_without_overlap": _share(per.loc[~abstained, "overlap"] == 0),
         "rank1_is_soc": _share(first.join(per[[]], how="inner")["standard_of_care"] == 1),
     }
+    if "rank_status" in pairs:
+        out["pairs_not_ranked"] = _share(pairs["rank"].isna())
+        out["pairs_not_ranked_without_overlap"] = _share(
+            pairs.loc[pairs["rank"].isna(), "overlap"] == 0)
+        out["pairs_ranked_without_overlap"] = _share(
+            pairs.loc[pairs["rank"].notna(), "overlap"] == 0)
     if "overlap_warning" in per:
-        flagged = per["overlap_warning"].fillna(False).astype(bool)
+        flagged = per.loc[~abstained, "overlap_warning"].fillna(False).astype(bool)
         out["rank1_flagged_poor_overlap"] = _share(flagged)
-        out["mean_regret_flagged_months"] = (round(float(regret[flagged].mean()), 4)
-                                             if flagged.any() else None)
+        out["mean_regret_flagged_months"] = (
+            round(float(regret.loc[flagged.index[flagged]].mean()), 4) if flagged.any()
+            else None)
     for name, lo, hi, target in (("rmst", "rmst_lower", "rmst_upper", "true_rmst"),
                                  ("difference", "benefit_lower", "benefit_upper", "true_diff")):
         if {lo, hi} <= set(pairs.columns):
-            p = pairs
+            p = pairs[pairs["rank"].notna()]  # what the report shows: the ranked options
             if target == "true_diff":
                 soc = pairs[pairs["standard_of_care"] == 1].set_index("patient_key")["true_rmst"]
-                p = pairs.assign(true_diff=pairs["true_rmst"] - pairs["patient_key"].map(soc))
+                p = p.assign(true_diff=p["true_rmst"] - p["patient_key"].map(soc))
                 p = p[p["standard_of_care"] == 0]
             ok = p[lo].notna() & p[hi].notna()
             inside = (p.loc[ok, lo] - 1e-9 <= p.loc[ok, target]) & (
@@ -152,6 +166,7 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
             out[f"coverage_{name}"] = _share(inside)
             out[f"interval_width_{name}_months"] = (
                 round(float((p.loc[ok, hi] - p.loc[ok, lo]).mean()), 4) if ok.any() else None)
+            out[f"pairs_with_{name}_interval"] = int(ok.sum())
         else:
             out[f"coverage_{name}"] = None
     out["calibration_received"] = _calibration(pairs[pairs["received"] == 1])
