@@ -228,6 +228,9 @@ def one(scenario: str, patients: int, seed: int, root: Path, true_features: bool
     settings = Settings.load(work / "oncorank.toml")
     oracle, truth_patients, _ = load_truth(work, settings.pseudonym_key)
     rankings = _delta(settings.lakehouse / "gold" / "treatment_rankings")
+    # one board: the configured board date (a kept lakehouse may hold other boards' rows)
+    rankings = rankings[pd.to_datetime(rankings["board_date"]).dt.date.astype(str)
+                        == str(settings.board_date)]
     result = {"scenario": scenario, "patients": patients, "seed": seed,
               "learner": learner or "default", "from_stage": from_stage,
               "realised": summary["realised"], "synth_s": round(synth_s, 1), **run,

@@ -136,7 +136,9 @@ def test_an_option_without_comparable_patients_never_ranks_first(spark):
 
 # ============================================================================ coverage
 @pytest.mark.parametrize(("method", "min_rmst", "min_diff"),
-                         [("wald", 0.88, 0.75), ("bootstrap", 0.90, 0.80)])
+                         [("wald", 0.88, 0.75),
+                          # 200 Cox refits: a minute; runs with the slow acceptance tests
+                          pytest.param("bootstrap", 0.90, 0.80, marks=pytest.mark.slow)])
 def test_intervals_cover_the_true_rmst_on_a_simulation(method, min_rmst, min_diff):
     """A Cox S-learner on a Weibull proportional-hazards world (the model family is right):
     200-replicate percentile intervals of the RMST and of the difference vs standard of care,

@@ -106,6 +106,9 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
     ``rmst_lower/upper``, ``benefit_lower/upper``, ``overlap_warning``) against the oracle
     (``patient_key, treatment, standard_of_care, received, true_rmst, overlap``)."""
     cols = ["patient_key", "treatment", "true_rmst", "standard_of_care", "received", "overlap"]
+    if rankings.duplicated(["patient_key", "treatment"]).any():
+        raise ValueError("rankings hold a (patient, treatment) pair twice: score one board "
+                         "date at a time")
     ours = rankings.drop(columns=[c for c in cols[2:] if c in rankings])
     pairs = ours.merge(oracle[cols], on=["patient_key", "treatment"], how="inner")
     scored_keys = rankings["patient_key"].unique()
@@ -147,7 +150,7 @@ def score(rankings: pd.DataFrame, oracle: pd.DataFrame, n_boot: int = 0, seed: i
         out["pairs_ranked_without_overlap"] = _share(
             pairs.loc[pairs["rank"].notna(), "overlap"] == 0)
     if "overlap_warning" in per:
-        flagged = per.loc[~abstained, "overlap_warning"].fillna(False).astype(bool)
+        flagged = per.loc[~abstained, "overlap_warning"].eq(True)
         out["rank1_flagged_poor_overlap"] = _share(flagged)
         out["mean_regret_flagged_months"] = (
             round(float(regret.loc[flagged.index[flagged]].mean()), 4) if flagged.any()
