@@ -329,12 +329,20 @@ class TreatmentResponseModel(BaseEstimator):
                 continue
             patients = np.unique(rows[in_g])
             Xp = Xe[patients]
-            soc_curves = self._curves(self.point_, Xp, np.full(len(Xp), dr.standard_of_care))
-            soc_point = rmst_from_curves(self.times_, soc_curves, self.horizon_months)
-            soc_reps = np.array([rmst_from_curves(
-                self.times_, self._curves(r, Xp, np.full(len(Xp), dr.standard_of_care)),
-                self.horizon_months) for r in self.replicates_]).reshape(n_rep, len(Xp))
             where = {p: i for i, p in enumerate(patients)}
+            # The standard of care is one of each patient's candidates: its rows already hold
+            # the outcome model's RMST, point and replicates; compute only what is missing.
+            soc_row = {rows[i]: i for i in in_g if treat[i] == dr.standard_of_care}
+            if len(soc_row) == len(patients):
+                at = np.array([soc_row[p] for p in patients])
+                soc_point, soc_reps = point[at, 0].copy(), reps[:n_rep, at, 0].copy()
+            else:
+                soc = np.full(len(Xp), dr.standard_of_care)
+                soc_point = rmst_from_curves(self.times_, self._curves(self.point_, Xp, soc),
+                                             self.horizon_months)
+                soc_reps = np.array([rmst_from_curves(
+                    self.times_, self._curves(r, Xp, soc), self.horizon_months)
+                    for r in self.replicates_]).reshape(n_rep, len(Xp))
             for arm in dr.arms:
                 sel = in_g[treat[in_g] == arm]
                 if not len(sel):
