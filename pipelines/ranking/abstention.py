@@ -58,7 +58,6 @@ from pipelines.lakehouse.errors import ConfigError
 RANKED = "ranked"
 ARM_TOO_SMALL = "too few treated patients in training"
 NO_OVERLAP = "insufficient comparable patients"
-RANK_STATUSES = (RANKED, NO_OVERLAP, ARM_TOO_SMALL)
 
 
 @dataclass(frozen=True)

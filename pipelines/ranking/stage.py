@@ -286,13 +286,15 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
             reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
 
         labels = steps.label_status(candidates, features, catalog)
-        ranked = (
+        core = (
             preds.join(labels, ["patient_key", "treatment"], "left")
             .transform(steps.with_rank)
             .transform(lambda d: steps.with_benefit_vs_soc(d, catalog_df))
-            .transform(lambda d: steps.with_contraindications(d, reasons))
         )
-        ranked = _with_paired_uncertainty(spark, ranked, reps)
+        # Materialised once: the paired intervals read it, and so does the write below.
+        core = spark.createDataFrame(core.collect(), core.schema)
+        ranked = (_with_paired_uncertainty(spark, core, reps)
+                  .transform(lambda d: steps.with_contraindications(d, reasons)))
         if evidence is not None:
             ranked = ranked.join(evidence, ["patient_key", "treatment"], "left")
         else:
