@@ -165,3 +165,25 @@ if nb.exists("ops.data_quality"):
         ax.set_xlabel("share of expectations passed (all validations)")
         ax.set_title("Data-quality checks per table")
         nb.show(fig, "cohort_data_quality")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## Re-identification risk
+# MAGIC Pseudonyms and date shifts remove direct identifiers; a patient can still be the only
+# MAGIC one with a combination of ordinary facts (age band, sex, ZIP3, cancer type, stage, index
+# MAGIC year). `ops.privacy_risk` (written by every clinical load) counts, for growing sets of
+# MAGIC these, the patients alone in their combination and those in combinations of fewer
+# MAGIC than 5. Share results grouped at a level where few patients are unique.
+
+# COMMAND ----------
+
+risk = None
+if nb.exists("ops.privacy_risk"):
+    risk = nb.read("ops.privacy_risk").drop("measured_at").toPandas()
+elif patients_df is not None:
+    from pipelines.analytics.privacy_risk import privacy_risk
+
+    risk = pd.DataFrame(privacy_risk(patients_df))
+if risk is not None:
+    nb.print_frame(risk, "Patients unique on their quasi-identifiers")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pipelines.lakehouse.errors import InputNotFoundError, OncorankError
+from pipelines.lakehouse.errors import ConfigError, InputNotFoundError, OncorankError
 from pipelines.lakehouse.settings import Settings
 
 app = typer.Typer(
@@ -184,13 +184,23 @@ def notes_deidentify(
     input_file: Annotated[Path, typer.Option("--input", help="notes JSONL")],
     output_file: Annotated[Path, typer.Option("--output", help="de-identified JSONL")],
     config: ConfigOpt = None,
+    keep_source_ids: Annotated[bool, typer.Option(
+        "--keep-source-ids",
+        help="Write the source patient_id instead of the pseudonym patient_key "
+             "(identifiable: for linking back inside the hospital only).")] = False,
 ):
-    """De-identify a notes export with the pipeline's own Spark NLP de-identification."""
+    """De-identify a notes export with the pipeline's own Spark NLP de-identification.
+
+    The output names each patient by ``patient_key`` (the pseudonym of every oncorank table),
+    never the source id, unless --keep-source-ids is given."""
     from pipelines.notes.commands import deidentify_file
 
     _require(input_file, "Notes file")
     settings = _settings(config)
-    n = deidentify_file(_spark(settings), settings, input_file, output_file)
+    if keep_source_ids:
+        err.print("[yellow]note:[/yellow] the output keeps source patient ids "
+                  "(identifiable)", highlight=False)
+    n = deidentify_file(_spark(settings), settings, input_file, output_file, keep_source_ids)
     err.print(f"de-identified {n} notes -> {output_file}")
 
 
@@ -258,6 +268,44 @@ def quarantine_replay(
 
     settings = _settings(config, lakehouse)
     replay_quarantine(_spark(settings), settings, table, out)
+
+
+# ---------------------------------------------------------------------------- vacuum
+@app.command()
+def vacuum(
+    retain_hours: Annotated[float | None, typer.Option(
+        "--retain-hours",
+        help="Keep the files of versions younger than this (default [privacy] "
+             "vacuum_retain_hours, 168 = Delta's 7 days). 0 purges every earlier version: "
+             "run it when no other job or query is reading.")] = None,
+    schema: Annotated[list[str] | None, typer.Option(
+        "--schema", help="Only these schemas (repeatable); default every schema.")] = None,
+    config: ConfigOpt = None,
+    lakehouse: LakehouseOpt = None,
+):
+    """Purge old versions of the lakehouse's tables (Delta VACUUM).
+
+    After a de-identification fix or a column dropped for privacy, earlier versions still hold
+    the old data until they are vacuumed; time travel then reaches only the retained versions.
+    """
+    from pipelines.analytics.sql import discover_tables
+    from pipelines.lakehouse import delta
+    from pipelines.lakehouse.settings import SCHEMAS
+
+    settings = _settings(config, lakehouse)
+    hours = retain_hours if retain_hours is not None else float(
+        settings.section("privacy").get("vacuum_retain_hours", delta.DEFAULT_RETAIN_HOURS))
+    if hours < 0:
+        raise ConfigError(f"--retain-hours must be 0 or more, got {hours:g}.")
+    unknown = sorted(set(schema or []) - set(SCHEMAS))
+    if unknown:
+        raise ConfigError(f"Unknown schema(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(SCHEMAS)}.")
+    refs = discover_tables(settings, tuple(schema or SCHEMAS))
+    spark = _spark(settings)
+    for ref in refs:
+        delta.vacuum(spark, ref, hours)
+    err.print(f"vacuumed {len(refs)} tables, keeping versions of the last {hours:g} hours")
 
 
 # ---------------------------------------------------------------------------- sql

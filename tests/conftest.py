@@ -13,6 +13,10 @@ SHARED_DATA = Path(os.environ.get("ONCORANK_SHARED_DATA", REPO.parent / "shared"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# One pseudonym key for the whole suite, so tests that build expected keys and the lakehouses
+# they check agree (locally, without it, each lakehouse creates its own random key: that
+# behaviour is tested in test_privacy.py with the variable removed).
+os.environ.setdefault("ONCORANK_PSEUDONYM_KEY", "oncorank-test-suite-key-not-for-real-data")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.lakehouse.delta import read_table, table_exists, write_table
-from pipelines.lakehouse.privacy import pseudonymise
+from pipelines.lakehouse.privacy import patient_shift_days, pseudonymise
 from pipelines.lakehouse.settings import Inputs, Settings
 
 D = dt.date
@@ -38,10 +38,12 @@ def _fhir_lines() -> dict[str, list[str]]:
             identifier=[{"system": "urn:ssn", "value": "000-00-0000"},
                         {"type": {"coding": [{"code": "MR"}]}, "value": "MRN-A-17"}],
             extension=[{"url": US_CORE_RACE, "extension": [{"url": "text", "valueString": "x"}]}],
+            address=[{"use": "work", "postalCode": "10001"},
+                     {"use": "home", "postalCode": "02139-4307", "country": "US"}],
         )),
         "",  # blank lines are not records
         json.dumps(_patient(PB, gender="male", birthDate="1950",
-                            name=[{"text": "Bob Beta"}])),
+                            name=[{"text": "Bob Beta"}], address=[{"postalCode": "05901"}])),
         json.dumps(_patient(PC, gender="female", birthDate="1970-01-01",
                             deceasedDateTime="1969-01-01")),          # death before birth
         json.dumps(_patient(PA, gender="female", birthDate="1960-05-17")),  # duplicate
@@ -216,6 +218,13 @@ def _key(settings, pid):
     return pseudonymise(pid, settings.pseudonym_key)
 
 
+def _on(settings, pid, day):
+    """A source date as every analyst table holds it: moved by the patient's date shift."""
+    if day is None:
+        return None
+    return day + dt.timedelta(days=patient_shift_days(_key(settings, pid), settings.pseudonym_key))
+
+
 def _rules(spark, settings, schema, name):
     ref = settings.table(schema, f"quarantine_{name}")
     if not table_exists(spark, ref):
@@ -261,7 +270,7 @@ def test_semantic_rejects_are_quarantined_with_reasons(spark, ingested):
 def test_no_identifiers_outside_the_restricted_schema(spark, ingested):
     s = ingested["settings"]
     secrets = [PA, PB, PC, "CSV0001", "CSV0003", "Alpha", "Ann", "Doe", "MRN-", "1960-05-17",
-               "1955-02-03", "000-00-0000"]
+               "1955-02-03", "000-00-0000", "02139", "05901", "10001"]
     silver_dir = s.lakehouse / "silver"
     for table in sorted(p.name for p in silver_dir.iterdir() if p.is_dir()):
         df = read_table(spark, s.table("silver", table))
@@ -281,19 +290,80 @@ def test_patients_from_fhir_and_csv(spark, ingested):
     s = ingested["settings"]
     p = {r["patient_key"]: r.asDict() for r in _table(spark, s, "silver", "patients").collect()}
     a, b = p[_key(s, PA)], p[_key(s, PB)]
-    assert (a["sex"], a["birth_year"], a["cancer_type"], a["stage"], a["ecog"]) == (
-        "female", 1960, "NSCLC", "III", 1)                        # ECOG before index only
+    assert (a["sex"], a["cancer_type"], a["stage"], a["ecog"]) == (
+        "female", "NSCLC", "III", 1)                              # ECOG before index only
+    assert "birth_year" not in a
     assert (a["diagnosis_date"], a["index_date"], a["age_at_diagnosis"]) == (
-        D(2020, 1, 10), D(2020, 2, 1), 59)
-    assert (b["birth_year"], b["cancer_type"], b["diagnosis_date"], b["index_date"]) == (
-        1950, "COADREAD", D(2018, 3, 1), D(2018, 3, 1))           # partial dates, untreated
+        _on(s, PA, D(2020, 1, 10)), _on(s, PA, D(2020, 2, 1)), 59)
+    assert (b["age_at_diagnosis"], b["cancer_type"], b["diagnosis_date"], b["index_date"]) == (
+        68, "COADREAD", _on(s, PB, D(2018, 3, 1)), _on(s, PB, D(2018, 3, 1)))  # partial dates
     assert (b["smoking_status"], b["ecog"], b["stage"]) == ("former", None, None)
     c1 = p[_key(s, "CSV0001")]
     assert (c1["cancer_type"], c1["stage"], c1["ecog"], c1["smoking_status"]) == (
         "NSCLC", "III", 1, "never")
-    assert (c1["index_date"], c1["age_at_diagnosis"], c1["source"]) == (D(2019, 5, 10), 64, "csv")
+    assert (c1["index_date"], c1["age_at_diagnosis"], c1["source"]) == (
+        _on(s, "CSV0001", D(2019, 5, 10)), 64, "csv")
     assert p[_key(s, "CSV0003")]["stage"] == "II"
     assert len(p) == 4
+
+
+def test_zip_codes_are_cut_to_three_digits(spark, ingested):
+    s = ingested["settings"]
+    p = {r["patient_key"]: r["zip3"] for r in _table(spark, s, "silver", "patients").collect()}
+    # the home address; 059 is one of the small areas HIPAA Safe Harbor turns into 000
+    assert (p[_key(s, PA)], p[_key(s, PB)], p[_key(s, "CSV0001")]) == ("021", "000", None)
+
+
+def _source_dates() -> set[dt.date]:
+    """Every date written anywhere in the fixture's FHIR and CSV inputs (partial dates on their
+    first day, as ingestion reads them)."""
+    import re
+
+    from pipelines.clinical.dates import parse_date_str
+
+    text = "\n".join([*(r for rows in _fhir_lines().values() for r in rows), *CSV.values()])
+    found = {parse_date_str(m) for m in re.findall(r"(?<![\d-])\d{4}(?:-\d{2}(?:-\d{2})?)?(?![\d-])",
+                                                   text)}
+    return {d for d in found if d is not None and d.year > 1900}
+
+
+def test_every_analyst_date_is_its_source_date_moved_by_the_patients_shift(spark, ingested):
+    """No silver table (quarantines included) holds a source date as it was: each date, taken
+    back by its patient's shift, is a date of the inputs (or the day before one: a line ends
+    the day before the next starts), and the shift is never zero."""
+    import re
+
+    from pipelines.clinical.dates import parse_date_str
+
+    s = ingested["settings"]
+    source = _source_dates()
+    allowed = source | {d - dt.timedelta(days=1) for d in source}
+    checked = 0
+    for folder in sorted(p for p in (s.lakehouse / "silver").iterdir() if p.is_dir()):
+        df = read_table(spark, s.table("silver", folder.name))
+        for row in df.collect():
+            row = row.asDict(recursive=True)
+            key = row.get("patient_key")
+            # (timestamps such as quarantined_at are the job's clock, not a patient's date)
+            dates = [v for v in row.values()
+                     if isinstance(v, dt.date) and not isinstance(v, dt.datetime)]
+            if "record" in row and row["record"]:               # a quarantined record
+                record = json.loads(row["record"])
+                key = record.get("patient_key", key)
+                # a raw value that is no valid date ("2019-02-30") stays as received
+                dates += [d for v in record.values()
+                          if isinstance(v, str) and re.fullmatch(r"\d{4}-\d\d-\d\d", v)
+                          and (d := parse_date_str(v)) is not None]
+            if not dates:
+                continue
+            assert key is not None, f"silver.{folder.name}: a dated row without patient_key"
+            shift = patient_shift_days(key, s.pseudonym_key)
+            assert shift != 0
+            for d in dates:
+                back = d - dt.timedelta(days=shift)
+                assert back in allowed, (folder.name, d, shift)
+                checked += 1
+    assert checked > 60  # patients, diagnoses, exposures, lines, outcomes, comorbidities, quarantines
 
 
 def test_diagnoses_keep_every_coding_and_map_snomed(spark, ingested):
@@ -305,7 +375,7 @@ def test_diagnoses_keep_every_coding_and_map_snomed(spark, ingested):
                      ("ICD-10-CM", "I50.9", None), ("ICD-10-CM", "N18.4", None),
                      ("SNOMED-CT", "254637007", None)]
     onset = {r["code"]: r["onset_date"] for r in rows}
-    assert onset["N18.4"] == D(2019, 6, 1)
+    assert onset["N18.4"] == _on(s, PA, D(2019, 6, 1))
     csv_rows = _table(spark, s, "silver", "diagnoses").where(
         F.col("patient_key") == _key(s, "CSV0001")).collect()
     assert sorted(r["code"] for r in csv_rows) == ["C34.90", "E11.9", "E1122"]
@@ -318,13 +388,16 @@ def test_treatment_lines(spark, ingested):
              _table(spark, s, "silver", "treatment_lines").collect()}
     a1, a2 = lines[(_key(s, PA), 1)], lines[(_key(s, PA), 2)]
     assert (a1["treatment"], sorted(a1["drugs"]), a1["start_date"], a1["end_date"]) == (
-        "platinum_pemetrexed", ["carboplatin", "pemetrexed"], D(2020, 2, 1), D(2020, 5, 1))
+        "platinum_pemetrexed", ["carboplatin", "pemetrexed"], _on(s, PA, D(2020, 2, 1)),
+        _on(s, PA, D(2020, 5, 1)))
     # osimertinib 75 days later: no gap, but a documented progression -> line 2
     assert (a2["treatment"], a2["drugs"], a2["start_date"]) == (
-        "osimertinib", ["osimertinib"], D(2020, 7, 15))
+        "osimertinib", ["osimertinib"], _on(s, PA, D(2020, 7, 15)))
     c1, c2 = lines[(_key(s, "CSV0001"), 1)], lines[(_key(s, "CSV0001"), 2)]
-    assert (c1["treatment"], c1["end_date"]) == ("platinum_pemetrexed", D(2019, 10, 1))
-    assert (c2["treatment"], c2["start_date"]) == ("pembrolizumab", D(2020, 3, 1))
+    assert (c1["treatment"], c1["end_date"]) == (
+        "platinum_pemetrexed", _on(s, "CSV0001", D(2019, 10, 1)))
+    assert (c2["treatment"], c2["start_date"]) == (
+        "pembrolizumab", _on(s, "CSV0001", D(2020, 3, 1)))
     c3 = lines[(_key(s, "CSV0003"), 1)]
     assert (c3["treatment"], c3["drugs"]) == (
         "anthracycline_taxane", ["cyclophosphamide", "doxorubicin", "paclitaxel"])
@@ -339,18 +412,19 @@ def test_outcomes(spark, ingested):
     o = {r["patient_key"]: r for r in _table(spark, s, "silver", "outcomes").collect()}
     a = o[_key(s, PA)]
     assert (a["os_event"], a["os_months"], a["death_date"]) == (
-        1, round((D(2021, 3, 1) - D(2020, 2, 1)).days / M, 2), D(2021, 3, 1))
+        1, round((D(2021, 3, 1) - D(2020, 2, 1)).days / M, 2), _on(s, PA, D(2021, 3, 1)))
     assert (a["ttnt_event"], a["ttnt_months"], a["first_line_treatment"]) == (
         1, round((D(2020, 7, 15) - D(2020, 2, 1)).days / M, 2), "platinum_pemetrexed")
     b = o[_key(s, PB)]                                    # untreated, censored at last encounter
     assert (b["os_event"], b["last_followup_date"], b["ttnt_months"]) == (
-        0, D(2019, 6, 1), None)
+        0, _on(s, PB, D(2019, 6, 1)), None)
     assert b["os_months"] == round((D(2019, 6, 1) - D(2018, 3, 1)).days / M, 2)
     c1 = o[_key(s, "CSV0001")]                            # death before recorded follow-up end
-    assert (c1["os_event"], c1["last_followup_date"]) == (1, D(2020, 9, 1))
+    assert (c1["os_event"], c1["last_followup_date"]) == (1, _on(s, "CSV0001", D(2020, 9, 1)))
     assert c1["os_months"] == round((D(2020, 9, 1) - D(2019, 5, 10)).days / M, 2)
     c3 = o[_key(s, "CSV0003")]
-    assert (c3["os_event"], c3["last_followup_date"], c3["ttnt_event"]) == (0, D(2022, 1, 1), 0)
+    assert (c3["os_event"], c3["last_followup_date"], c3["ttnt_event"]) == (
+        0, _on(s, "CSV0003", D(2022, 1, 1)), 0)
 
 
 def test_comorbidities_window_and_contraindications(spark, ingested):
@@ -367,7 +441,7 @@ def test_comorbidities_window_and_contraindications(spark, ingested):
     assert (c1["cci_diab"], c1["cci_diabwc"], c1["cci_canc"], c1["charlson_index"]) == (
         0, 1, 1, 4)
     assert c1["ci_prior_severe_irae"] == 0                 # negated colitis
-    assert a["index_date"] == D(2020, 2, 1) and a["lookback_days"] == 365
+    assert a["index_date"] == _on(s, PA, D(2020, 2, 1)) and a["lookback_days"] == 365
 
 
 @pytest.mark.slow  # a whole re-run of the stage (about 90 s): with the slow acceptance runs

@@ -14,8 +14,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.lakehouse.delta import read_table
-from pipelines.lakehouse.privacy import pseudonymise
+from pipelines.lakehouse.privacy import patient_shift_days, pseudonymise
 from pipelines.lakehouse.settings import Inputs, Settings
+
+KEY = Settings().pseudonym_key  # the suite's key (tests/conftest.py)
+
+
+def shift(patient_key: str) -> dt.timedelta:
+    """The patient's date shift: every analyst date is the source date moved by it."""
+    return dt.timedelta(days=patient_shift_days(patient_key, KEY))
 
 M = 365.25 / 12
 
@@ -78,7 +85,7 @@ def test_demographics_identity_and_deaths(spark, synthea):
     for pid, p in patients.items():
         k, res = pseudonymise(pid, key), p["patient"]
         assert silver[k]["sex"] == res["gender"]
-        assert silver[k]["birth_year"] == int(res["birthDate"][:4])
+        assert "birth_year" not in silver[k]
         assert identity[k]["birth_date"] == _date(res["birthDate"])
         assert identity[k]["source_patient_id"] == pid
         official = next(n for n in res["name"] if n.get("use") == "official")
@@ -87,7 +94,7 @@ def test_demographics_identity_and_deaths(spark, synthea):
                    if any(c.get("code") == "MR" for c in i.get("type", {}).get("coding", [])))
         assert identity[k]["mrn"] == mrn
         if k in outcomes and "deceasedDateTime" in res:
-            assert outcomes[k]["death_date"] == _date(res["deceasedDateTime"])
+            assert outcomes[k]["death_date"] == _date(res["deceasedDateTime"]) + shift(k)
             assert outcomes[k]["os_event"] == 1
 
 
@@ -116,7 +123,7 @@ def test_colorectal_patient_with_folfox(spark, synthea):
     k = pseudonymise(pid, key)
     patient = _by_key(spark, settings, "silver", "patients")[k]
     assert (patient["cancer_type"], patient["diagnosis_date"], patient["index_date"]) == (
-        "COADREAD", onset, start)
+        "COADREAD", onset + shift(k), start + shift(k))   # dates as analysts see them
     line = read_table(spark, settings.table("silver", "treatment_lines")).where(
         (F.col("patient_key") == k) & (F.col("line_number") == 1)).first()
     assert (line["treatment"], sorted(line["drugs"])) == ("folfox", ["leucovorin", "oxaliplatin"])
@@ -140,5 +147,5 @@ def test_metastatic_stage_and_comorbidity_window(spark, synthea):
     ck = pseudonymise(chf, key)
     chf_onset = min(_date(c["onsetDateTime"]) for c in patients[chf]["conditions"]
                     if c["code"]["coding"][0]["code"] == "88805009")
-    assert silver[ck]["index_date"] < chf_onset
+    assert silver[ck]["index_date"] < chf_onset + shift(ck)
     assert (comorb[ck]["cci_chf"], comorb[ck]["ci_chf"]) == (0, 1)

@@ -74,3 +74,50 @@ def test_predicted_rmst_is_calibrated_under_the_received_regimen(scored):
     cal = scored[0]["calibration_received"]
     assert abs(cal["mean_bias_months"]) <= 2.0, cal
     assert cal["slope"] > 0.3, cal
+
+
+def test_no_analyst_table_holds_a_source_date(oracle_run):
+    """Every date of every silver and gold table, taken back by its patient's date shift, is a
+    date the raw files give that patient (or the day before one: a line ends the day before
+    the next starts), and no shift is zero: no analyst table holds a real date."""
+    import datetime as dt
+    import re
+    from collections import defaultdict
+
+    from deltalake import DeltaTable
+
+    from pipelines.lakehouse.privacy import patient_shift_days, pseudonymise
+
+    settings, cohort = oracle_run
+    key = settings.pseudonym_key
+    source: dict[str, set[dt.date]] = defaultdict(set)
+    for path in (cohort / "raw").rglob("*"):
+        if not path.is_file() or path.suffix not in {".csv", ".ndjson", ".jsonl", ".json"}:
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            pid = re.search(r"\bPT\d{6}\b", line)
+            if pid:
+                for d in re.findall(r"(?<![\d-])(\d{4}-\d\d-\d\d)", line):
+                    source[pseudonymise(pid.group(0), key)].add(dt.date.fromisoformat(d))
+    checked, tables = 0, set()
+    for folder in sorted((settings.lakehouse / "silver").iterdir()) + sorted(
+            (settings.lakehouse / "gold").iterdir()):
+        if not (folder / "_delta_log").is_dir():
+            continue
+        frame = DeltaTable(str(folder)).to_pandas()
+        if "patient_key" not in frame:
+            continue
+        date_cols = [c for c in frame.columns if frame[c].dropna().map(
+            lambda v: isinstance(v, dt.date) and not isinstance(v, dt.datetime)).any()]
+        for col in date_cols:
+            for pk, d in frame[["patient_key", col]].dropna().itertuples(index=False):
+                shift = patient_shift_days(pk, key)
+                back = d - dt.timedelta(days=shift)
+                assert shift != 0
+                assert back in source[pk] or back + dt.timedelta(days=1) in source[pk], (
+                    folder.name, col, d)
+                checked += 1
+            tables.add(folder.name)
+    assert {"patients", "outcomes", "treatment_lines", "note_findings",
+            "patient_features"} <= tables, tables
+    assert checked > 1000

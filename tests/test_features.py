@@ -38,13 +38,6 @@ FINDINGS = ("finding_id string, patient_key string, note_id string, note_type st
             "note_date date, concept string, category string, value string, context string")
 
 
-def _noted(pk, settings, day):
-    """A note date as silver.note_findings holds it: moved by the patient's date shift."""
-    from pipelines.lakehouse.privacy import date_shift_days
-
-    return day + dt.timedelta(days=date_shift_days(pk, settings.pseudonym_key))
-
-
 def _silver(spark, settings, with_notes=True):
     _write(spark, settings, "patients", [
         (PA, "F", 1960, 63.0, "NSCLC", "IVB", D(2023, 1, 5), D(2023, 2, 1), None, "csv"),
@@ -80,35 +73,35 @@ def _silver(spark, settings, with_notes=True):
        "charlson_index int, elixhauser_vw double, ci_renal boolean")
     if with_notes:
         _write(spark, settings, "note_findings", [
-            ("f1", PA, "n1", "pathology", _noted(PA, settings, D(2023, 1, 20)), "EGFR L858R", "biomarker", None,
+            ("f1", PA, "n1", "pathology", D(2023, 1, 20), "EGFR L858R", "biomarker", None,
              "affirmed"),
-            ("f2", PA, "n1", "pathology", _noted(PA, settings, D(2023, 1, 20)), "PD-L1 TPS", "biomarker", "60%",
+            ("f2", PA, "n1", "pathology", D(2023, 1, 20), "PD-L1 TPS", "biomarker", "60%",
              "affirmed"),
-            ("f3", PA, "n2", "imaging", _noted(PA, settings, D(2023, 1, 25)), "brain metastasis", "site", None,
+            ("f3", PA, "n2", "imaging", D(2023, 1, 25), "brain metastasis", "site", None,
              "negated"),
-            ("f4", PA, "n3", "progress", _noted(PA, settings, D(2023, 1, 10)), "ECOG", "performance_status", "2",
+            ("f4", PA, "n3", "progress", D(2023, 1, 10), "ECOG", "performance_status", "2",
              "affirmed"),
-            ("f5", PA, "n4", "progress", _noted(PA, settings, D(2023, 1, 30)), "ECOG", "performance_status", "1",
+            ("f5", PA, "n4", "progress", D(2023, 1, 30), "ECOG", "performance_status", "1",
              "affirmed"),
-            ("f6", PB, "n5", "pathology", _noted(PB, settings, D(2023, 3, 2)), "ERBB2 amplification", "biomarker",
+            ("f6", PB, "n5", "pathology", D(2023, 3, 2), "ERBB2 amplification", "biomarker",
              None, "affirmed"),
-            ("f7", PB, "n6", "progress", _noted(PB, settings, D(2023, 3, 5)), "current smoker", "smoking", None,
+            ("f7", PB, "n6", "progress", D(2023, 3, 5), "current smoker", "smoking", None,
              "hypothetical"),
-            ("f8", PB, "n6", "progress", _noted(PB, settings, D(2023, 3, 5)), "former smoker", "smoking", None,
+            ("f8", PB, "n6", "progress", D(2023, 3, 5), "former smoker", "smoking", None,
              "affirmed"),
-            ("f9", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "BRAF V600E", "biomarker", None,
+            ("f9", PC, "n7", "progress", D(2023, 4, 5), "BRAF V600E", "biomarker", None,
              "family"),
-            ("f10", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "liver metastasis", "site", None,
+            ("f10", PC, "n7", "progress", D(2023, 4, 5), "liver metastasis", "site", None,
              "affirmed"),
-            ("f11", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "EGFR L858R", "biomarker", None,
+            ("f11", PC, "n7", "progress", D(2023, 4, 5), "EGFR L858R", "biomarker", None,
              "affirmed"),
             # after pC's index date (10 Apr): never a feature
-            ("f12", PC, "n8", "progress", _noted(PC, settings, D(2023, 6, 1)), "KRAS G12C", "biomarker", None,
+            ("f12", PC, "n8", "progress", D(2023, 6, 1), "KRAS G12C", "biomarker", None,
              "affirmed"),
-            ("f13", PC, "n8", "progress", _noted(PC, settings, D(2023, 6, 1)), "brain metastasis", "site", None,
+            ("f13", PC, "n8", "progress", D(2023, 6, 1), "brain metastasis", "site", None,
              "affirmed"),
             # a pending result sets nothing
-            ("f14", PC, "n7", "progress", _noted(PC, settings, D(2023, 4, 5)), "BRAF V600E", "biomarker", None,
+            ("f14", PC, "n7", "progress", D(2023, 4, 5), "BRAF V600E", "biomarker", None,
              "pending"),
         ], FINDINGS)
 

@@ -75,7 +75,9 @@ def _cohort(seed: int = 11) -> dict[str, pd.DataFrame]:
         "tmb": np.round(rng.gamma(2, 4, N_PATIENTS), 2),
     })
     patients = features[["patient_key", "sex", "cancer_type", "stage"]].assign(
-        birth_year=1958, diagnosis_date=features["index_date"], index_date=features["index_date"],
+        age_at_diagnosis=features["age_at_diagnosis"].clip(upper=90),
+        zip3=rng.choice(["021", "100", "000"], N_PATIENTS),
+        diagnosis_date=features["index_date"], index_date=features["index_date"],
         ecog=rng.integers(0, 3, N_PATIENTS), source="csv")
     outcomes = features[["patient_key", "index_date", "os_months", "os_event"]].assign(
         first_line_treatment=features["treatment"])
@@ -270,6 +272,20 @@ def test_cohort_overview(lakehouse, monkeypatch):
     assert quality.loc["silver.patients", "status"] == "quarantined"
     assert quality.loc["silver.patients", "quarantined_rows"] == 2
     assert ns["findings"].loc["biomarker", "negated"] == 1
+    # Re-identification risk, recomputed here with pandas from the same patients.
+    from pipelines.analytics.privacy_risk import QUASI_IDENTIFIERS, age_band_of
+
+    p = data["patients"].assign(
+        age_band=[age_band_of(a) for a in data["patients"]["age_at_diagnosis"]],
+        index_year=[d.year for d in data["patients"]["index_date"]])
+    risk = ns["risk"].set_index("quasi_identifiers")
+    for i in (1, 3, len(QUASI_IDENTIFIERS)):
+        names = list(QUASI_IDENTIFIERS[:i])
+        sizes = p.groupby(names, dropna=False).size()
+        row = risk.loc[" + ".join(names)]
+        assert (row["classes"], row["unique_patients"], row["below_k_floor"]) == (
+            len(sizes), int((sizes == 1).sum()), int(sizes[sizes < 5].sum()))
+    assert risk["unique_patients"].is_monotonic_increasing
     _figures_are_real(ARTIFACTS / "01_cohort_overview",
                       ["cohort_cancer_types", "cohort_biomarker_prevalence",
                        "cohort_data_quality"])

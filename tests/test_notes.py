@@ -399,9 +399,18 @@ def test_cli_notes_deidentify_and_context(spark, tmp_path):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["note_id"] for r in rows] == ["a1", "a2"]
-    assert set(rows[0]) == {"note_id", "patient_id", "note_type", "note_date", "text"}
+    assert set(rows[0]) == {"note_id", "patient_key", "note_type", "note_date", "text"}
+    assert re.fullmatch(r"[0-9a-f]{20}", rows[0]["patient_key"])
+    assert "PT000001" not in out.read_text() and "PT000002" not in out.read_text()
     assert "Alvarez" not in rows[0]["text"] and "[NAME]" in rows[0]["text"]
     assert rows[1]["text"].startswith("Dr. [NAME] reviewed.")
+    # Only an explicit flag keeps the source id.
+    kept = tmp_path / "kept.jsonl"
+    res = runner.invoke(app, ["notes", "deidentify", "--input", str(notes), "--output",
+                              str(kept), "--keep-source-ids"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["patient_id"] for line in kept.read_text().splitlines()] == [
+        "PT000001", "PT000002"]
 
     tsv = tmp_path / "ctx.tsv"
     tsv.write_text("sentence\ttarget\n"

@@ -44,7 +44,7 @@ def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
     src_of = {pseudonymise(sid, KEY): sid for sid in frames["ids"].values()}
     for i, k in enumerate(keys):
         f = feats.loc[k]
-        patients.append((k, f["sex"], 1960, float(f["age_at_diagnosis"]), f["cancer_type"],
+        patients.append((k, f["sex"], float(f["age_at_diagnosis"]), f["cancer_type"],
                          f["stage"], dt.date(2026, 9, 1), dt.date(2026, 11, 1), float(f["ecog"]),
                          "csv"))
         identity.append((k, src_of[k], NAMES[i % 3], MRNS[i % 3],
@@ -57,7 +57,7 @@ def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
                          0.05, 30, "KRAS", "missense_variant", "c.35G>T", "p.G12V",
                          "ENST00000256331", f"vcf/{src_of[k]}.vcf.gz"))
     delta.write_table(spark, spark.createDataFrame(
-        patients, "patient_key string, sex string, birth_year int, age_at_diagnosis double, "
+        patients, "patient_key string, sex string, age_at_diagnosis double, "
                   "cancer_type string, stage string, diagnosis_date date, index_date date, "
                   "ecog double, source string"), settings.table("silver", "patients"),
         mode="overwrite")
@@ -332,10 +332,10 @@ def test_survival_plot_is_deterministic():
 @pytest.mark.parametrize("patient, text", [
     ({"age_at_diagnosis": 90}, "90 or older at diagnosis"),
     ({"age_at_diagnosis": 67}, "67 years at diagnosis"),
-    ({"birth_year": 1925}, "90 or older"),
-    ({"birth_year": 1960}, "about 64 years"),
+    ({"age_at_diagnosis": 89}, "89 years at diagnosis"),
+    ({}, "not recorded"),
 ])
 def test_the_report_never_shows_an_exact_age_over_89(patient, text):
     from pipelines.reports import context as rctx
 
-    assert rctx.age_text(patient, "2024-05-01") == text
+    assert rctx.age_text(patient) == text

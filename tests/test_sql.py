@@ -27,7 +27,7 @@ from pipelines.lakehouse.settings import Settings
 PATIENTS = pd.DataFrame({
     "patient_key": [f"{i:020x}" for i in range(1, 9)],
     "sex": ["female", "male", "female", "male", "female", "female", "male", "male"],
-    "birth_year": [1950, 1962, 1971, 1948, 1955, 1980, 1966, 1959],
+    "age_at_diagnosis": [70, 58, 50, 71, 67, 41, 54, 63],
     "cancer_type": ["NSCLC", "NSCLC", "BRCA", "COADREAD", "NSCLC", "BRCA", "MEL", "NSCLC"],
     "stage": ["IV", "III", "II", "IV", "IV", "I", "III", "IV"],
     "diagnosis_date": pd.to_datetime(["2020-01-05", "2020-03-17", "2021-06-01", "2019-11-20",
@@ -266,6 +266,21 @@ def test_the_explicit_flag_allows_the_restricted_schema(spark, lakehouse):
     with pytest.raises(ReadOnlyQueryError):
         run_query(spark, lakehouse, "SELECT * FROM restricted.patient_identity", "csv",
                   Console(file=io.StringIO()))
+
+
+def test_time_travel_reads_analyst_tables_only(spark, lakehouse):
+    console = Console(file=io.StringIO())
+    n = run_query(spark, lakehouse, "SELECT count(*) AS n FROM silver.patients VERSION AS OF 0",
+                  "csv", console)
+    assert n == 1 and console.file.getvalue().split() == ["n", "8"]
+    for statement in ("SELECT * FROM restricted.patient_identity VERSION AS OF 0",
+                      "SELECT * FROM bronze.notes_raw TIMESTAMP AS OF '2000-01-01'",
+                      "WITH x AS (SELECT * FROM restricted.patient_identity VERSION AS OF 0) "
+                      "SELECT * FROM x"):
+        # Even a data steward's --allow-restricted does not reach earlier versions.
+        with pytest.raises(ReadOnlyQueryError, match="Time travel"):
+            run_query(spark, lakehouse, statement, "csv", Console(file=io.StringIO()),
+                      allow_restricted=True)
 
 
 def test_the_flag_works_on_the_command_line_too(capsys, lakehouse):

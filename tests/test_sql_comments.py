@@ -22,7 +22,7 @@ CONTRACTS = {
     "silver.notes_deid": "note_id patient_key note_type note_date text_deid",
     "silver.note_findings": ("finding_id patient_key note_id note_type note_date concept "
                              "category value context section start end snippet"),
-    "silver.patients": ("patient_key sex birth_year age_at_diagnosis cancer_type stage "
+    "silver.patients": ("patient_key sex age_at_diagnosis zip3 cancer_type stage "
                         "diagnosis_date index_date ecog source"),
     "restricted.patient_identity": "patient_key source_patient_id name mrn birth_date source",
     "silver.diagnoses": "patient_key code code_system onset_date",

@@ -16,7 +16,9 @@ one statement runs:
   ``resources/sql_functions.yaml`` (pure functions over values): ``reflect`` and
   ``java_method`` (any static Java method, the environment and the pseudonym key with them),
   functions that reveal the server or its files, UDFs and anything unknown are refused, and
-  so are ``TRANSFORM … USING`` scripts.
+  so are ``TRANSFORM … USING`` scripts;
+* time travel (``VERSION AS OF`` / ``TIMESTAMP AS OF``) reads analyst tables only, and only
+  the versions ``oncorank vacuum`` kept (its retention is documented there).
 
 >>> check_statement("DELETE FROM silver.patients")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
@@ -204,6 +206,8 @@ def _plan_nodes(plan) -> list:
         nodes.append(node)
         for method in ("children", "innerChildren", "subqueries"):
             stack.extend(_seq(getattr(node, method)()))
+        if node.getClass().getSimpleName() == "RelationTimeTravel":
+            stack.append(node.relation())  # a leaf that holds the table it travels in
     return nodes
 
 
@@ -237,6 +241,16 @@ def check_plan(spark, statement: str, allow_restricted: bool = False) -> None:
             raise ReadOnlyQueryError(
                 f"oncorank sql calls only pure functions over values; {why} Ask a data "
                 "engineer if an analysis needs something else.")
+    for node in nodes:
+        if node.getClass().getSimpleName() == "RelationTimeTravel":
+            names = {str(p).lower() for sub in _plan_nodes(node)
+                     if sub.getClass().getSimpleName() in _NAMED_PLANS
+                     for p in _seq(sub.multipartIdentifier())[:-1]}
+            if names - set(ANALYST_SCHEMAS):
+                raise ReadOnlyQueryError(
+                    "Time travel (VERSION/TIMESTAMP AS OF) reads only silver, gold and ops "
+                    "tables: earlier versions of bronze and restricted may hold identifiers "
+                    "that were since corrected or purged.")
     hidden = set() if allow_restricted else set(IDENTIFIABLE_SCHEMAS)
     for node in nodes:
         if node.getClass().getSimpleName() not in _NAMED_PLANS:

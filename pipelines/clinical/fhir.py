@@ -40,7 +40,8 @@ PATIENT_SCHEMA = (
     "id STRING, gender STRING, birthDate STRING, deceasedBoolean BOOLEAN, "
     "deceasedDateTime STRING, "
     f"identifier ARRAY<STRUCT<system: STRING, value: STRING, type: {_CONCEPT}>>, "
-    "name ARRAY<STRUCT<use: STRING, text: STRING, family: STRING, given: ARRAY<STRING>>>"
+    "name ARRAY<STRUCT<use: STRING, text: STRING, family: STRING, given: ARRAY<STRING>>>, "
+    "address ARRAY<STRUCT<use: STRING, postalCode: STRING, country: STRING>>"
 )
 CONDITION_SCHEMA = (
     f"id STRING, subject {_REF}, code {_CONCEPT}, onsetDateTime STRING, onsetPeriod {_PERIOD}, "
@@ -224,7 +225,8 @@ def _pointer_cols() -> list[Column]:
 def parse_patients(bronze: DataFrame) -> DataFrame:
     """Patient resources with the checks of silver.patients; ``_rule`` null when accepted.
 
-    Columns: pid, name, mrn, birth_date, birth_raw, sex, deceased, death_date, record_id,
+    Columns: pid, name, mrn, birth_date, birth_raw, sex, deceased, death_date, postal_code
+    (the home address's, else the first one's), record_id,
     source_file, record_index, resource (kept for the restricted quarantine), _rule, _reason.
     """
     mrn_type = fhir_codes()["mrn_identifier_type"]
@@ -245,6 +247,8 @@ def parse_patients(bronze: DataFrame) -> DataFrame:
         (F.coalesce(F.col("p.deceasedBoolean"), F.lit(False))
          | F.col("p.deceasedDateTime").isNotNull()).alias("deceased"),
         F.col("p.deceasedDateTime").alias("death_raw"),
+        F.coalesce(F.filter("p.address", lambda a: a["use"] == "home").getItem(0),
+                   F.col("p.address").getItem(0))["postalCode"].alias("postal_code"),
     )
     out = out.select("*", parse_date(F.col("birth_raw")).alias("birth_date"),
                      parse_date(F.col("death_raw")).alias("death_date"))

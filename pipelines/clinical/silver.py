@@ -60,16 +60,17 @@ def dedupe_patients(parsed: DataFrame) -> DataFrame:
 def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> DataFrame:
     """One row per source patient id; FHIR values first, CSV values fill the gaps.
 
-    Output: pid, name, mrn, birth_date, sex, deceased, death_date, cancer_type, stage, ecog,
-    diagnosis_date, smoking_status, source ("fhir", "csv" or "fhir,csv").
+    Output: pid, name, mrn, birth_date, sex, deceased, death_date, postal_code, cancer_type,
+    stage, ecog, diagnosis_date, smoking_status, source ("fhir", "csv" or "fhir,csv").
     """
-    f_cols = ["pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date"]
+    f_cols = ["pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date",
+              "postal_code"]
     c_cols = ["pid", "name", "mrn", "birth_date", "sex", "cancer_type", "stage", "ecog",
               "diagnosis_date", "smoking_status"]
     if fhir is None:
         fhir = spark.createDataFrame(
             [], "pid string, name string, mrn string, birth_date date, sex string, "
-                "deceased boolean, death_date date")
+                "deceased boolean, death_date date, postal_code string")
     if csv is None:
         csv = spark.createDataFrame(
             [], "pid string, name string, mrn string, birth_date date, sex string, "
@@ -84,6 +85,7 @@ def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> Da
         *[F.coalesce(f"f_{x}", f"c_{x}").alias(x) for x in both],
         F.coalesce("f_deceased", F.lit(False)).alias("deceased"),
         F.col("f_death_date").alias("death_date"),
+        F.col("f_postal_code").alias("postal_code"),
         *[F.col(f"c_{x}").alias(x) for x in ("cancer_type", "stage", "ecog", "diagnosis_date",
                                              "smoking_status")],
         F.concat_ws(",", F.when(F.col("f_pid").isNotNull(), F.lit("fhir")),

@@ -29,7 +29,13 @@ from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.comments import comments_for
 from pipelines.lakehouse.errors import ConfigError, ReconciliationError
-from pipelines.lakehouse.privacy import pseudonymise_col
+from pipelines.lakehouse.privacy import (
+    patient_shift_days_col,
+    pseudonymise_col,
+    shift_date_text,
+    shift_dates,
+    zip3_col,
+)
 
 log = logging.getLogger("oncorank")
 
@@ -41,13 +47,16 @@ AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 fall in one "90 or older" catego
 PATIENT_COMMENTS = {
     "patient_key": "Pseudonymised patient id (HMAC-SHA256 of the source id); joins every table",
     "sex": "Administrative sex: male | female | other | unknown",
-    "birth_year": "Year of birth (the full birth date is only in restricted.patient_identity)",
+    "zip3": "First three digits of the home ZIP code; 000 for the small areas HIPAA Safe "
+            "Harbor names (the full address stays in restricted)",
     "age_at_diagnosis": "Completed years between birth and diagnosis_date; 90 means 90 or "
                         "older (HIPAA Safe Harbor)",
     "cancer_type": "OncoTree code (NSCLC, BRCA, COADREAD, MEL...) from the CSV or ICD-10 prefix",
     "stage": "Overall stage group I | II | III | IV (sub-stages collapsed); null when unknown",
-    "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day)",
-    "index_date": "Start of the first line of therapy; the diagnosis date when untreated",
+    "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day), "
+                      "moved by the patient's date shift",
+    "index_date": "Start of the first line of therapy; the diagnosis date when untreated "
+                  "(moved by the patient's date shift, like every date outside restricted)",
     "ecog": "ECOG performance status 0-4: latest observation on or before the index date",
     "smoking_status": "never | former | current (latest on or before the index date)",
     "source": "Where the patient came from: fhir, csv or fhir,csv",
@@ -96,7 +105,27 @@ def ingest_clinical(spark, settings, parent_run_id: str | None = None) -> JobRun
             log.info("%s: no clinical input configured; nothing to ingest", INGEST_STAGE)
         else:
             _build_silver(run, fhir_bronze, csv_bronze, rule)
+            _write_privacy_risk(run)
     return run
+
+
+def _write_privacy_risk(run: JobRun) -> None:
+    """``ops.privacy_risk``: how many patients of silver.patients are unique on their
+    quasi-identifiers (:mod:`pipelines.analytics.privacy_risk`); one row per identifier set,
+    replaced at each load."""
+    from pipelines.analytics.privacy_risk import COMMENTS, RISK_SCHEMA, privacy_risk
+
+    rows = privacy_risk(run.read(run.table("silver", "patients")))
+    at = run.started_at.replace(tzinfo=None)
+    df = run.spark.createDataFrame(
+        [(*r.values(), at) for r in rows], RISK_SCHEMA)
+    run.write(df, run.table("ops", "privacy_risk"), mode="overwrite", primary=False,
+              comments=COMMENTS,
+              table_comment="Re-identification risk of silver.patients: patients unique on "
+                            "growing sets of quasi-identifiers (k-anonymity)")
+    top = rows[-1]
+    log.info("%s: %d of %d patients unique on %s", INGEST_STAGE, top["unique_patients"],
+             top["patients"], top["quasi_identifiers"])
 
 
 def _materialise(df: DataFrame) -> DataFrame:
@@ -182,7 +211,11 @@ def _quarantine(run: JobRun, parsed: DataFrame, target, record_cols: list[str],
         rows = rows.select("*", src.alias("_source"),
                            F.col("record_index").alias("_record_index"))
     else:
+        # Raw dates of a silver-schema quarantine move by the patient's shift like every
+        # analyst date; a value that is no date stays as received (it is the reason).
+        shift = patient_shift_days_col(pseudonymise_col(F.col("pid"), key), key)
         cols = [pseudonymise_col(F.col("pid"), key).alias("patient_key") if c == "pid"
+                else shift_date_text(F.col(c), shift).alias(c) if c.endswith("_raw")
                 else F.col(c) for c in record_cols]
         # FHIR rows point at bronze.fhir_resources; CSV rows name their (non-identifying) file.
         source = F.col("_source") if "_source" in bad.columns else F.col("source_file")
@@ -322,7 +355,7 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     patients = _materialise(silver.combine_patients(
         spark,
         None if fhir_pat is None else fhir_pat.select(
-            "pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date"),
+            "pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date", "postal_code"),
         None if csv_pat is None else csv_pat.select(
             "pid", "name", "mrn", "birth_date", "sex", "cancer_type", "stage", "ecog",
             "diagnosis_date", "smoking_status")))
@@ -393,34 +426,55 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
               identity_ref, keys=["patient_key"], delete_missing=True, primary=False,
               table_comment="Identity map: patient_key -> source id, name, MRN, birth date. "
                             "Restricted: the report job for the care team only.")
-    run.write(final.select(
-        patient_key, "sex", F.year("birth_date").alias("birth_year"),
+    # Every date below is moved by the patient's date shift (privacy.shift_dates): the
+    # intervals the features and labels need survive, the calendar dates stay in restricted.
+    patients_ref = run.table("silver", "patients")
+    _drop_identifying_columns(run, patients_ref, ("birth_year",))
+    silver_patients = (final.select(
+        patient_key, "sex",
         # HIPAA Safe Harbor: ages over 89 are aggregated into one category, stored as 90.
         F.least(F.floor(F.months_between("diagnosis_date", "birth_date") / 12), F.lit(AGE_CAP))
         .cast("int").alias("age_at_diagnosis"),
         "cancer_type", F.col("_stage").alias("stage"), "diagnosis_date", "index_date",
         F.col("_ecog").cast("int").alias("ecog"), F.col("_smoking").alias("smoking_status"),
-        "source"),
-        run.table("silver", "patients"), keys=["patient_key"], delete_missing=True,
-        primary=False, comments=PATIENT_COMMENTS,
-        table_comment="One row per patient: demographics, cancer, index date (pseudonymised)")
+        zip3_col(F.col("postal_code")).alias("zip3"), "source")
+        .transform(lambda d: shift_dates(d, key, ["diagnosis_date", "index_date"])))
+    if delta.add_columns(spark, patients_ref, silver_patients, PATIENT_COMMENTS):
+        log.info("%s: %s gained zip3", INGEST_STAGE, patients_ref.key)
+    run.write(silver_patients, patients_ref, keys=["patient_key"], delete_missing=True,
+              primary=False, comments=PATIENT_COMMENTS,
+              table_comment="One row per patient: demographics, cancer, index date "
+                            "(pseudonymised, dates shifted)")
     run.write(diagnoses.select(
         "diagnosis_id", patient_key, "code", "code_system", "display", "onset_date",
-        "abatement_date", "ongoing", "verification_status", "mapped_from", "source"),
+        "abatement_date", "ongoing", "verification_status", "mapped_from", "source")
+        .transform(lambda d: shift_dates(d, key, ["onset_date", "abatement_date"])),
         diag_ref, keys=["diagnosis_id"], delete_missing=True, primary=False,
         comments=DIAGNOSIS_COMMENTS,
         table_comment="Coded diagnoses (every coding; SNOMED CT also mapped to ICD-10-CM)")
-    run.write(exposures.select("exposure_id", patient_key, *expo_cols[2:]), expo_ref,
+    run.write(exposures.select("exposure_id", patient_key, *expo_cols[2:])
+              .transform(lambda d: shift_dates(d, key, ["start_date", "end_date"])), expo_ref,
               keys=["exposure_id"], delete_missing=True, primary=False,
               table_comment="Medication exposures; antineoplastic ones form treatment_lines",
               comments={"drug": "Canonical ingredient (null when not a recognised "
                                 "antineoplastic in a FHIR medication list)"})
     run.write(lines.select(patient_key, "line_number", "treatment", "drugs", "start_date",
-                           "end_date"),
+                           "end_date")
+              .transform(lambda d: shift_dates(d, key, ["start_date", "end_date"])),
               run.table("silver", "treatment_lines"), keys=["patient_key", "line_number"],
               delete_missing=True, primary=False, comments=LINE_COMMENTS,
               table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
     _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key)
+
+
+def _drop_identifying_columns(run: JobRun, ref, columns: tuple[str, ...]) -> None:
+    """Rewrite an existing table without columns an earlier version of oncorank wrote and this
+    one no longer may (``birth_year``); logged, and its old versions are purged by
+    ``oncorank vacuum``."""
+    dropped = delta.drop_columns(run.spark, ref, list(columns))
+    if dropped:
+        log.warning("%s: %s rewritten without %s (identifying); run `oncorank vacuum` to purge "
+                    "its earlier versions", INGEST_STAGE, ref.key, ", ".join(dropped))
 
 
 def _write_biomarker_observations(run: JobRun, fbr: DataFrame, pat_refs: DataFrame) -> None:
@@ -434,7 +488,9 @@ def _write_biomarker_observations(run: JobRun, fbr: DataFrame, pat_refs: DataFra
     cols = ["observation_id", "patient_key", "concept", "context", "value", "comparator",
             "obs_date", "loinc"]
     run.write(parsed.where(F.col("_rule").isNull()).withColumn("patient_key", patient_key)
-              .select(*cols), ref, keys=["observation_id"], delete_missing=True, primary=False,
+              .select(*cols)
+              .transform(lambda d: shift_dates(d, run.settings.pseudonym_key, ["obs_date"])),
+              ref, keys=["observation_id"], delete_missing=True, primary=False,
               **comments_for(ref.key, cols))
 
 
@@ -468,13 +524,15 @@ def _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient
         "index_date", "death_date", F.lit("death_before_index").alias("_rule"),
         F.lit("death date is before the index date (first treatment or diagnosis)")
         .alias("_reason"), F.lit("silver").alias("_source"),
-        F.lit(None).cast("long").alias("_record_index"))
+        F.lit(None).cast("long").alias("_record_index")).transform(
+        lambda d: shift_dates(d, run.settings.pseudonym_key, ["index_date", "death_date"]))
     run.quarantine(bad, run.table("silver", "outcomes"), primary=False)
     good = df.where(F.col("death_date").isNull() | (F.col("death_date") >= F.col("index_date")))
     run.write(good.select(
         patient_key, "index_date", "os_months", "os_event", "ttnt_months", "ttnt_event",
         F.col("last_followup_date_out").alias("last_followup_date"), "death_date",
-        "first_line_treatment"),
+        "first_line_treatment").transform(lambda d: shift_dates(
+            d, run.settings.pseudonym_key, ["index_date", "last_followup_date", "death_date"])),
         run.table("silver", "outcomes"), keys=["patient_key"], delete_missing=True,
         primary=False, comments=OUTCOME_COMMENTS,
         table_comment="Survival labels per patient (definitions in pipelines/clinical/README.md)")

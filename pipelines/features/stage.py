@@ -40,10 +40,8 @@ def read_optional(run: JobRun, settings: Settings, name: str) -> DataFrame | Non
     return run.read(ref)
 
 
-def assemble(tables: dict[str, DataFrame | None], regimens: list[str],
-             shift_key: bytes | None = None) -> DataFrame:
-    """Every feature for the keyed spine rows (``_dup_rank == 1``) — pure, no I/O.
-    ``shift_key`` (the pseudonym key) lets time zero compare de-identified note dates."""
+def assemble(tables: dict[str, DataFrame | None], regimens: list[str]) -> DataFrame:
+    """Every feature for the keyed spine rows (``_dup_rank == 1``) — pure, no I/O."""
     cmap = steps.concept_map()
     spine = steps.patient_spine(tables.get("patients"), *[tables.get(n) for n in INPUTS[1:]])
     good = spine.filter(F.col("patient_key").isNotNull() & (F.col("_dup_rank") == 1))
@@ -53,8 +51,7 @@ def assemble(tables: dict[str, DataFrame | None], regimens: list[str],
         .transform(lambda d: steps.with_outcomes(d, tables.get("outcomes")))
         .transform(lambda d: steps.with_treatment(d, tables.get("treatment_lines")))
         .transform(lambda d: steps.with_biomarkers(
-            d, vcf, tables.get("note_findings"), cmap, shift_key,
-            tables.get("biomarker_observations")))
+            d, vcf, tables.get("note_findings"), cmap, tables.get("biomarker_observations")))
         .transform(lambda d: steps.with_metastases_from_codes(d, tables.get("diagnoses")))
         .transform(steps.with_ecog_and_smoking)
         .transform(lambda d: steps.with_actionability(d, tables.get("actionable_alterations"),
@@ -89,7 +86,7 @@ def build_features(spark: SparkSession, settings: Settings, parent_run_id: str |
         spine = steps.patient_spine(tables["patients"], *[tables[n] for n in INPUTS[1:]])
         run.count_in(spine.count())
         run.quarantine(rejected(tables), settings.table("gold", "patient_features"))
-        features = assemble(tables, regimens, settings.pseudonym_key)
+        features = assemble(tables, regimens)
         ref = settings.table("gold", "patient_features")
         options: dict = {"mode": "merge", "keys": KEYS, "delete_missing": True}
         if delta.table_exists(spark, ref):

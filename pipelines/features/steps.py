@@ -16,8 +16,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from pipelines.lakehouse.privacy import patient_shift_days_col
-
 AFFIRMED = "affirmed"
 NEGATED = "negated"
 STAGE_NUMBER = {"I": 1, "II": 2, "III": 3, "IV": 4}
@@ -200,20 +198,17 @@ def biomarker_flags_from_vcf(biomarkers: DataFrame | None, cmap: ConceptMap) -> 
     return out.withColumn("has_genomics", F.lit(True))
 
 
-def before_index(facts: DataFrame, index_dates: DataFrame | None, date_col: str,
-                 shift_key: bytes | None = None) -> DataFrame:
+def before_index(facts: DataFrame, index_dates: DataFrame | None, date_col: str) -> DataFrame:
     """Time zero: keep the facts dated on or before the patient's index date (start of first-
     line therapy). A patient without an index date (not treated yet: scored as of now) keeps
     every fact; an undated fact counts only for such a patient.
 
-    With ``shift_key``, ``date_col`` holds de-identified dates (notes: moved by the patient's
-    date shift) and the index date is moved by the same shift before comparing.
+    Both dates are as silver holds them, moved by the same per-patient date shift, so they
+    compare as the source dates would.
     """
     if index_dates is None:
         return facts
     index = F.col("index_date").cast("date")
-    if shift_key is not None:
-        index = F.date_add(index, patient_shift_days_col(F.col("patient_key"), shift_key))
     idx = index_dates.select(F.col("patient_key").cast("string").alias("patient_key"),
                              index.alias("_index_date"))
     return (facts.join(idx, "patient_key", "left")
@@ -236,8 +231,7 @@ def pdl1_high_from(value: Column, comparator: Column, threshold: float) -> Colum
 
 
 def note_features(findings: DataFrame | None, cmap: ConceptMap,
-                  index_dates: DataFrame | None = None,
-                  shift_key: bytes | None = None) -> DataFrame | None:
+                  index_dates: DataFrame | None = None) -> DataFrame | None:
     """Per patient, from note findings dated on or before the index date
     (:func:`before_index`): ``<flag>_notes`` (affirmed) and ``<flag>_negated`` booleans,
     pdl1_tps (exact values), pdl1_high_notes (comparators read: "<50%" is not high),
@@ -258,7 +252,7 @@ def note_features(findings: DataFrame | None, cmap: ConceptMap,
         .alias("note_date"),
     )
     patients = f.select("patient_key").distinct().withColumn("has_notes", F.lit(True))
-    f = before_index(f, index_dates, "note_date", shift_key)
+    f = before_index(f, index_dates, "note_date")
     aff = f.filter(F.col("context") == AFFIRMED)
     # An explicitly negated finding ("EGFR wild-type", "no brain metastases") is evidence of
     # absence; silence in the notes is not.
@@ -320,15 +314,13 @@ def _named(parts: list[tuple[Column, str]]) -> Column:
 
 
 def with_biomarkers(df: DataFrame, vcf: DataFrame | None, findings: DataFrame | None,
-                    cmap: ConceptMap, shift_key: bytes | None = None,
-                    observations: DataFrame | None = None) -> DataFrame:
+                    cmap: ConceptMap, observations: DataFrame | None = None) -> DataFrame:
     """Merge the three sources of a biomarker — the VCF, note findings and FHIR Observations
     — into one flag per biomarker plus ``<flag>_source`` and the sources' disagreements in
     ``biomarker_conflicts``.
 
-    Notes and Observations count when dated on or before the index date (time zero; note
-    dates are de-identified, so with ``shift_key`` the index date is moved by the patient's
-    shift before comparing them). The rule:
+    Notes and Observations count when dated on or before the index date (time zero). The
+    rule:
 
     * a sequenced position decides its own variant: when the VCF stage reports the flag, the
       flag is the VCF's, and a note or Observation that says otherwise is a conflict;
@@ -344,7 +336,7 @@ def with_biomarkers(df: DataFrame, vcf: DataFrame | None, findings: DataFrame | 
     `` | ``; null when there is none.
     """
     index = df.select("patient_key", "index_date")
-    notes = note_features(findings, cmap, index, shift_key)
+    notes = note_features(findings, cmap, index)
     fhir = observation_flags(observations, cmap, index)
     out = df
     out = out.join(vcf, "patient_key", "left") if vcf is not None else out.withColumn(

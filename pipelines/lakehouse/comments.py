@@ -194,13 +194,12 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "value": ("Reported quantity (TPS percent, mutations/Mb, ER/PR percent, HER2/CEP17 "
                   "ratio); null for a coded answer"),
         "comparator": "FHIR valueQuantity.comparator: < | <= | > | >=; null when exact",
-        "obs_date": "Effective date of the Observation",
+        "obs_date": "Effective date of the Observation (date-shifted)",
         "loinc": "LOINC code of the Observation",
     },
     "silver.patients": {
         "patient_key": _PK,
         "sex": "Administrative sex (female | male | other | unknown)",
-        "birth_year": "Year of birth (the full birth date stays in restricted)",
         "age_at_diagnosis": ("Age in whole years at diagnosis; 90 means 90 or older (HIPAA "
                              "Safe Harbor)"),
         "cancer_type": _CANCER,
@@ -208,6 +207,8 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "diagnosis_date": "Date of cancer diagnosis (date-shifted)",
         "index_date": _INDEX,
         "ecog": "ECOG performance status 0-4 at diagnosis",
+        "zip3": ("First three digits of the home ZIP code; 000 for the small areas HIPAA Safe "
+                 "Harbor names"),
         "source": "Where the row came from: fhir or csv",
     },
     "restricted.patient_identity": {

@@ -261,6 +261,24 @@ def add_columns(spark: SparkSession, ref: TableRef, df: DataFrame,
     return [f.name for f in new]
 
 
+def drop_columns(spark: SparkSession, ref: TableRef, columns: list[str]) -> list[str]:
+    """Rewrite an existing table without ``columns`` (the ones it has); return their names.
+
+    The deliberate migration when a new version of oncorank stops writing a column that must
+    not stay readable (an identifier): one overwrite commit with the remaining columns and
+    their comments. The table's earlier versions still hold the column until
+    ``oncorank vacuum`` purges them."""
+    if not table_exists(spark, ref):
+        return []
+    current = _delta_table(spark, ref).toDF()
+    gone = [c for c in columns if c in current.columns]
+    if not gone:
+        return []
+    _save(_writer(current.drop(*gone), ref, "overwrite", None)
+          .option("overwriteSchema", "true"), ref)
+    return gone
+
+
 def _check_schema(ref: TableRef, target_cols: list[str], source_cols: list[str]) -> None:
     added = [c for c in source_cols if c not in target_cols]
     removed = [c for c in target_cols if c not in source_cols]
@@ -429,3 +447,40 @@ def _outside_bounds(n: int | None, lo, hi, nulls: int | None, values: set[str]) 
         # no bounds: outside only when every value is null
         return nulls is not None and nulls == n
     return not any(lo <= v <= hi for v in values)
+
+
+DEFAULT_RETAIN_HOURS = 168  # Delta's own default (7 days): concurrent readers stay safe
+
+
+def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float = DEFAULT_RETAIN_HOURS
+           ) -> int:
+    """Delete the data files of ``ref`` that no version younger than ``retain_hours`` needs;
+    returns how many were deleted (-1 when the catalog's VACUUM does not say).
+
+    After it, time travel reaches only versions within the retention: the way to purge what
+    earlier versions held (text before a de-identification fix, a column dropped for privacy).
+    A retention under Delta's 7-day default can break a query or job reading the table at the
+    same time, so run it when nothing else runs. The transaction log keeps per-file statistics
+    (min/max of the first columns) of removed files until its own retention
+    (``delta.logRetentionDuration``, 30 days by default) expires them.
+
+    A local table is vacuumed by ``deltalake`` (the Delta log read in-process: ~0.1 s a table,
+    where Delta's Spark VACUUM runs listing and join jobs of tens of seconds even for a small
+    table); a catalog table by ``VACUUM … RETAIN n HOURS`` in Spark SQL.
+    """
+    if ref.path:
+        from deltalake import DeltaTable
+
+        deleted = DeltaTable(str(ref.path)).vacuum(
+            retention_hours=int(retain_hours), enforce_retention_duration=False,
+            dry_run=False)
+        return len(deleted)
+    key = "spark.databricks.delta.retentionDurationCheck.enabled"
+    before = spark.conf.get(key, "true")
+    if retain_hours < DEFAULT_RETAIN_HOURS:
+        spark.conf.set(key, "false")
+    try:
+        spark.sql(f"VACUUM {ref.identifier} RETAIN {retain_hours:g} HOURS")
+    finally:
+        spark.conf.set(key, before)
+    return -1

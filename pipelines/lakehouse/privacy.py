@@ -1,9 +1,11 @@
 """Pseudonymisation: keyed HMAC-SHA256 of source identifiers, in Spark built-ins.
 
 ``patient_key`` = first 20 hex digits of HMAC-SHA256(key, source_patient_id). The key is a
-secret (``ONCORANK_PSEUDONYM_KEY``); without it the pseudonym cannot be reversed or recomputed.
-The same function gives a per-patient date shift for note de-identification, so intervals
-between a patient's dates survive while the absolute dates do not.
+secret (``ONCORANK_PSEUDONYM_KEY``, or locally a random key created once per lakehouse);
+without it the pseudonym cannot be reversed or recomputed. The same function gives the
+per-patient date shift applied to every date outside bronze and restricted (clinical tables,
+notes, features, reports; :func:`shift_dates`), so intervals between a patient's dates survive
+while the calendar dates do not. ZIP codes keep their first three digits (:func:`zip3_col`).
 
 HMAC is built from ``sha2`` exactly as RFC 2104 defines it, so no Python UDF is needed:
 H((K ^ opad) || H((K ^ ipad) || m)).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 KEY_HEX_CHARS = 20
@@ -76,3 +78,43 @@ def date_shift_days(value: str, key: bytes, max_days: int = 180) -> int:
     n = int(h[:8], 16)
     magnitude = n % max_days + 1
     return magnitude if (n // max_days) % 2 == 0 else -magnitude
+
+
+def shift_dates(df: DataFrame, key: bytes, columns: list[str],
+                patient_key: str = "patient_key") -> DataFrame:
+    """``df`` with each date column moved by its patient's date shift.
+
+    Every date an analyst can read (silver, gold, reports, notes) is a source date moved by
+    the one per-patient offset of :func:`patient_shift_days_col`: intervals between a
+    patient's dates survive, the calendar dates do not. Real dates stay in bronze and
+    restricted only.
+    """
+    shift = patient_shift_days_col(F.col(patient_key), key)
+    return df.withColumns({c: F.date_add(F.col(c), shift) for c in columns})
+
+
+def shift_date_text(value: Column, shift: Column) -> Column:
+    """A raw date string as received, moved by ``shift`` days when it is a date (ISO,
+    partial dates on their first day, as :func:`pipelines.clinical.dates.parse_date` reads
+    them); anything that is not a date stays as received (it is what was rejected)."""
+    from pipelines.clinical.dates import parse_date
+
+    parsed = parse_date(value)
+    return F.when(parsed.isNotNull(), F.date_format(F.date_add(parsed, shift), "yyyy-MM-dd")
+                  ).otherwise(value)
+
+
+# HIPAA Safe Harbor (45 CFR 164.514(b)(2)(i)(B)): the three-digit ZIP areas of 20,000 people
+# or fewer (2000 Census, as listed in HHS OCR's "Guidance Regarding Methods for
+# De-identification of Protected Health Information", 2012, section 3.3) become "000".
+RESTRICTED_ZIP3 = frozenset({"036", "059", "063", "102", "203", "556", "692", "790", "821",
+                             "823", "830", "831", "878", "879", "884", "890", "893"})
+
+
+def zip3_col(value: Column) -> Column:
+    """The first three digits of a US ZIP code, "000" for the small areas Safe Harbor names;
+    null when the value does not start with five digits."""
+    digits = F.regexp_extract(value.cast("string"), r"^\s*(\d{5})(?:-\d{4})?\s*$", 1)
+    z3 = F.substring(digits, 1, 3)
+    return (F.when(digits == "", F.lit(None).cast("string"))
+            .when(z3.isin(*sorted(RESTRICTED_ZIP3)), F.lit("000")).otherwise(z3))

@@ -32,9 +32,12 @@ from pipelines.lakehouse.errors import ConfigError
 ENVIRONMENTS = ("local", "dev", "prod")
 SCHEMAS = ("bronze", "silver", "gold", "ops", "restricted")
 DEFAULT_LAKEHOUSE = Path(".oncorank/lakehouse")
-# Only for the local environment: a fixed key keeps demo pseudonyms stable between runs.
-# dev/prod refuse to start without ONCORANK_PSEUDONYM_KEY (set from a secret scope).
-LOCAL_DEVELOPMENT_KEY = "oncorank-local-development-key-not-for-real-data"
+# Only for the local environment: without ONCORANK_PSEUDONYM_KEY a random key is created once
+# per lakehouse in this file under restricted/ (pseudonyms and date shifts stay stable between
+# runs of that lakehouse). dev/prod refuse to start without ONCORANK_PSEUDONYM_KEY (set from a
+# secret scope).
+LOCAL_KEY_FILE = "pseudonym.key"
+_local_keys: dict[Path, bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -230,11 +233,18 @@ class Settings:
         if key:
             return key.encode()
         if self.is_local:
-            return LOCAL_DEVELOPMENT_KEY.encode()
+            return local_pseudonym_key(self.lakehouse)
         raise ConfigError(
             f"Environment {self.env!r} needs ONCORANK_PSEUDONYM_KEY (a secret; on Databricks "
             "it comes from the secret scope named in databricks.yml)."
         )
+
+    @property
+    def pseudonym_key_source(self) -> str:
+        """Where the key comes from, in words (never the key itself)."""
+        if os.environ.get("ONCORANK_PSEUDONYM_KEY"):
+            return "ONCORANK_PSEUDONYM_KEY"
+        return str(Path(self.lakehouse) / "restricted" / LOCAL_KEY_FILE)
 
     # ---------------------------------------------------------------- provenance
     @property
@@ -320,3 +330,34 @@ _ENV_VARS = {
 
 def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     return {target: environ[var] for var, target in _ENV_VARS.items() if environ.get(var)}
+
+
+def local_pseudonym_key(lakehouse: Path | str) -> bytes:
+    """The local lakehouse's pseudonym key: read from ``restricted/pseudonym.key``, created
+    there (32 random bytes as hex, readable by the owner only) the first time, which is said
+    once on the log. Never a constant: two lakehouses get unrelated pseudonyms."""
+    import logging
+    import secrets
+
+    path = (Path(lakehouse) / "restricted" / LOCAL_KEY_FILE).absolute()
+    if path in _local_keys:
+        return _local_keys[path]
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: read theirs
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            logging.getLogger("oncorank").warning(
+                "No ONCORANK_PSEUDONYM_KEY set: created a random pseudonym key for this local "
+                "lakehouse in %s (keep it with the lakehouse; pseudonyms and date shifts "
+                "depend on it).", path)
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"The pseudonym key file {path} is empty; restore it from a backup "
+                          "or remove it to start a lakehouse with new pseudonyms.")
+    _local_keys[path] = key.encode()
+    return _local_keys[path]

@@ -51,7 +51,7 @@ log = logging.getLogger("oncorank.models")
 NON_FEATURES = frozenset({
     "patient_key", "index_date", "treatment", "os_months", "os_event", "ttnt_months",
     "ttnt_event", "last_followup_date", "death_date", "first_line_treatment", "diagnosis_date",
-    "birth_year", "board_date", "source", "built_at", "biomarker_conflicts",
+    "zip3", "board_date", "source", "built_at", "biomarker_conflicts",
 })
 TREATMENT_SOURCE = "__treatment__"
 PREDICT_CHUNK = 20_000  # (patient, candidate) rows per batch of survival curves

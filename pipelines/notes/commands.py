@@ -12,17 +12,22 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.lakehouse.errors import InputNotFoundError, SchemaMismatchError
+from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.session import require_spark_nlp
 from pipelines.lakehouse.settings import Settings
 from pipelines.notes import nlp
 from pipelines.notes.stage import classify_records, max_chars, read_note_lines, with_shift_days
 
 
-def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_path) -> int:
+def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_path,
+                    keep_source_ids: bool = False) -> int:
     """De-identify a notes JSONL export; returns the number of notes written.
 
     Every input field is kept except ``text``, which is replaced by the de-identified text,
-    and ``note_date``, which moves by the patient's offset like every date in the text.
+    ``note_date``, which moves by the patient's offset like every date in the text, and
+    ``patient_id``, which becomes ``patient_key`` (the pseudonym every oncorank table uses);
+    ``keep_source_ids`` (``--keep-source-ids``, for a data engineer linking back inside the
+    hospital) keeps the source ``patient_id`` instead.
     Notes that cannot be de-identified safely (bytes that are not UTF-8, no patient id, empty
     or longer than ``[notes] max_chars``) are left out and reported on stderr by line number,
     never copied through.
@@ -56,6 +61,10 @@ def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_
                        {k: rec[k] for k in ("note_id", "patient_id", "note_type")})
             obj["note_date"] = res.note_date
             obj["text"] = res.text_deid
+            if not keep_source_ids:
+                obj = {("patient_key" if k == "patient_id" else k):
+                       (pseudonymise(str(v), settings.pseudonym_key) if k == "patient_id" else v)
+                       for k, v in obj.items()}
             fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
     for r in skipped:
         print(f"skipped record {r['_record_index'] + 1}: {r['_reason']}", file=sys.stderr)

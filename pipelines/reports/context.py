@@ -3,7 +3,7 @@
 Nothing here reads a table or a file; :mod:`pipelines.reports.stage` collects the rows.
 Every number leaves with its unit, every missing input with a sentence saying what is missing.
 
->>> age_text({"age_at_diagnosis": 63}, "2026-12-03")
+>>> age_text({"age_at_diagnosis": 63})
 '63 years at diagnosis'
 >>> humanise("cci_chronic_pulmonary")
 'chronic pulmonary'
@@ -45,16 +45,12 @@ def driver_genes() -> tuple[set[str], tuple[str, ...]]:
 
 
 # ---------------------------------------------------------------------------- header
-def age_text(patient: dict | None, board_date: str) -> str:
+def age_text(patient: dict | None) -> str:
     patient = patient or {}
     age = _val(patient.get("age_at_diagnosis"))
     if age is not None:
         # HIPAA Safe Harbor: an exact age over 89 identifies; it is never shown.
         return "90 or older at diagnosis" if age >= 90 else f"{int(age)} years at diagnosis"
-    birth_year = _val(patient.get("birth_year"))
-    if birth_year is not None:
-        years = int(board_date[:4]) - int(birth_year)
-        return "90 or older" if years >= 90 else f"about {years} years"
     return "not recorded"
 
 
@@ -72,7 +68,7 @@ def header_context(key: str, patient: dict | None, features: dict | None, board_
     ecog = pick("ecog")
     out = {
         "key": key,
-        "age_text": age_text(patient or features, board_date),
+        "age_text": age_text(patient or features),
         "sex": pick("sex"),
         "cancer_type": cancer,
         "cancer_type_name": catalog.cancer_types.get(cancer, {}).get("name", cancer),

@@ -16,7 +16,6 @@ rows in = patients ranked for the board date = reports written.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from collections import defaultdict
@@ -30,7 +29,6 @@ from pipelines.catalog import regimen_catalog
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
-from pipelines.lakehouse.privacy import patient_shift_days
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking.abstention import AbstentionRule
 from pipelines.ranking.stage import board_date_of
@@ -46,13 +44,12 @@ STAGE = "report"
 TOP_EXPLAINED = 2  # options whose SHAP drivers the report shows
 
 
-def _shifted_index(feature_row: dict | None, key: str, shift_key: bytes):
-    """The patient's index date moved by the patient's date shift: comparable with the
-    de-identified note dates (which are what the report shows)."""
+def _index_date(feature_row: dict | None):
+    """The patient's index date as gold holds it (moved by the patient's date shift, like the
+    note dates the report shows, so the two compare)."""
     index = (feature_row or {}).get("index_date")
-    if index is None or not hasattr(index, "isoformat"):
-        return None
-    return index + dt.timedelta(days=patient_shift_days(key, shift_key))
+    return index if hasattr(index, "isoformat") else None
+
 
 def _load_champion(settings: Settings):
     from pipelines.models.registry import load_champion
@@ -223,7 +220,7 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                 plot_missing = "this patient has no row in gold.patient_features."
             notes, notes_missing = ctx.notes_context(
                 findings.get(key, []) if findings is not None else None,
-                _shifted_index(feature_row, key, settings.pseudonym_key))
+                _index_date(feature_row))
             scored = rows[0] if rows else {}
             context = {
                 "p": header, "care_team": care_team, "flags": flags, "options": options,
