@@ -223,11 +223,11 @@ def test_deidentify_leaves_no_phi_and_types_every_placeholder(deid_rows):
     assert leftovers == []
     for typ in ("NAME", "MRN", "PHONE", "FAX", "ADDRESS", "ZIP", "EMAIL", "URL", "AGE"):
         assert f"[{typ}]" in out, typ
-    # Clinical content and the year alone survive.
-    assert "EGFR exon 19 deletion" in out and "in 2019" in out and "IL" in out
+    # Clinical content and the year alone survive; the state after "Springfield," is a state.
+    assert "EGFR exon 19 deletion" in out and "in 2019" in out and ", [STATE] [ZIP]" in out
     types = {s.type for s in deid_rows["n1"].phi_spans}
     assert types == {"NAME", "MRN", "DATE", "PHONE", "FAX", "ADDRESS", "ZIP", "EMAIL", "URL",
-                     "AGE"}
+                     "AGE", "STATE"}
 
 
 def test_dates_shift_by_one_offset_per_patient(deid_rows, note_frame):
