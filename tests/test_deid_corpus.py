@@ -108,21 +108,28 @@ def test_parse_date_new_formats(text, expected):
     assert deid.shifted_date(text, 7)
 
 
-# ---------------------------------------------------------------------------- held out
+# ---------------------------------------------------------------------------- more text
+CORPUS_B = Path(__file__).parent / "data" / "phi_corpus_b.tsv"
 HELD_OUT = Path(__file__).parent / "data" / "phi_heldout.tsv"
-# The held-out corpus was written after the rules were frozen and is never used to tune them
-# (phi_heldout.README.md). Its figures are the honest estimate: Safe Harbor recall 0.856
-# (393 of 459 spans) where the development corpus gives 0.998, token precision 0.986. The
-# floors sit just under them, so a change that loses recall on unseen text fails here; the
-# goal (0.99 for every Safe Harbor category) is not met on unseen text yet.
-HELD_OUT_FLOORS = {"safe_harbor": 0.84, "precision": 0.98}
+# phi_corpus_b.tsv was the held-out set of commit 627dc1e (Safe Harbor recall 0.856 there)
+# and has been development data since (0.889 now). phi_heldout.tsv was written after that,
+# by an author who saw neither the rules nor the development corpora, and is never used to
+# tune rules (its README): its figures are the honest estimate (Safe Harbor recall 0.752,
+# token precision 0.944: UK, Canadian and Australian formats, portal messages and cue-less
+# names are where unseen text differs). The floors sit just under today's figures, so a
+# change that loses recall on unseen text fails here; the goal (0.99 for every Safe Harbor
+# category) is met on neither.
+FLOORS = {CORPUS_B: {"safe_harbor": 0.87, "precision": 0.98, "dates_valued": 1.0},
+          HELD_OUT: {"safe_harbor": 0.74, "precision": 0.93, "dates_valued": 0.95}}
 
 
-def test_held_out_recall_and_precision(spark):
-    notes = deid_eval.load_corpus(HELD_OUT)
+@pytest.mark.parametrize("path", [CORPUS_B, HELD_OUT], ids=["corpus_b", "held_out"])
+def test_recall_and_precision_on_more_text(spark, path):
+    notes = deid_eval.load_corpus(path)
     rep = deid_eval.score(notes, deid_eval.run(spark, notes))
-    print("\nheld out:\n" + "\n".join(deid_eval.summary_lines(rep)))
-    assert sum(len(n.spans) for n in notes) >= 500
-    assert rep.total(deid_eval.HIPAA).recall >= HELD_OUT_FLOORS["safe_harbor"]
-    assert rep.precision >= HELD_OUT_FLOORS["precision"]
-    assert rep.dates_with_value == rep.dates_found
+    print(f"\n{path.name}:\n" + "\n".join(deid_eval.summary_lines(rep)))
+    assert sum(len(n.spans) for n in notes) >= 300
+    assert rep.total(deid_eval.HIPAA).recall >= FLOORS[path]["safe_harbor"]
+    assert rep.precision >= FLOORS[path]["precision"]
+    # a date the shift cannot read becomes a bare [DATE]: masked, but without its interval
+    assert rep.dates_with_value >= FLOORS[path]["dates_valued"] * rep.dates_found
