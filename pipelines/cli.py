@@ -188,11 +188,16 @@ def notes_deidentify(
         "--keep-source-ids",
         help="Write the source patient_id instead of the pseudonym patient_key "
              "(identifiable: for linking back inside the hospital only).")] = False,
+    rejects_file: Annotated[Path | None, typer.Option(
+        "--rejects", help="CSV of the skipped notes: record, note_id, rule, reason "
+                          "(never the note's text)")] = None,
 ):
     """De-identify a notes export with the pipeline's own Spark NLP de-identification.
 
     The output names each patient by ``patient_key`` (the pseudonym of every oncorank table),
-    never the source id, unless --keep-source-ids is given."""
+    never the source id, unless --keep-source-ids is given. Notes that cannot be de-identified
+    safely are skipped: stderr names each by record number and reason and ends with the
+    counts read, de-identified and skipped."""
     from pipelines.notes.commands import deidentify_file
 
     _require(input_file, "Notes file")
@@ -200,8 +205,11 @@ def notes_deidentify(
     if keep_source_ids:
         err.print("[yellow]note:[/yellow] the output keeps source patient ids "
                   "(identifiable)", highlight=False)
-    n = deidentify_file(_spark(settings), settings, input_file, output_file, keep_source_ids)
-    err.print(f"de-identified {n} notes -> {output_file}")
+    tally = deidentify_file(_spark(settings), settings, input_file, output_file,
+                            keep_source_ids, rejects_file)
+    err.print(f"notes deidentify: {tally.summary()} -> {output_file}"
+              + (f"; skipped notes -> {rejects_file}" if rejects_file else ""),
+              markup=False, highlight=False)
 
 
 @notes_app.command("context")
@@ -215,7 +223,8 @@ def notes_context(
 
     _require(input_file, "Input file")
     settings = _settings(config)
-    context_file(_spark(settings), settings, input_file, output_file)
+    tally = context_file(_spark(settings), settings, input_file, output_file)
+    err.print(f"notes context: {tally.summary()}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------- comorbidity
@@ -223,14 +232,22 @@ def notes_context(
 def comorbidity(
     input_file: Annotated[Path, typer.Option("--input", help="CSV with patient_id,code")],
     output_file: Annotated[Path | None, typer.Option("--output")] = None,
+    rejects_file: Annotated[Path | None, typer.Option(
+        "--rejects", help="CSV of the skipped rows, with a reason column")] = None,
     config: ConfigOpt = None,
 ):
-    """Charlson and Elixhauser components and scores from patient_id,code rows."""
+    """Charlson and Elixhauser components and scores from patient_id,code rows.
+
+    Rows with an empty patient_id or code, or a code that is not ICD-10, are skipped; stderr
+    says how many rows were read, used and skipped (and why)."""
     from pipelines.clinical.commands import comorbidity_file
 
     _require(input_file, "Input file")
     settings = _settings(config)
-    comorbidity_file(_spark(settings), settings, input_file, output_file)
+    tally = comorbidity_file(_spark(settings), settings, input_file, output_file, rejects_file)
+    err.print(f"comorbidity: {tally.summary()}"
+              + (f"; skipped rows -> {rejects_file}" if rejects_file else ""),
+              markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------- quarantine

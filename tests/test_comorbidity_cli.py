@@ -75,3 +75,47 @@ def test_missing_input_file_is_a_clear_error(tmp_path, capsys):
     code, _, err = _run(["comorbidity", "--input", str(tmp_path / "nope.csv")], capsys)
     assert code == 2
     assert "does not exist" in err and "Traceback" not in err
+
+
+def test_skipped_rows_are_counted_on_stderr_and_written_to_rejects(spark, tmp_path, capsys):
+    src = tmp_path / "codes.csv"
+    src.write_text(
+        "patient_id,code,visit\n"
+        "PT1,I50.9,a\n"            # used: CHF
+        "PT1,Z00.00,b\n"           # used: valid ICD-10 outside every component
+        ",I21.4,c\n"               # no patient id
+        "  ,E11.9,d\n"             # blank patient id
+        "PT2,22298006,e\n"         # a SNOMED CT number, not ICD-10
+        "PT2,heart attack,f\n"     # free text
+        "PT3,,g\n"                 # no code
+    )
+    out, rejects = tmp_path / "scores.csv", tmp_path / "rejects" / "skipped.csv"
+    code, _, err = _run(["comorbidity", "--input", str(src), "--output", str(out),
+                         "--rejects", str(rejects)], capsys)
+    assert code == 0, err
+    assert ("read 7 rows: 2 used, 5 skipped (code is empty: 1; code is not an ICD-10 code: 2; "
+            "patient_id is empty: 2); 1 patient written") in err
+    assert str(rejects) in err
+    # PT2 and PT3 have no usable row: not reported as "no comorbidity"
+    assert [r["patient_id"] for r in csv.DictReader(out.open())] == ["PT1"]
+    skipped = list(csv.DictReader(rejects.open()))
+    assert next(csv.reader(rejects.open())) == ["patient_id", "code", "visit", "reason"]
+    assert sorted((r["visit"], r["code"], r["reason"]) for r in skipped) == [
+        ("c", "I21.4", "patient_id is empty"),
+        ("d", "E11.9", "patient_id is empty"),
+        ("e", "22298006", "code is not an ICD-10 code"),
+        ("f", "heart attack", "code is not an ICD-10 code"),
+        ("g", "", "code is empty"),
+    ]
+
+
+def test_nothing_skipped_still_says_what_was_read(spark, tmp_path, capsys):
+    src = tmp_path / "codes.csv"
+    src.write_text("patient_id,code\nA,I21.4\nA,c4a.0\n")
+    rejects = tmp_path / "skipped.csv"
+    code, stdout, err = _run(["comorbidity", "--input", str(src), "--rejects", str(rejects)],
+                             capsys)
+    assert code == 0, err
+    assert "read 2 rows: 2 used, 0 skipped; 1 patient written" in err
+    assert "read 2 rows" not in stdout  # the CSV on stdout stays clean
+    assert rejects.read_text() == "patient_id,code,reason\n"

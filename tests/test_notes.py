@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
@@ -411,6 +412,34 @@ def test_cli_notes_deidentify_and_context(spark, tmp_path):
     assert res.exit_code == 0, res.output
     assert [json.loads(line)["patient_id"] for line in kept.read_text().splitlines()] == [
         "PT000001", "PT000002"]
+    assert "read 2 notes: 2 de-identified, 0 skipped" in res.stderr
+
+    # Notes that cannot be de-identified safely: one line each, a summary, and --rejects
+    # lists them by record, note_id and reason, never with their text, patient or date.
+    bad = tmp_path / "bad.jsonl"
+    _write_notes(bad)  # a1, a2; b1 Latin-1, b2 empty, b3 (fits the default size), not JSON
+    with bad.open("ab") as fh:
+        fh.write(json.dumps({"note_id": "c1", "patient_id": "PT000009", "note_type": "x",
+                             "note_date": "03/04/2023", "text": "Seen by Dr. Alvarez."}
+                            ).encode() + b"\n")
+        fh.write(json.dumps({"note_id": "c2", "patient_id": "", "note_type": "x",
+                             "note_date": "2023-04-05", "text": "Alvarez called."}
+                            ).encode() + b"\n")
+    rejects = tmp_path / "rejects" / "skipped.csv"
+    res = runner.invoke(app, ["notes", "deidentify", "--input", str(bad), "--output",
+                              str(tmp_path / "bad_out.jsonl"), "--rejects", str(rejects)])
+    assert res.exit_code == 0, res.output
+    assert ("read 8 notes: 3 de-identified, 5 skipped (bad_note_date: 1; empty_note: 1; "
+            "missing_patient_id: 1; not_utf8: 1; parse_error: 1)") in res.stderr
+    assert "skipped record 7: note_date is not a date" in res.stderr
+    skipped = list(csv.DictReader(rejects.open(encoding="utf-8")))
+    assert list(skipped[0]) == ["record", "note_id", "rule", "reason"]
+    assert [(r["record"], r["note_id"], r["rule"]) for r in skipped] == [
+        ("3", "b1", "not_utf8"), ("4", "b2", "empty_note"), ("6", "", "parse_error"),
+        ("7", "c1", "bad_note_date"), ("8", "c2", "missing_patient_id")]
+    text = rejects.read_text(encoding="utf-8")
+    for phi in ("Jos", "Alvarez", "PT00000", "03/04/2023", "2023-04-05", "metastases"):
+        assert phi not in text
 
     tsv = tmp_path / "ctx.tsv"
     tsv.write_text("sentence\ttarget\n"
@@ -425,6 +454,7 @@ def test_cli_notes_deidentify_and_context(spark, tmp_path):
     statuses = [line.split("\t")[2] for line in res.stdout.strip().splitlines()]
     assert statuses == ["negated", "family", "historical", "hypothetical", "possible",
                         "affirmed"]
+    assert "notes context: read 6 rows: 6 classified, 0 skipped" in res.stderr
     res = runner.invoke(app, ["notes", "context", "--input", str(tmp_path / "missing.tsv")])
     # cli.main turns this error into one line on stderr; the Typer app itself raises it.
     assert res.exit_code != 0 and "does not exist" in str(res.exception)

@@ -73,4 +73,5 @@ def test_every_readme_command_parses(line):
     shell = [i for i, w in enumerate(args) if w in (">", ">>", "|", "&&", "2>")]
     args = args[:shell[0]] if shell else args  # the shell's redirections are not oncorank's
     ctx = parse(args)
-    assert ctx.command.name == args[0]
+    path = ctx.command_path.split()[1:]  # "oncorank notes deidentify" -> notes deidentify
+    assert args[:len(path)] == path and path[-1] == ctx.command.name

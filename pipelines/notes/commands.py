@@ -17,11 +17,14 @@ from pipelines.lakehouse.session import require_spark_nlp
 from pipelines.lakehouse.settings import Settings
 from pipelines.notes import nlp
 from pipelines.notes.stage import classify_records, max_chars, read_note_lines, with_shift_days
+from pipelines.tally import Tally, write_rejects
+
+REJECT_FIELDS = ["record", "note_id", "rule", "reason"]
 
 
 def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_path,
-                    keep_source_ids: bool = False) -> int:
-    """De-identify a notes JSONL export; returns the number of notes written.
+                    keep_source_ids: bool = False, rejects_path=None) -> Tally:
+    """De-identify a notes JSONL export; returns the tally (notes read, written, skipped).
 
     Every input field is kept except ``text``, which is replaced by the de-identified text,
     ``note_date``, which moves by the patient's offset like every date in the text, and
@@ -29,8 +32,10 @@ def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_
     ``keep_source_ids`` (``--keep-source-ids``, for a data engineer linking back inside the
     hospital) keeps the source ``patient_id`` instead.
     Notes that cannot be de-identified safely (bytes that are not UTF-8, no patient id, empty
-    or longer than ``[notes] max_chars``) are left out and reported on stderr by line number,
-    never copied through.
+    or longer than ``[notes] max_chars``) are left out and reported on stderr by record number
+    (the line of a JSONL file, the row after the header of a CSV file), never copied through;
+    ``rejects_path`` receives them as CSV rows ``record, note_id, rule, reason`` — never the
+    text, the patient id or the date, since a note that was not de-identified may hold PHI.
     """
     require_spark_nlp(spark)
     input_path, output_path = Path(input_path), Path(output_path)
@@ -68,7 +73,13 @@ def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_
             fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
     for r in skipped:
         print(f"skipped record {r['_record_index'] + 1}: {r['_reason']}", file=sys.stderr)
-    return len(good)
+    if rejects_path is not None:
+        write_rejects(rejects_path, REJECT_FIELDS, [
+            {"record": r["_record_index"] + 1, "note_id": r.get("note_id"), "rule": r["_rule"],
+             "reason": r["_reason"]} for r in skipped])
+    tally = Tally(read=len(records), used=len(good), unit="notes", verb="de-identified")
+    tally.skipped.update(r["_rule"] for r in skipped)
+    return tally
 
 
 def read_context_rows(path: Path) -> list[tuple[str, str]]:
@@ -97,8 +108,13 @@ def context_statuses(spark: SparkSession, rows: list[tuple[str, str]]) -> list:
     return sorted(out, key=lambda r: r.idx)
 
 
-def context_file(spark: SparkSession, settings: Settings, input_path, output_path=None) -> None:
-    """Write ``sentence<TAB>target<TAB>status`` for each input row (stdout without output)."""
+def context_file(spark: SparkSession, settings: Settings, input_path, output_path=None
+                 ) -> Tally:
+    """Write ``sentence<TAB>target<TAB>status`` for each input row (stdout without output).
+
+    Every row is classified (blank lines and a ``sentence<TAB>target`` header are not rows);
+    the tally also says in how many sentences the target was not found, which get the
+    default status ``affirmed``."""
     input_path = Path(input_path)
     if not input_path.is_file():
         raise InputNotFoundError(f"Input file {input_path} does not exist; check the path.")
@@ -114,3 +130,9 @@ def context_file(spark: SparkSession, settings: Settings, input_path, output_pat
         Path(output_path).write_text("".join(lines), encoding="utf-8")
     else:
         sys.stdout.write("".join(lines))
+    tally = Tally(read=len(rows), used=len(results), verb="classified")
+    not_found = sum(1 for r in results if not r.target_found)
+    if not_found:
+        tally.remarks.append(f"target not found in {not_found} sentence(s): status affirmed "
+                             "by default")
+    return tally

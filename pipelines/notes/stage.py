@@ -163,8 +163,9 @@ def classify_records(records: list[dict], limit: int) -> list[dict]:
             r["_reason"] = (f"the note has {len(text)} characters, more than [notes] "
                             f"max_chars = {limit}")
         elif not _parse_note_date(r.get("note_date")):
+            # The value stays out of the reason (a date is PHI); the quarantine keeps the row.
             r["_rule"] = "bad_note_date"
-            r["_reason"] = f"note_date {r.get('note_date')!r} is not a date (yyyy-mm-dd)"
+            r["_reason"] = "note_date is not a date (yyyy-mm-dd)"
     return records
 
 
