@@ -46,13 +46,6 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
-def get_stage(name: str) -> Stage:
-    for s in STAGES:
-        if s.name == name:
-            return s
-    raise KeyError(name)
-
-
 def downstream_of(name: str) -> set[str]:
     """``name`` and every stage that (transitively) depends on it."""
     out = {name}

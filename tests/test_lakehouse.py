@@ -276,3 +276,27 @@ def test_reconciliation_failure_fails_the_job(spark, settings):
                   settings.table("bronze", "leaky"), keys=["k"])
     (row,) = delta.read_table(spark, settings.table("ops", "job_runs")).collect()
     assert row.status == "failed" and "does not reconcile" in row.message
+
+
+def test_read_optional_reads_a_table_or_says_once_that_it_is_absent(spark, settings, caplog):
+    import logging
+
+    present, absent = settings.table("silver", "present"), settings.table("silver", "absent")
+    delta.write_table(spark, spark.range(2), present, mode="overwrite")
+    with caplog.at_level(logging.INFO, logger="oncorank"), \
+            job_run(spark, settings, "optional-job") as run:
+        assert run.read_optional(present).count() == 2
+        assert run.read_optional(absent, consequence="its columns are null") is None
+        assert run.read_optional(absent) is None
+    assert run.tables_read == {"silver.present": 0}
+    said = [r.getMessage() for r in caplog.records if "silver.absent" in r.getMessage()]
+    assert said == ["optional-job: optional input silver.absent is absent; its columns are null"]
+
+
+def test_count_written_reconciles_an_output_that_is_not_a_table(spark, settings):
+    with job_run(spark, settings, "files-job") as run:
+        run.count_in(3)
+        run.count_written(3)
+    (row,) = delta.read_table(spark, settings.table("ops", "job_runs")).collect()
+    assert (row.status, row.rows_in, row.rows_written, row.rows_quarantined) == (
+        "succeeded", 3, 3, 0)

@@ -569,12 +569,14 @@ def compute_comorbidities(spark, settings, parent_run_id: str | None = None) -> 
             return run
         patients = run.read(pref).select("patient_key", "index_date").persist()
         run.count_in(patients.count())
-        dref = run.table("silver", "diagnoses")
-        diagnoses = run.read(dref) if delta.table_exists(spark, dref) else spark.createDataFrame(
-            [], "patient_key string, code string, code_system string, onset_date date, "
-                "abatement_date date, ongoing boolean, verification_status string")
-        fref = run.table("silver", "note_findings")
-        findings = run.read(fref) if delta.table_exists(spark, fref) else None
+        diagnoses = run.read_optional(run.table("silver", "diagnoses"),
+                                      consequence="no patient has a coded comorbidity")
+        if diagnoses is None:
+            diagnoses = spark.createDataFrame(
+                [], "patient_key string, code string, code_system string, onset_date date, "
+                    "abatement_date date, ongoing boolean, verification_status string")
+        findings = run.read_optional(run.table("silver", "note_findings"),
+                                     consequence="contraindications come from codes only")
         icd = usable_icd10(diagnoses).join(patients, "patient_key", "inner")
         windowed = filter_lookback(icd, lookback, include_undated)
         ids = patients.select("patient_key")

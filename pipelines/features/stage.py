@@ -31,15 +31,6 @@ INPUTS = ("patients", "outcomes", "treatment_lines", "comorbidities", "biomarker
 KEYS = ["patient_key", "index_date"]
 
 
-def read_optional(run: JobRun, settings: Settings, name: str) -> DataFrame | None:
-    """``silver.<name>`` at its current version (recorded), or None when it does not exist."""
-    ref = settings.table("silver", name)
-    if not delta.table_exists(run.spark, ref):
-        log.info("%s: input %s is absent; its features are null", STAGE, ref.key)
-        return None
-    return run.read(ref)
-
-
 def assemble(tables: dict[str, DataFrame | None], regimens: list[str]) -> DataFrame:
     """Every feature for the keyed spine rows (``_dup_rank == 1``) — pure, no I/O."""
     cmap = steps.concept_map()
@@ -78,7 +69,9 @@ def build_features(spark: SparkSession, settings: Settings, parent_run_id: str |
                    ) -> JobRun:
     """Build ``gold.patient_features`` from the silver layer; returns the audited JobRun."""
     with job_run(spark, settings, STAGE, parent_run_id) as run:
-        tables = {name: read_optional(run, settings, name) for name in INPUTS}
+        tables = {name: run.read_optional(settings.table("silver", name),
+                                          consequence="its features are null")
+                  for name in INPUTS}
         if all(t is None for t in tables.values()):
             log.warning("%s: no silver input exists yet; nothing to build", STAGE)
             return run

@@ -15,20 +15,14 @@ from pipelines.genomics.biomarkers import biomarker_comments, build_biomarkers, 
 from pipelines.genomics.config import GenomicsConfig
 from pipelines.genomics.matching import known_sites, variant_facts
 from pipelines.knowledge.kb import knowledge_dir, load_knowledge_base, tumor_suppressors
-from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun
 
 log = logging.getLogger("oncorank.genomics")
 
 
-def _read(run: JobRun, schema: str, name: str):
-    ref = run.settings.table(schema, name)
-    return run.read(ref) if delta.table_exists(run.spark, ref) else None
-
-
 def patient_cancer_types(run: JobRun):
     """(patient_key, cancer_type) from silver.patients when that table exists, else None."""
-    patients = _read(run, "silver", "patients")
+    patients = run.read_optional(run.table("silver", "patients"))
     if patients is None or not {"patient_key", "cancer_type"} <= set(patients.columns):
         return None
     return patients.select("patient_key", "cancer_type").dropna(subset=["patient_key"])
@@ -36,8 +30,8 @@ def patient_cancer_types(run: JobRun):
 
 def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:
     spark, settings = run.spark, run.settings
-    variants = _read(run, "silver", "variants")
-    samples = _read(run, "silver", "sequenced_samples")
+    variants = run.read_optional(run.table("silver", "variants"))
+    samples = run.read_optional(run.table("silver", "sequenced_samples"))
     if variants is None or samples is None:
         return
     kb = load_knowledge_base(knowledge_dir(settings))

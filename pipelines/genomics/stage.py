@@ -22,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.genomics import bronze, rows, silver, staging
@@ -314,8 +314,3 @@ def ingest_silver(run: JobRun, sources: list[VcfSource], sample_map: dict[str, s
                                                          for p in paths]),
               primary=False, comments=silver.SILVER_COMMENTS,
               table_comment=silver.SILVER_TABLE_COMMENT)
-
-
-def read_if_exists(run: JobRun, schema: str, name: str) -> DataFrame | None:
-    ref = run.settings.table(schema, name)
-    return run.read(ref) if delta.table_exists(run.spark, ref) else None

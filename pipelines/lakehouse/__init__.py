@@ -6,6 +6,7 @@ Every job uses the same few entry points::
     spark = spark_session(settings)
     with job_run(spark, settings, "ingest-variants") as run:
         raw = run.read(settings.table("bronze", "variants_raw"))
+        patients = run.read_optional(settings.table("silver", "patients"))  # None if absent
         run.count_in(raw.count())
         run.write(clean, settings.table("silver", "variants"), keys=["variant_key"])
 """

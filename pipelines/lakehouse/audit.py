@@ -2,8 +2,11 @@
 
 A job opens a :func:`job_run` and does all its table I/O through the :class:`JobRun`:
 
-* ``run.read(ref)`` pins and records the Delta version it read;
-* ``run.count_in(n)`` adds to the rows the job took in;
+* ``run.read(ref)`` pins and records the Delta version it read; ``run.read_optional(ref)``
+  does the same for an input the job can do without, and returns None (logged once) when
+  the table does not exist yet;
+* ``run.count_in(n)`` adds to the rows the job took in; ``run.count_written(n)`` adds to
+  the rows of a primary output that is not a Delta table (reports, trained models);
 * ``run.write(df, ref, ...)`` passes the rows through the table's data-quality gate, moves
   rejected rows to the quarantine, writes the rest idempotently, and records the version;
 * ``run.quarantine(bad_df, target)`` quarantines rows the job itself rejected (parse errors).
@@ -100,6 +103,8 @@ class JobRun:
     # Called with the run when the job ends (succeeded or failed), before it is recorded: the
     # quality gate stores its validation results and builds Data Docs once per job this way.
     on_close: list[Callable[[JobRun], None]] = field(default_factory=list)
+    # Optional inputs found absent (each is logged once per run).
+    absent: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ reading
     def table(self, schema: str, name: str) -> TableRef:
@@ -113,8 +118,28 @@ class JobRun:
             self.tables_read[ref.key] = version
         return df
 
+    def read_optional(self, ref: TableRef, *, consequence: str = "",
+                      level: int = logging.INFO) -> DataFrame | None:
+        """:meth:`read` for an input the job can do without: None when ``ref`` does not
+        exist yet, logged once per table and run (at ``level``, with ``consequence``, e.g.
+        "its features are null"). A caller that needs a typed empty frame instead applies
+        that fallback to the None.
+        """
+        if not delta.table_exists(self.spark, ref):
+            if ref.key not in self.absent:
+                self.absent.add(ref.key)
+                log.log(level, "%s: optional input %s is absent%s", self.job, ref.key,
+                        f"; {consequence}" if consequence else "")
+            return None
+        return self.read(ref)
+
     def count_in(self, n: int) -> None:
         self.rows_in += int(n)
+
+    def count_written(self, n: int) -> None:
+        """Rows of a primary output that is not a Delta table (a report per patient, the
+        training rows of the models): they reconcile with ``rows_in`` like written rows."""
+        self.rows_written += int(n)
 
     # ------------------------------------------------------------------ writing
     def write(

@@ -163,14 +163,6 @@ def _to_spark(spark: SparkSession, pdf: pd.DataFrame, schema) -> DataFrame:
     return spark.createDataFrame(rows, schema)
 
 
-def _optional(run: JobRun, schema: str, name: str) -> DataFrame | None:
-    ref = run.table(schema, name)
-    if not delta.table_exists(run.spark, ref):
-        log.warning("%s: %s does not exist; its information is left out", STAGE, ref.key)
-        return None
-    return run.read(ref)
-
-
 def _quarantine_rows(spark: SparkSession, rows: list[tuple], board_date: dt.date) -> DataFrame:
     schema = f"patient_key string, treatment string, cancer_type string, board_date date, " \
              f"{RULE_COL} string, {REASON_COL} string"
@@ -275,9 +267,10 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
                                         T.StructField("rank_status", T.StringType()),
                                         T.StructField("rep", T.LongType())]))
 
-        actionable = _optional(run, "silver", "actionable_alterations")
-        comorbidities = _optional(run, "silver", "comorbidities")
-        findings = _optional(run, "silver", "note_findings")
+        actionable, comorbidities, findings = (
+            run.read_optional(run.table("silver", name), level=logging.WARNING,
+                              consequence="its information is left out")
+            for name in ("actionable_alterations", "comorbidities", "note_findings"))
         reasons = [steps.contraindication_reasons(candidates, comorbidities, findings,
                                                   catalog_df, rules)]
         evidence = None

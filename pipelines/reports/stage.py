@@ -26,7 +26,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.catalog import regimen_catalog
-from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
 from pipelines.lakehouse.settings import Settings
@@ -80,13 +79,8 @@ class _Reader:
         self.run = run
         self.keys_df = run.spark.createDataFrame([(k,) for k in keys], "patient_key string")
 
-    def exists(self, schema: str, name: str) -> bool:
-        return delta.table_exists(self.run.spark, self.run.table(schema, name))
-
     def table(self, schema: str, name: str) -> DataFrame | None:
-        if not self.exists(schema, name):
-            return None
-        return self.run.read(self.run.table(schema, name))
+        return self.run.read_optional(self.run.table(schema, name))
 
     def for_board(self, schema: str, name: str, latest: bool = False,
                   where=None) -> pd.DataFrame | None:
@@ -291,7 +285,7 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
             "board_date": board_date, "rows": index_rows, "care_team": care_team,
             "model_name": champion.name, "model_version": champion.version,
             "board_flags": board_flags}))
-        run.rows_written += len(written)
+        run.count_written(len(written))
         run.report_files = [index_path, *written, *(p for _, p in pdf_pairs if chromium)]
         log.info("%s: %d report(s) in %s; %s", STAGE, len(written), folder, run.pdf_note)
     return run
