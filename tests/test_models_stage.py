@@ -44,6 +44,8 @@ def test_train_registers_a_champion_that_scores_and_explains(spark, settings, tm
     settings = settings.replace(sections={"models": {**MODELS, "oracle": str(oracle_path)}})
     run = train_models(spark, settings)
     assert run.status == "succeeded" and "gold.patient_features" in run.tables_read
+    # ops.job_runs: the 700 training rows in, the same rows used for the models (written)
+    assert _job_runs(spark, settings) == [("succeeded", 700, 700, 0)]
 
     champ = load_champion(settings)
     assert champ.version == "1" and champ.name == settings.registered_model_name
@@ -98,6 +100,7 @@ def test_train_registers_a_champion_that_scores_and_explains(spark, settings, tm
     train_models(spark, settings)
     versions = client.search_model_versions(f"name='{settings.registered_model_name}'")
     assert len(versions) == 1
+    assert _job_runs(spark, settings)[-1] == ("succeeded", 700, 700, 0)
 
     # A worse model (prognostic features removed) is registered but not promoted.
     worse = settings.replace(sections={"models": {
@@ -129,6 +132,33 @@ def test_train_with_too_few_outcomes_is_a_clear_error(spark, settings, tmp_path)
     features, _ = _gold(spark, settings, tmp_path, n=12)
     with pytest.raises(DataQualityError, match="training needs at least 20 patients"):
         train_models(spark, settings)
+    assert _job_runs(spark, settings) == [("failed", 12, 0, 0)]
+
+
+def test_train_counts_only_patients_with_a_treatment_and_an_outcome(spark, settings, tmp_path):
+    """Patients still awaiting an outcome (or without a first-line treatment) are not training
+    input: rows in counts the training rows only."""
+    from pipelines.lakehouse.errors import DataQualityError
+
+    features, _, _ = simulate_cohort(30, seed=5, key_prefix="PT")
+    features["patient_key"] = [pseudonymise(p, settings.pseudonym_key)
+                               for p in features["patient_key"]]
+    features["index_date"] = pd.Timestamp("2023-01-01").date()
+    features["os_months"] = features["os_months"].astype(float)
+    features.loc[:9, "os_months"] = None
+    features.loc[10:14, "treatment"] = None
+    delta.write_table(spark, spark.createDataFrame(features),
+                      settings.table("gold", "patient_features"), mode="overwrite")
+    with pytest.raises(DataQualityError, match="has 15 patients"):
+        train_models(spark, settings)
+    assert _job_runs(spark, settings) == [("failed", 15, 0, 0)]
+
+
+def _job_runs(spark, settings) -> list[tuple]:
+    """(status, rows_in, rows_written, rows_quarantined) of the train runs, oldest first."""
+    runs = delta.read_table(spark, settings.table("ops", "job_runs")).filter("job = 'train'")
+    return [(r.status, r.rows_in, r.rows_written, r.rows_quarantined)
+            for r in runs.orderBy("started_at").collect()]
 
 
 def test_xgboost_spark_cox_trains_across_spark_tasks(spark):

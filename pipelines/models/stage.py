@@ -17,6 +17,14 @@
 4. A run whose inputs (training rows' content), code (git sha) and configuration are unchanged reuses
    the previous training (a fingerprint tag), so re-running the stage registers nothing new.
 
+Audit (``ops.job_runs``): rows in = the training rows (patients of ``gold.patient_features``
+with a first-line treatment and a usable outcome) = rows written, the rows the models were
+fitted and validated on (a reused training counts the same rows: its fingerprint says they are
+the rows it was trained on). Patients without a treatment or an outcome are not training input
+— they have no label to learn from and are the ones ``score`` ranks — so nothing is
+quarantined here: rows whose label cannot be trusted were quarantined by the gate of
+``gold.patient_features``. ``gold.model_metrics`` is a derived output (``primary=False``).
+
 Configuration (``[models]`` section of the config file, all optional)::
 
     families = ["coxph", "xgb_aft"]   # see pipelines.models.estimators.FAMILIES
@@ -226,6 +234,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         sdf = sdf.filter(F.col("treatment").isNotNull() & F.col("os_months").isNotNull())
         features = training_rows(sdf.toPandas())
         n, n_events = len(features), int(features["os_event"].sum()) if len(features) else 0
+        run.count_in(n)
         if n < cfg["min_training_rows"] or n_events < cfg["min_events"]:
             raise DataQualityError(
                 f"{ref.key} has {n} patients with a first-line treatment and an outcome "
@@ -245,6 +254,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
             if previous and registry.current_champion_version(settings) is not None:
                 log.info("%s: inputs, code and configuration unchanged since run %s; reusing it",
                          STAGE, previous["run_id"])
+                run.count_written(n)
                 return run
 
         y_all = make_target(features["os_event"].astype(int), features["os_months"].astype(float))
@@ -335,6 +345,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
                   mode="merge", keys=["run_id", "metric"], primary=False,
                   table_comment="Validation metrics of every training run (one row per run "
                                 "and metric); see pipelines/models/evaluation.py for definitions.")
+        run.count_written(n)
     return run
 
 
