@@ -9,12 +9,9 @@ import stat
 import pytest
 from pyspark.sql import functions as F
 
+from pipelines.clinical.dates import shift_date_text
 from pipelines.lakehouse import delta
-from pipelines.lakehouse.privacy import (
-    RESTRICTED_ZIP3,
-    shift_date_text,
-    zip3_col,
-)
+from pipelines.lakehouse.privacy import RESTRICTED_ZIP3, zip3_col
 from pipelines.lakehouse.settings import Settings, local_pseudonym_key
 
 

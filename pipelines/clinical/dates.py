@@ -70,3 +70,14 @@ def parse_date_str(value: str | None) -> dt.date | None:
         return dt.date(year, month, day)
     except ValueError:
         return None
+
+
+def shift_date_text(value: Column, shift: Column) -> Column:
+    """A raw date string as received, moved by ``shift`` days when it is a date (ISO,
+    partial dates on their first day, as :func:`parse_date` reads
+    them); anything that is not a date stays as received (it is what was rejected). Used
+    for the raw dates of a quarantined record (:func:`pipelines.lakehouse.privacy.shift_dates`
+    moves the parsed ones)."""
+    parsed = parse_date(value)
+    return F.when(parsed.isNotNull(), F.date_format(F.date_add(parsed, shift), "yyyy-MM-dd")
+                  ).otherwise(value)

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from pipelines.clinical import csv_input, fhir, silver
 from pipelines.clinical.columns import add_rule, stage_group
+from pipelines.clinical.dates import shift_date_text
 from pipelines.clinical.lines import LineRule, treatment_lines
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
@@ -32,7 +33,6 @@ from pipelines.lakehouse.errors import ConfigError, ReconciliationError
 from pipelines.lakehouse.privacy import (
     patient_shift_days_col,
     pseudonymise_col,
-    shift_date_text,
     shift_dates,
     zip3_col,
 )

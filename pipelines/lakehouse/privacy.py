@@ -93,17 +93,6 @@ def shift_dates(df: DataFrame, key: bytes, columns: list[str],
     return df.withColumns({c: F.date_add(F.col(c), shift) for c in columns})
 
 
-def shift_date_text(value: Column, shift: Column) -> Column:
-    """A raw date string as received, moved by ``shift`` days when it is a date (ISO,
-    partial dates on their first day, as :func:`pipelines.clinical.dates.parse_date` reads
-    them); anything that is not a date stays as received (it is what was rejected)."""
-    from pipelines.clinical.dates import parse_date
-
-    parsed = parse_date(value)
-    return F.when(parsed.isNotNull(), F.date_format(F.date_add(parsed, shift), "yyyy-MM-dd")
-                  ).otherwise(value)
-
-
 # HIPAA Safe Harbor (45 CFR 164.514(b)(2)(i)(B)): the three-digit ZIP areas of 20,000 people
 # or fewer (2000 Census, as listed in HHS OCR's "Guidance Regarding Methods for
 # De-identification of Protected Health Information", 2012, section 3.3) become "000".
