@@ -68,8 +68,12 @@ def analyse(name: str, data: pd.DataFrame, group: str, title: str) -> None:
     tests[name] = logrank(kept, "os_months", "os_event", group)
     curves[name] = groups
     tables[name] = survival_table(groups)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    plot_km(ax, groups, title, test=tests[name])
+    longest = max(float(km["time"].max()) for km in groups.values())
+    step = 6 if longest <= 36 else 12
+    ticks = list(range(0, int(longest // step) * step + step, step))
+    fig, ax = plt.subplots(figsize=(7, 4.5 + 0.3 * len(groups)))
+    fig.subplots_adjust(left=0.22, bottom=0.18 + 0.07 * len(groups))
+    plot_km(ax, groups, title, test=tests[name], at_risk_ticks=ticks)
     nb.show(fig, f"km_{name}")
     nb.print_frame(tables[name].round(3), title)
 

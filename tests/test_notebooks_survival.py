@@ -14,6 +14,7 @@ from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import concordance_index
 
 from pipelines.analytics.survival import (
+    at_risk_at,
     harrell_c,
     kaplan_meier,
     km_by_group,
@@ -68,6 +69,21 @@ def test_kaplan_meier_matches_lifelines_and_r_median(veterans):
     assert row["lower"] == pytest.approx(ci.loc[100.0].iloc[0], abs=1e-3)  # both log-log
     assert row["upper"] == pytest.approx(ci.loc[100.0].iloc[1], abs=1e-3)
     assert km["at_risk"].iloc[0] == len(veterans)
+
+
+def test_number_at_risk_under_the_curve(veterans):
+    """The row printed under a Kaplan-Meier figure, against a direct count of the patients
+    still followed and lifelines' event table, at ticks on, between and beyond observed
+    times."""
+    km = kaplan_meier(veterans["days"], veterans["died"])
+    kmf = KaplanMeierFitter().fit(veterans["days"], veterans["died"])
+    ticks = [0, 30, 100, 101, 250, 587, 999, 1000]
+    expected = [int((veterans["days"] >= t).sum()) for t in ticks]
+    assert at_risk_at(km, ticks) == expected
+    table = kmf.event_table
+    assert [int(table.loc[table.index >= t, "at_risk"].iloc[0]) if (table.index >= t).any()
+            else 0 for t in ticks] == expected
+    assert expected[0] == len(veterans) and expected[-1] == 0
 
 
 def test_survival_table_and_c_index(veterans):

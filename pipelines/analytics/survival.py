@@ -130,15 +130,49 @@ def harrell_c(time, event, predicted_survival_time) -> float:
     return float(concordance_index_censored(e, t, -score)[0])
 
 
+def at_risk_at(km: pd.DataFrame, ticks) -> list[int]:
+    """Patients still followed at each of ``ticks`` (the number-at-risk row printed under a
+    Kaplan–Meier figure): exact, because ``km`` has a row at every observed time.
+
+    >>> km = kaplan_meier([2, 5, 5, 9], [1, 0, 1, 1])
+    >>> at_risk_at(km, [0, 3, 5, 6, 10])
+    [4, 3, 3, 1, 0]
+    """
+    times, at_risk = km["time"].to_numpy(), km["at_risk"].to_numpy()
+    out = []
+    for tick in ticks:
+        later = np.nonzero(times >= tick)[0]
+        out.append(int(at_risk[later[0]]) if len(later) else 0)
+    return out
+
+
 def plot_km(ax, curves: dict[str, pd.DataFrame], title: str, xlabel: str = "months",
-            test: dict | None = None) -> None:
-    """Step curves with confidence bands, one per group, on a matplotlib ``ax``."""
+            test: dict | None = None, at_risk_ticks=None) -> None:
+    """Step curves with confidence bands, one per group, on a matplotlib ``ax``; with
+    ``at_risk_ticks``, those x ticks and a number-at-risk table under the axis, one row per
+    group (as oncology papers print it; lifelines' ``add_at_risk_counts`` does the same)."""
+    colors = {}
     for level, km in curves.items():
         line = ax.step(km["time"], km["survival"], where="post",
                        label=f"{level} (n={int(km['at_risk'].iloc[0])})")[0]
         ax.fill_between(km["time"], km["lower"], km["upper"], step="post", alpha=0.15,
                         color=line.get_color())
+        colors[level] = line.get_color()
     ax.set_ylim(0, 1.02)
+    if at_risk_ticks is not None:
+        ticks = list(at_risk_ticks)
+        ax.set_xticks(ticks)
+        ax.set_xlim(min(ticks), max(ticks))
+        ax.annotate("Number at risk", xy=(0, -0.2), xycoords="axes fraction", fontsize=8,
+                    fontweight="bold", ha="right", va="center")
+        for i, (level, km) in enumerate(curves.items()):
+            y = -0.2 - 0.07 * (i + 1)
+            ax.annotate(level, xy=(0, y), xycoords="axes fraction", xytext=(-24, 0),
+                        textcoords="offset points", fontsize=8, ha="right", va="center",
+                        color=colors[level])
+            for tick, n in zip(ticks, at_risk_at(km, ticks), strict=True):
+                ax.annotate(str(n), xy=(tick, y), xycoords=("data", "axes fraction"),
+                            fontsize=8, ha="center", va="center")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("overall survival")
     if test is not None:
