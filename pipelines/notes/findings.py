@@ -127,7 +127,7 @@ def read_value(row: ConceptRow, mention: str) -> tuple[str | None, str | None]:
     """The value a mention states and its comparator: ``("50", "<")`` for "TPS <50%",
     ``("1-49", "range")`` for "TPS 1–49%", ``("80", None)`` for "80%".
 
-    >>> row = concept_rows()[[r.concept for r in concept_rows()].index("PD-L1 TPS") + 1]
+    >>> row = next(r for r in concept_rows() if r.concept == "PD-L1 TPS" and r.value)
     >>> read_value(row, "PD-L1 (22C3) TPS: 1-49%"), read_value(row, "PD-L1 TPS ≥ 50%")
     (('1-49', 'range'), ('50', '>='))
     """
