@@ -319,7 +319,8 @@ def vacuum(
         raise ConfigError(f"Unknown schema(s) {', '.join(unknown)}; known: "
                           f"{', '.join(SCHEMAS)}.")
     refs = discover_tables(settings, tuple(schema or SCHEMAS))
-    spark = _spark(settings)
+    # Local tables are vacuumed by deltalake in-process: Spark starts only for catalog tables.
+    spark = _spark(settings) if any(not ref.path for ref in refs) else None
     for ref in refs:
         delta.vacuum(spark, ref, hours)
     err.print(f"vacuumed {len(refs)} tables, keeping versions of the last {hours:g} hours")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -452,8 +453,8 @@ def _outside_bounds(n: int | None, lo, hi, nulls: int | None, values: set[str]) 
 DEFAULT_RETAIN_HOURS = 168  # Delta's own default (7 days): concurrent readers stay safe
 
 
-def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float = DEFAULT_RETAIN_HOURS
-           ) -> int:
+def vacuum(spark: SparkSession | None, ref: TableRef,
+           retain_hours: float = DEFAULT_RETAIN_HOURS) -> int:
     """Delete the data files of ``ref`` that no version younger than ``retain_hours`` needs;
     returns how many were deleted (-1 when the catalog's VACUUM does not say).
 
@@ -466,13 +467,14 @@ def vacuum(spark: SparkSession, ref: TableRef, retain_hours: float = DEFAULT_RET
 
     A local table is vacuumed by ``deltalake`` (the Delta log read in-process: ~0.1 s a table,
     where Delta's Spark VACUUM runs listing and join jobs of tens of seconds even for a small
-    table); a catalog table by ``VACUUM … RETAIN n HOURS`` in Spark SQL.
+    table); a catalog table by ``VACUUM … RETAIN n HOURS`` in Spark SQL (``spark`` is needed
+    only then).
     """
     if ref.path:
         from deltalake import DeltaTable
 
         deleted = DeltaTable(str(ref.path)).vacuum(
-            retention_hours=int(retain_hours), enforce_retention_duration=False,
+            retention_hours=math.ceil(retain_hours), enforce_retention_duration=False,
             dry_run=False)
         return len(deleted)
     key = "spark.databricks.delta.retentionDurationCheck.enabled"
