@@ -201,18 +201,24 @@ def score(notes: list[CorpusNote], results: dict[str, dict]) -> Report:
                   other_masked, leaks, dates_found, dates_value)
 
 
+def _category_rows(report: Report) -> tuple[list[tuple[str, bool, CategoryScore]],
+                                             list[tuple[bool, CategoryScore]]]:
+    """The per-category rows (name, Safe Harbor?, score) and the two totals, in the order
+    both renderings print them."""
+    rows = [(c, sh, report.categories[c]) for sh, names in ((True, HIPAA), (False, OTHER))
+            for c in names if report.categories.get(c)]
+    return rows, [(True, report.total(HIPAA)), (False, report.total(OTHER))]
+
+
 def summary_lines(report: Report) -> list[str]:
     """One line per category (category, spans, caught, partial, recall), then the totals."""
+    rows, totals = _category_rows(report)
     lines = [f"{'category':<13} {'spans':>5} {'caught':>6} {'partial':>7} {'recall':>7}"]
-    for group, names in (("HIPAA", HIPAA), ("other", OTHER)):
-        for c in names:
-            s = report.categories.get(c)
-            if s:
-                lines.append(f"{c:<13} {s.spans:>5} {s.caught:>6} {s.partial:>7} "
-                             f"{s.recall:>7.3f}")
-        t = report.total(names)
-        lines.append(f"{'all ' + group:<13} {t.spans:>5} {t.caught:>6} {t.partial:>7} "
-                     f"{t.recall:>7.3f}")
+    for sh, t in totals:
+        group = [(c, s) for c, row_sh, s in rows if row_sh == sh]
+        for c, s in [*group, ("all " + ("HIPAA" if sh else "other"), t)]:
+            lines.append(f"{c:<13} {s.spans:>5} {s.caught:>6} {s.partial:>7} "
+                         f"{s.recall:>7.3f}")
     lines.append(f"token precision {report.precision:.3f} ({report.masked_phi_tokens}/"
                  f"{report.masked_tokens} masked tokens are PHI); unmarked tokens kept "
                  f"{report.kept_other:.3f} ({report.other_tokens - len(report.other_masked)}/"
@@ -222,23 +228,18 @@ def summary_lines(report: Report) -> list[str]:
 
 
 def markdown_table(report: Report) -> str:
-    rows = ["| category | Safe Harbor | spans | caught | partial | recall |",
-            "|---|---|---:|---:|---:|---:|"]
-    for group, names in (("yes", HIPAA), ("no", OTHER)):
-        for c in names:
-            s = report.categories.get(c)
-            if s:
-                rows.append(f"| {c} | {group} | {s.spans} | {s.caught} | {s.partial} | "
-                            f"{s.recall:.3f} |")
-    for group, names in (("Safe Harbor", HIPAA), ("other", OTHER)):
-        t = report.total(names)
-        rows.append(f"| **all {group}** | | {t.spans} | {t.caught} | {t.partial} | "
-                    f"{t.recall:.3f} |")
-    rows.append("")
-    rows.append(f"Token precision {report.precision:.3f} ({report.masked_phi_tokens} of "
+    rows, totals = _category_rows(report)
+    out = ["| category | Safe Harbor | spans | caught | partial | recall |",
+           "|---|---|---:|---:|---:|---:|"]
+    out += [f"| {c} | {'yes' if sh else 'no'} | {s.spans} | {s.caught} | {s.partial} | "
+            f"{s.recall:.3f} |" for c, sh, s in rows]
+    out += [f"| **all {'Safe Harbor' if sh else 'other'}** | | {t.spans} | {t.caught} | "
+            f"{t.partial} | {t.recall:.3f} |" for sh, t in totals]
+    out.append("")
+    out.append(f"Token precision {report.precision:.3f} ({report.masked_phi_tokens} of "
                 f"{report.masked_tokens} masked tokens are PHI); unmarked tokens kept "
                 f"{report.kept_other:.3f} ({report.other_tokens - len(report.other_masked)} of "
                 f"{report.other_tokens}); PHI texts left verbatim: {len(report.leaks)}; DATE "
                 f"placeholders with a shifted value: {report.dates_with_value} of "
                 f"{report.dates_found}.")
-    return "\n".join(rows)
+    return "\n".join(out)
