@@ -19,18 +19,19 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest-clinical", "jobs.ingest_clinical", (),
+    Stage("ingest-notes", "jobs.ingest_notes", (), "notes JSONL/CSV -> bronze.notes_raw"),
+    Stage("deidentify-notes", "jobs.deidentify_notes", ("ingest-notes",),
+          "bronze.notes_raw -> silver.notes_deid (Spark NLP de-identification)"),
+    Stage("extract-note-findings", "jobs.extract_note_findings", ("deidentify-notes",),
+          "silver.notes_deid -> silver.note_findings (Spark NLP, with context)"),
+    # After the notes: a stage the structured record lacks is read from silver.note_findings.
+    Stage("ingest-clinical", "jobs.ingest_clinical", ("extract-note-findings",),
           "FHIR R4 / CSV -> bronze clinical tables, silver patients, treatment lines, outcomes"),
     # After clinical: actionability is judged against each patient's cancer type
     # (silver.patients), so a first run must not match against an absent table.
     Stage("ingest-variants", "jobs.ingest_variants", ("ingest-clinical",),
           "VCF/BCF -> bronze.variants_raw, silver.variants, silver.biomarkers, "
           "silver.actionable_alterations"),
-    Stage("ingest-notes", "jobs.ingest_notes", (), "notes JSONL/CSV -> bronze.notes_raw"),
-    Stage("deidentify-notes", "jobs.deidentify_notes", ("ingest-notes",),
-          "bronze.notes_raw -> silver.notes_deid (Spark NLP de-identification)"),
-    Stage("extract-note-findings", "jobs.extract_note_findings", ("deidentify-notes",),
-          "silver.notes_deid -> silver.note_findings (Spark NLP, with context)"),
     Stage("comorbidities", "jobs.comorbidities", ("ingest-clinical", "extract-note-findings"),
           "ICD-10 codes -> silver.comorbidities (Charlson, Elixhauser, contraindications)"),
     Stage("build-features", "jobs.build_features",

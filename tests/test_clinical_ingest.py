@@ -194,14 +194,29 @@ def ingested(spark, tmp_path_factory):
     settings = Settings(lakehouse=root / "lakehouse", shuffle_partitions=2,
                         spark_master="local[2]",
                         inputs=Inputs(fhir=str(fhir_dir), clinical_csv=str(csv_dir)))
-    # silver.note_findings as the notes stage writes it (a real Delta table)
+    # silver.note_findings as the notes stage writes it (a real Delta table; note dates
+    # shifted like every analyst date). PB has no structured stage: its notes state one.
+    # PB's index date is 2018-03-01.
+    def note(fid, pid, day, concept, category, context, value=None):
+        shifted = None if day is None else _on(settings, pid, day)
+        return (fid, pseudonymise(pid, settings.pseudonym_key), f"n-{fid}", shifted, concept,
+                category, value, context, 0)
+
     findings = spark.createDataFrame(
-        [("f1", pseudonymise(PA, settings.pseudonym_key), "pneumonitis", "adverse_event",
-          "historical"),
-         ("f2", pseudonymise("CSV0001", settings.pseudonym_key), "colitis", "adverse_event",
-          "negated")],
-        "finding_id string, patient_key string, concept string, category string, "
-        "context string")
+        [note("f1", PA, None, "pneumonitis", "adverse_event", "historical"),
+         note("f2", "CSV0001", None, "colitis", "adverse_event", "negated"),
+         note("s1", PB, D(2018, 2, 20), "stage", "stage", "affirmed", "IIIB"),
+         note("s2", PB, D(2018, 2, 20), "TNM", "stage", "affirmed", "pT3N2M0"),
+         note("s3", PB, D(2018, 2, 25), "stage", "stage", "hypothetical", "IV"),
+         note("s4", PB, D(2018, 4, 1), "stage", "stage", "affirmed", "IV"),      # after index
+         note("c1", PB, D(2018, 1, 5), "diabetes", "comorbidity", "historical"),
+         note("c2", PB, D(2018, 2, 1), "congestive heart failure", "comorbidity", "family"),
+         note("c3", PB, D(2018, 2, 1), "chronic pulmonary disease", "comorbidity", "negated"),
+         note("c4", PB, D(2018, 5, 1), "dementia", "comorbidity", "affirmed"),    # after index
+         note("c5", PB, D(2016, 1, 1), "cirrhosis", "comorbidity", "affirmed"),   # > lookback
+         note("c6", PA, D(2019, 12, 1), "chronic kidney disease", "comorbidity", "affirmed")],
+        "finding_id string, patient_key string, note_id string, note_date date, "
+        "concept string, category string, value string, context string, start int")
     write_table(spark, findings, settings.table("silver", "note_findings"), mode="overwrite")
     run = ingest_clinical(spark, settings)
     crun = compute_comorbidities(spark, settings)
@@ -297,7 +312,12 @@ def test_patients_from_fhir_and_csv(spark, ingested):
         _on(s, PA, D(2020, 1, 10)), _on(s, PA, D(2020, 2, 1)), 59)
     assert (b["age_at_diagnosis"], b["cancer_type"], b["diagnosis_date"], b["index_date"]) == (
         68, "COADREAD", _on(s, PB, D(2018, 3, 1)), _on(s, PB, D(2018, 3, 1)))  # partial dates
-    assert (b["smoking_status"], b["ecog"], b["stage"]) == ("former", None, None)
+    # PB's structured record has no stage: the latest affirmed one its notes state on or
+    # before the index date (IIIB -> III), not the hypothetical or the later "stage IV"
+    assert (b["smoking_status"], b["ecog"], b["stage"], b["stage_source"]) == (
+        "former", None, "III", "note")
+    assert (a["stage_source"], p[_key(s, "CSV0003")]["stage_source"]) == (
+        "fhir observation", "csv")
     c1 = p[_key(s, "CSV0001")]
     assert (c1["cancer_type"], c1["stage"], c1["ecog"], c1["smoking_status"]) == (
         "NSCLC", "III", 1, "never")
@@ -339,7 +359,9 @@ def test_every_analyst_date_is_its_source_date_moved_by_the_patients_shift(spark
     source = _source_dates()
     allowed = source | {d - dt.timedelta(days=1) for d in source}
     checked = 0
-    for folder in sorted(p for p in (s.lakehouse / "silver").iterdir() if p.is_dir()):
+    # (silver.note_findings is this module's fixture, not an output of ingest-clinical)
+    for folder in sorted(p for p in (s.lakehouse / "silver").iterdir()
+                         if p.is_dir() and p.name != "note_findings"):
         df = read_table(spark, s.table("silver", folder.name))
         for row in df.collect():
             row = row.asDict(recursive=True)
@@ -441,6 +463,14 @@ def test_comorbidities_window_and_contraindications(spark, ingested):
     assert (c1["cci_diab"], c1["cci_diabwc"], c1["cci_canc"], c1["charlson_index"]) == (
         0, 1, 1, 4)
     assert c1["ci_prior_severe_irae"] == 0                 # negated colitis
+    assert list(a["note_components"]) == [] and list(c1["note_components"]) == []  # N18.4 coded
+    # PB: no coded comorbidity; a historical note of diabetes before the index date counts,
+    # not a relative's heart failure, a negated COPD, dementia after the index date or
+    # cirrhosis older than the lookback window
+    b = c[_key(s, PB)]
+    assert (b["cci_diab"], b["elix_diabunc"], b["cci_chf"], b["cci_copd"], b["cci_dementia"],
+            b["cci_mld"]) == (1, 1, 0, 0, 0, 0)
+    assert list(b["note_components"]) == ["cci_diab", "elix_diabunc"]
     assert a["index_date"] == _on(s, PA, D(2020, 2, 1)) and a["lookback_days"] == 365
 
 

@@ -37,7 +37,7 @@ PHI_TYPES = {"NAME", "DATE", "AGE", "MRN", "ID", "PHONE", "FAX", "EMAIL", "URL",
              "ZIP"}
 CONTEXTS = {"affirmed", "negated", "possible", "historical", "hypothetical", "family"}
 CATEGORIES = {"biomarker", "site", "performance_status", "therapy", "adverse_event", "smoking",
-              "diagnosis"}
+              "diagnosis", "comorbidity"}
 
 
 def _read_csv(path: Path) -> list[dict]:

@@ -138,6 +138,14 @@ def note_contexts() -> tuple[str, ...]:
 
 
 @cache
+def note_comorbidity_codes() -> dict[str, str]:
+    """Lower-case note concept (category "comorbidity") -> the ICD-10-CM code it counts as
+    (``note_comorbidities.tsv``)."""
+    return {row["concept"].strip().lower(): row["icd10"].strip()
+            for row in _tsv("note_comorbidities.tsv")}
+
+
+@cache
 def fhir_codes() -> dict:
     return yaml.safe_load(_text("fhir_codes.yaml"))
 

@@ -22,6 +22,7 @@ from pipelines.clinical.codes import (
     charlson_components,
     contraindication_rules,
     elixhauser_components,
+    note_comorbidity_codes,
     note_contexts,
 )
 
@@ -165,6 +166,43 @@ def contraindication_flags(codes: DataFrame, findings: DataFrame | None, ids: Da
         matches = matches.unionByName(from_notes)
     return _pivot_flags(ids.select(id_col).distinct(), matches.distinct(), id_col, "flag",
                         contraindication_columns())
+
+
+def note_comorbidity_rows(findings: DataFrame, index: DataFrame, lookback_days: int,
+                          id_col: str = "patient_key") -> DataFrame:
+    """``(id, code)`` rows for the comorbidities that notes state, as ICD-10-CM codes.
+
+    ``findings`` has ``id_col``, ``category``, ``concept``, ``context`` and ``note_date``;
+    ``index`` has ``id_col`` and ``index_date``. A finding counts when it is a comorbidity
+    (``note_comorbidities.tsv`` names its code), affirmed or historical (not negated, possible,
+    hypothetical or a family member's) and its note is dated in ``[index_date -
+    lookback_days, index_date]``, the window coded diagnoses use: a note written after time zero
+    never sets a baseline covariate.
+    """
+    spark = findings.sparkSession
+    codes = F.broadcast(spark.createDataFrame(sorted(note_comorbidity_codes().items()),
+                                              "concept string, code string"))
+    dated = findings.join(index.select(id_col, "index_date"), id_col, "inner").where(
+        (F.col("note_date") <= F.col("index_date"))
+        & (F.col("note_date") >= F.date_sub(F.col("index_date"), int(lookback_days))))
+    return (dated.where((F.col("category") == "comorbidity")
+                        & F.lower(F.col("context")).isin(*note_contexts()))
+            .select(id_col, F.lower(F.trim(F.col("concept"))).alias("concept"))
+            .join(codes, "concept", "inner").select(id_col, "code").distinct())
+
+
+def note_only_components(coded: DataFrame, noted: DataFrame, ids: DataFrame,
+                         id_col: str = "patient_key") -> DataFrame:
+    """Per id, ``note_components``: the components a note sets that no code does (sorted;
+    empty when codes cover every component the notes state)."""
+    from_codes = with_component_matches(coded, id_col)
+    only = with_component_matches(noted, id_col).join(from_codes, [id_col, "component"],
+                                                      "left_anti")
+    per = only.groupBy(id_col).agg(F.array_sort(F.collect_set("component"))
+                                   .alias("note_components"))
+    return ids.select(id_col).distinct().join(per, id_col, "left").select(
+        id_col, F.coalesce("note_components", F.array().cast("array<string>"))
+        .alias("note_components"))
 
 
 def filter_lookback(diagnoses: DataFrame, lookback_days: int, include_undated: bool = True

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from pipelines.catalog import regimen_catalog
 from pipelines.clinical.codes import drug_aliases, snomed_to_icd10cm
-from pipelines.clinical.columns import add_rule
+from pipelines.clinical.columns import add_rule, stage_group
 from pipelines.clinical.comorbidity import normalised_code, usable_icd10
 
 DAYS_PER_MONTH = 365.25 / 12  # 30.4375: months as used for os_months / ttnt_months
@@ -136,6 +136,35 @@ def cancer_summary(diagnoses: DataFrame, cancer_prefixes: DataFrame) -> DataFram
             F.col("onset_date").asc_nulls_last(), "diagnosis_id"))).where("_rn = 1").select(
         "pid", F.col("stage_text").alias("dx_stage_text"))
     return agg.join(primary, "pid", "left").join(staged, "pid", "left")
+
+
+STAGE_NOTE_CONTEXTS = ("affirmed", "historical")
+
+
+def note_stage(findings: DataFrame, index: DataFrame) -> DataFrame:
+    """Per patient_key: ``note_stage``, the overall stage group I-IV the notes state on or
+    before the index date.
+
+    ``findings`` are silver.note_findings rows (``category`` "stage": concept ``stage`` with the
+    stated group, ``TNM`` with the classification); ``index`` has ``patient_key`` and
+    ``index_date`` on the notes' (shifted) calendar. The latest stated group wins (sub-stages
+    collapse: IIIA -> III); without one, a TNM with M1 is stage IV. Negated, possible,
+    hypothetical and family mentions ("if stage IV", "her mother's stage II cancer") never
+    count, nor do notes written after time zero.
+    """
+    explicit = F.col("concept") == "stage"
+    group = (F.when(explicit, stage_group(F.col("value")))
+             .when((F.col("concept") == "TNM") & F.col("value").rlike(r"M1"), F.lit("IV")))
+    usable = (findings.where((F.col("category") == "stage")
+                             & F.col("context").isin(*STAGE_NOTE_CONTEXTS))
+              .join(index.select("patient_key", "index_date"), "patient_key", "inner")
+              .where(F.col("note_date") <= F.col("index_date"))
+              .withColumn("_group", group).where(F.col("_group").isNotNull()))
+    order = Window.partitionBy("patient_key").orderBy(
+        explicit.desc(), F.col("note_date").desc(), F.col("note_id").desc(),
+        F.col("start").desc())
+    return usable.withColumn("_rn", F.row_number().over(order)).where("_rn = 1").select(
+        "patient_key", F.col("_group").alias("note_stage"))
 
 
 # ---------------------------------------------------------------------------- lines

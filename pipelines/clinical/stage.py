@@ -53,6 +53,9 @@ PATIENT_COMMENTS = {
                         "older (HIPAA Safe Harbor)",
     "cancer_type": "OncoTree code (NSCLC, BRCA, COADREAD, MEL...) from the CSV or ICD-10 prefix",
     "stage": "Overall stage group I | II | III | IV (sub-stages collapsed); null when unknown",
+    "stage_source": "Where the stage came from, first that has one: csv | fhir condition | "
+                    "fhir observation | note (stated on or before the index date) | metastasis "
+                    "codes (ICD-10 C78/C79 by the index date: IV)",
     "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day), "
                       "moved by the patient's date shift",
     "index_date": "Start of the first line of therapy; the diagnosis date when untreated "
@@ -406,15 +409,20 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         (F.col("has_metastasis") == 1)
         & (F.col("metastasis_date").isNull() | (F.col("metastasis_date") <= F.col("index_date"))),
         F.lit("IV"))
+    stages = [(F.col("stage"), "csv"), (stage_group(F.col("dx_stage_text")), "fhir condition"),
+              (F.col("obs_stage"), "fhir observation"), (F.col("note_stage"), "note"),
+              (inferred_iv, "metastasis codes")]
     final = (
         base.join(ecog_obs.withColumnRenamed("ecog", "obs_ecog"), "pid", "left")
         .join(smoke_obs, "pid", "left").join(stage_obs, "pid", "left")
+        .join(_note_stages(run, base, key), "pid", "left")
         .select(
             "*",
             F.coalesce("obs_ecog", "ecog").alias("_ecog"),
             F.coalesce("smoking", "smoking_status").alias("_smoking"),
-            F.coalesce("stage", stage_group(F.col("dx_stage_text")), "obs_stage", inferred_iv)
-            .alias("_stage"),
+            F.coalesce(*[c for c, _ in stages]).alias("_stage"),
+            F.coalesce(*[F.when(c.isNotNull(), F.lit(s)) for c, s in stages])
+            .alias("stage_source"),
         )
     )
     final = _materialise(final)
@@ -435,12 +443,14 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         # HIPAA Safe Harbor: ages over 89 are aggregated into one category, stored as 90.
         F.least(F.floor(F.months_between("diagnosis_date", "birth_date") / 12), F.lit(AGE_CAP))
         .cast("int").alias("age_at_diagnosis"),
-        "cancer_type", F.col("_stage").alias("stage"), "diagnosis_date", "index_date",
+        "cancer_type", F.col("_stage").alias("stage"), "stage_source", "diagnosis_date",
+        "index_date",
         F.col("_ecog").cast("int").alias("ecog"), F.col("_smoking").alias("smoking_status"),
         zip3_col(F.col("postal_code")).alias("zip3"), "source")
         .transform(lambda d: shift_dates(d, key, ["diagnosis_date", "index_date"])))
-    if delta.add_columns(spark, patients_ref, silver_patients, PATIENT_COMMENTS):
-        log.info("%s: %s gained zip3", INGEST_STAGE, patients_ref.key)
+    added = delta.add_columns(spark, patients_ref, silver_patients, PATIENT_COMMENTS)
+    if added:
+        log.info("%s: %s gained %s", INGEST_STAGE, patients_ref.key, ", ".join(added))
     run.write(silver_patients, patients_ref, keys=["patient_key"], delete_missing=True,
               primary=False, comments=PATIENT_COMMENTS,
               table_comment="One row per patient: demographics, cancer, index date "
@@ -465,6 +475,19 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
               delete_missing=True, primary=False, comments=LINE_COMMENTS,
               table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
     _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key)
+
+
+def _note_stages(run: JobRun, base: DataFrame, key: bytes) -> DataFrame:
+    """Per pid: ``note_stage`` from silver.note_findings (:func:`silver.note_stage`); no rows
+    when the notes stages have not run."""
+    findings = run.read_optional(run.table("silver", "note_findings"),
+                                 consequence="stage comes from structured data only")
+    if findings is None:
+        return run.spark.createDataFrame([], "pid string, note_stage string")
+    index = base.select("pid", pseudonymise_col(F.col("pid"), key).alias("patient_key"),
+                        "index_date").transform(lambda d: shift_dates(d, key, ["index_date"]))
+    return silver.note_stage(findings, index).join(index, "patient_key", "inner").select(
+        "pid", "note_stage")
 
 
 def _drop_identifying_columns(run: JobRun, ref, columns: tuple[str, ...]) -> None:
@@ -551,6 +574,8 @@ def compute_comorbidities(spark, settings, parent_run_id: str | None = None) -> 
         comorbidity_flags,
         contraindication_flags,
         filter_lookback,
+        note_comorbidity_rows,
+        note_only_components,
         usable_icd10,
     )
 
@@ -580,11 +605,20 @@ def compute_comorbidities(spark, settings, parent_run_id: str | None = None) -> 
         icd = usable_icd10(diagnoses).join(patients, "patient_key", "inner")
         windowed = filter_lookback(icd, lookback, include_undated)
         ids = patients.select("patient_key")
-        flags = comorbidity_flags(windowed, id_col="patient_key", ids=ids)
+        # A comorbidity a note states counts like a code when the structured record lacks it;
+        # note_components names the components only notes set.
+        coded = windowed.select("patient_key", "code")
+        noted = (note_comorbidity_rows(findings, patients, lookback) if findings is not None
+                 else coded.limit(0))
+        flags = comorbidity_flags(coded.unionByName(noted), id_col="patient_key", ids=ids)
         ci = contraindication_flags(icd, findings, ids)
         out = (patients.join(flags, "patient_key", "left").join(ci, "patient_key", "left")
+               .join(note_only_components(coded, noted, ids), "patient_key", "left")
                .withColumn("lookback_days", F.lit(lookback)))
-        run.write(out, run.table("silver", "comorbidities"), keys=["patient_key"],
+        ref = run.table("silver", "comorbidities")
+        if delta.add_columns(spark, ref, out, _comorbidity_comments(lookback)):
+            log.info("%s: %s gained note_components", COMORBIDITY_STAGE, ref.key)
+        run.write(out, ref, keys=["patient_key"],
                   delete_missing=True, comments=_comorbidity_comments(lookback),
                   table_comment="Charlson (Quan 2005) and Elixhauser (Quan 2005, van Walraven) "
                                 "components and scores at the index date; contraindication "
@@ -605,4 +639,7 @@ def _comorbidity_comments(lookback: int) -> dict[str, str]:
                              "days up to the index date, hierarchy applied; no age points")
     out["elixhauser_vw"] = "van Walraven Elixhauser score (can be negative)"
     out["lookback_days"] = "Lookback window used for the cci_/elix_ components"
+    out["note_components"] = ("cci_/elix_ components set only by a comorbidity a note states "
+                              "(affirmed or historical, dated in the window); the coded record "
+                              "lacks them. Empty when codes cover every component")
     return out

@@ -173,7 +173,7 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "note_date": "Shifted date of the note",
         "concept": "Normalised concept, e.g. 'EGFR L858R', 'PD-L1 TPS', 'ECOG', 'brain metastasis'",
         "category": ("biomarker | site | performance_status | therapy | adverse_event | "
-                     "smoking | diagnosis"),
+                     "smoking | diagnosis | stage | comorbidity"),
         "value": ("Value when the concept has one (PD-L1 TPS percent, ECOG 0-4, HER2 IHC "
                   "score); a range as '1-49'; else null"),
         "comparator": "How the value was stated: < | <= | > | >= | range; null when exact",

@@ -27,7 +27,7 @@ from pipelines.notes import context as ctx
 from pipelines.notes.rules import RuleSet
 
 CATEGORIES = ("biomarker", "site", "performance_status", "therapy", "adverse_event", "smoking",
-              "diagnosis")
+              "diagnosis", "stage", "comorbidity")
 CONCEPTS_FILE = "concepts.tsv"
 SECTIONS_FILE = "sections.tsv"
 SNIPPET_CHARS = 160

@@ -63,9 +63,9 @@ FINDINGS_COMMENTS = {
     "note_date": "Shifted note date",
     "concept": "Normalised concept, e.g. 'EGFR L858R', 'brain metastasis', 'ECOG'",
     "category": "biomarker | site | performance_status | therapy | adverse_event | smoking | "
-                "diagnosis",
+                "diagnosis | stage | comorbidity",
     "value": "Value stated with the concept (PD-L1 percent, ECOG grade, pack-years, HER2 IHC "
-             "score); a range as '1-49'; else null",
+             "score, stage group 'IIIA', TNM 'pT2N1M0'); a range as '1-49'; else null",
     "comparator": "How the value was stated: < | <= | > | >= | range; null for an exact value",
     "context": "Status of the mention: affirmed | negated | pending | equivocal | "
                "indeterminate | possible | historical | hypothetical | family",

@@ -47,6 +47,12 @@ class Phi:
     type: str
 
 
+def _tps_context(tps) -> str:
+    """A PD-L1 TPS below 1% is a negative result (IASLC/CAP; the lexicon's cut-off), so the
+    truth records it as negated, as the reader of a report would."""
+    return "affirmed" if tps else "negated"
+
+
 @dataclass(frozen=True)
 class Mention:
     text: str
@@ -273,7 +279,7 @@ class NoteWriter:
         if p.cancer_type == "NSCLC":
             value = p.pdl1_tps if p.pdl1_tps else self._choice(["0", "<1"])
             b.line("{m} (Dako 22C3 pharmDx).",
-                   m=self._mention("PD-L1 TPS", "affirmed", value))
+                   m=self._mention("PD-L1 TPS", _tps_context(p.pdl1_tps), value))
         if p.cancer_type == "BRCA":
             concept = "ER positive" if p.er_positive else "ER positive" + ABSENT
             pct = int(self.rng.integers(60, 100)) if p.er_positive else 0
@@ -333,7 +339,7 @@ class NoteWriter:
                         m=self._mention(self._driver_concept(key), "affirmed"))
         if p.cancer_type == "NSCLC" and self.rng.random() < 0.6:
             value = p.pdl1_tps if p.pdl1_tps else "<1"
-            b.frame("{m}. ", m=self._mention("PD-L1 TPS", "affirmed", value))
+            b.frame("{m}. ", m=self._mention("PD-L1 TPS", _tps_context(p.pdl1_tps), value))
         if p.cancer_type == "COADREAD" and p.msi_h:
             b.frame("Tumor is {m}. ", m=self._mention("MSI-H", "affirmed"))
         sites = [s for s, v in p.metastases.items() if v]
@@ -344,18 +350,21 @@ class NoteWriter:
 
         # Past history: comorbidities plus historical adverse events.
         words = self.w.clinical["comorbidity_words"]
-        pmh = [words[c] for c in p.comorbidities]
+        concepts = self.w.clinical["comorbidity_concepts"]
         b.add("PMH: ")
-        if not pmh:
+        if not p.comorbidities:
             b.add("none significant")
-        for k, word in enumerate(pmh):
+        for k, cond in enumerate(p.comorbidities):
             if k:
                 b.add(", ")
-            if word == "hypothyroidism":
-                # A past-history list states conditions as history (ConText section rule).
+            # A past-history list states conditions as history (ConText section rule).
+            if words[cond] == "hypothyroidism":
                 b.add_mention(self._mention("hypothyroidism", "historical"))
+            elif concepts.get(cond):
+                b.add_mention(Mention(words[cond], concepts[cond], "comorbidity", "historical",
+                                      None))
             else:
-                b.add(word, typos=False)
+                b.add(words[cond], typos=False)
         if "ild" in p.flags or self.rng.random() < 0.04:
             b.add("; ")
             self._frame_from(b, "ae_historical", "pneumonitis", "historical")
