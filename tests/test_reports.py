@@ -45,8 +45,8 @@ def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
     for i, k in enumerate(keys):
         f = feats.loc[k]
         patients.append((k, f["sex"], float(f["age_at_diagnosis"]), f["cancer_type"],
-                         f["stage"], dt.date(2026, 9, 1), dt.date(2026, 11, 1), float(f["ecog"]),
-                         "csv"))
+                         f["stage"], "csv", dt.date(2026, 9, 1), dt.date(2026, 11, 1),
+                         float(f["ecog"]), "csv"))
         identity.append((k, src_of[k], NAMES[i % 3], MRNS[i % 3],
                          dt.date.fromisoformat(DOBS[i % 3]), "csv"))
         biomarkers.append((k, float(f["tmb"]), bool(f["egfr_mut"]), bool(f["kras_g12c"])))
@@ -58,7 +58,8 @@ def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
                          "ENST00000256331", f"vcf/{src_of[k]}.vcf.gz"))
     delta.write_table(spark, spark.createDataFrame(
         patients, "patient_key string, sex string, age_at_diagnosis double, "
-                  "cancer_type string, stage string, diagnosis_date date, index_date date, "
+                  "cancer_type string, stage string, stage_source string, "
+                  "diagnosis_date date, index_date date, "
                   "ecog double, source string"), settings.table("silver", "patients"),
         mode="overwrite")
     delta.write_table(spark, spark.createDataFrame(
@@ -74,6 +75,13 @@ def write_clinical(spark, settings, frames: dict, keys: list[str]) -> dict:
                   "dp int, gene string, consequence string, hgvsc string, hgvsp string, "
                   "transcript string, source_file string"),
         settings.table("silver", "variants"), mode="overwrite")
+    # A FHIR biomarker Observation of the first patient (a third source beside VCF and notes).
+    delta.write_table(spark, spark.createDataFrame(
+        [("obs-pdl1-7", keys[0], "PD-L1 TPS", "affirmed", "60", None, dt.date(2026, 11, 20),
+          "85147-9")],
+        "observation_id string, patient_key string, concept string, context string, "
+        "value string, comparator string, obs_date date, loinc string"),
+        settings.table("silver", "biomarker_observations"), mode="overwrite")
     # The raw note the snippet "History of grade 3 pneumonitis..." was de-identified from.
     delta.write_table(spark, spark.createDataFrame(
         [("n1", src_of[keys[1]], "oncology progress", dt.date(2026, 10, 1), RAW_NOTE,
@@ -187,6 +195,12 @@ def test_report_content_answers_the_boards_questions(world):
                    "First-line regimens received"):
         assert needle in text, needle
     assert "p.G12V" not in text  # a LowQual call is not shown as a driver
+    # every fact names its source: the VCF record of a variant, the FHIR Observation id, the
+    # stage's origin (the note sentence of a note finding is checked below)
+    assert "VCF 17:7675088 C>T" in text
+    obs = html.split('<table id="observations">')[1].split("</table>")[0]
+    assert "FHIR Observation obs-pdl1-7" in obs and "after index date" in obs  # not an input
+    assert "(clinical CSV)" in text
     noted = (world["folder"] / f"{sp['noted']}.html").read_text()
     assert "History of grade 3 pneumonitis on prior therapy." in noted
     assert "historical" in noted

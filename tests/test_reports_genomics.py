@@ -28,3 +28,17 @@ def test_protein_length_table_is_uniprot_canonical():
         "TP53": 393, "KRAS": 189, "EGFR": 1210, "BRAF": 766, "PIK3CA": 1068, "RB1": 928}
     assert beyond_protein("rb1", "929") and not beyond_protein("RB1", 928)
     assert not beyond_protein("RB1", None) and not beyond_protein(None, 5)
+
+
+def test_each_alteration_names_the_vcf_records_it_comes_from():
+    variants = [{**_variant("EGFR", "p.Leu858Arg", 858), "variant_key": "k1", "chrom": "chr7",
+                 "pos": 55191822, "ref": "T", "alt": "G", "sample": "SOURCE-ID-1"}]
+    actionable = [
+        {"gene": "EGFR", "alteration": "L858R", "variant_keys": ["k1"],
+         "match_kind": "protein_change", "direction": "sensitivity"},
+        {"gene": None, "alteration": "TMB-H", "variant_keys": [], "match_kind": "tmb",
+         "direction": "sensitivity"}]
+    ctx = genomics_context(actionable, {}, variants)
+    sources = {a["alteration"]: a["source"] for a in ctx["actionable"]}
+    # the sample column may carry a source id: the record is shown without it
+    assert sources == {"L858R": "VCF chr7:55191822 T>G", "TMB-H": "VCF, patient-level (tmb)"}

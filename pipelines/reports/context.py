@@ -54,6 +54,12 @@ def age_text(patient: dict | None) -> str:
     return "not recorded"
 
 
+# silver.patients.stage_source -> how the header names it
+STAGE_SOURCES = {"csv": "clinical CSV", "fhir condition": "FHIR Condition",
+                 "fhir observation": "FHIR Observation", "note": "clinical note",
+                 "metastasis codes": "inferred from metastasis codes"}
+
+
 def header_context(key: str, patient: dict | None, features: dict | None, board_date: str,
                    catalog: RegimenCatalog, identity: dict | None = None) -> dict:
     """Who the patient is. ``identity`` (name, MRN) only for the care-team variant."""
@@ -73,6 +79,7 @@ def header_context(key: str, patient: dict | None, features: dict | None, board_
         "cancer_type": cancer,
         "cancer_type_name": catalog.cancer_types.get(cancer, {}).get("name", cancer),
         "stage": pick("stage"),
+        "stage_source": STAGE_SOURCES.get(pick("stage_source") or "", pick("stage_source")),
         "ecog": int(ecog) if isinstance(ecog, int | float) else ecog,
         "board_date": board_date,
         "age": _val(patient.get("age_at_diagnosis")),
@@ -179,10 +186,20 @@ def red_flags(options: list[dict], drift: dict, quality: dict,
 
 
 # ---------------------------------------------------------------------------- genomics
+def vcf_record(v: dict) -> str:
+    """The VCF record a variant came from, as a reader finds it again: "chr7:55191822 T>G"
+    (the sample name is left out: a file's sample column may carry a source id)."""
+    return f"{v.get('chrom')}:{v.get('pos')} {v.get('ref')}>{v.get('alt')}"
+
+
 def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
                      variants: list[dict] | None) -> dict:
+    """Actionable alterations and other driver variants, each with the VCF record(s) it
+    comes from (``variants`` holds silver.variants rows of the patient, ``variant_key`` keyed).
+    """
     genes, altering = driver_genes()
     out: dict = {"actionable": [], "drivers": [], "flags": [], "annotation_errors": []}
+    records = {v.get("variant_key"): vcf_record(v) for v in variants or []}
     if actionable is None:
         out["actionable_missing"] = "Knowledge-base matching has not run (no " \
                                     "silver.actionable_alterations table)."
@@ -197,7 +214,8 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
                 "therapy": a.get("therapy"), "direction": a.get("direction"),
                 "evidence_level": a.get("evidence_level"),
                 "label": "" if on_label is None else ("on-label" if on_label else "off-label"),
-                "vaf": _val(a.get("vaf")), "citation": a.get("citation")})
+                "vaf": _val(a.get("vaf")), "citation": a.get("citation"),
+                "source": _actionable_source(a, records)})
         out["actionable_missing"] = "No actionable alteration matched the knowledge base."
     if biomarkers and _val(biomarkers.get("tmb")) is not None:
         out["tmb_text"] = f"{float(biomarkers['tmb']):.1f} mutations/Mb"
@@ -230,9 +248,36 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
                 continue
             out["drivers"].append({"gene": gene, "hgvsp": v.get("hgvsp") or v.get("hgvsc") or "",
                                    "consequence": consequence.replace("_", " ").replace("&", ", "),
-                                   "vaf": _val(v.get("vaf")), "dp": _val(v.get("dp"))})
+                                   "vaf": _val(v.get("vaf")), "dp": _val(v.get("dp")),
+                                   "source": "VCF " + vcf_record(v)})
         out["drivers"].sort(key=lambda d: (d["gene"], str(d["hgvsp"])))
         out["drivers_missing"] = "No other protein-altering PASS variant in a cancer gene."
+    return out
+
+
+def _actionable_source(a: dict, records: dict) -> str:
+    """Where an actionable alteration comes from: its VCF record(s), or the patient-level
+    measure (TMB, MSI) of the VCF stage."""
+    keys = _val(a.get("variant_keys"))
+    found = [records[k] for k in (list(keys) if keys is not None else []) if k in records]
+    if found:
+        return "VCF " + "; ".join(sorted(found))
+    kind = str(_val(a.get("match_kind")) or "").replace("_", " ")
+    return f"VCF, patient-level ({kind})" if kind else "VCF"
+
+
+def observations_context(rows: list[dict] | None, index_date=None) -> list[dict]:
+    """FHIR biomarker Observations of the patient (silver.biomarker_observations), newest
+    first, each with its Observation id; those after the index date are marked (they are not
+    model inputs)."""
+    out = []
+    for r in sorted(rows or [], key=lambda r: str(r.get("obs_date") or ""), reverse=True):
+        when = _val(r.get("obs_date"))
+        out.append({"concept": r.get("concept"), "status": r.get("context"),
+                    "value": value_text(r.get("value"), r.get("comparator")),
+                    "date": when, "observation_id": r.get("observation_id"),
+                    "after_index": bool(index_date is not None and when is not None
+                                        and str(when) > str(index_date))})
     return out
 
 
@@ -288,7 +333,9 @@ def comorbidity_context(row: dict | None, table_exists: bool) -> dict:
                 "missing": "Comorbidities have not been computed (no silver.comorbidities "
                            "table)." if not table_exists else
                            "No comorbidity record for this patient."}
-    conditions = [humanise(k) for k, v in sorted(row.items())
+    from_notes = set(_val(row.get("note_components")) or ())
+    conditions = [humanise(k) + (" (clinical note)" if k in from_notes else "")
+                  for k, v in sorted(row.items())
                   if k.startswith("cci_") and not _missing(v) and bool(v)]
     ci = [humanise(k) for k, v in sorted(row.items())
           if k.startswith("ci_") and not _missing(v) and bool(v)]

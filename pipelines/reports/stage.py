@@ -163,9 +163,13 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
         actionable = _by_key(reader.for_board("silver", "actionable_alterations"))
         biomarkers = _by_key(reader.for_board("silver", "biomarkers"))
         genes, _ = ctx.driver_genes()
+        # driver genes, and every gene of an actionable alteration (its VCF record is shown)
+        genes = genes | {str(a.get("gene")).upper() for rows_ in (actionable or {}).values()
+                         for a in rows_ if a.get("gene")}
         variants = _by_key(reader.for_board(
             "silver", "variants", where=F.upper(F.col("gene")).isin(sorted(genes))))
         findings = _by_key(reader.for_board("silver", "note_findings"))
+        observations = _by_key(reader.for_board("silver", "biomarker_observations"))
         comorbidities = _by_key(reader.for_board("silver", "comorbidities", latest=True))
         identity = _by_key(reader.for_board("restricted", "patient_identity")) \
             if care_team else None
@@ -231,6 +235,8 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
                     (biomarkers or {}).get(key, [None])[0],
                     variants.get(key, []) if variants is not None else None),
                 "notes": notes, "notes_missing": notes_missing,
+                "observations": ctx.observations_context(
+                    (observations or {}).get(key, []), _index_date(feature_row)),
                 "comorbidities": ctx.comorbidity_context(
                     (comorbidities or {}).get(key, [None])[0], comorbidities is not None),
                 "why": ctx.why_context(options, explanations.get(key, {}), labels,
