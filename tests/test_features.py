@@ -181,6 +181,7 @@ def test_every_feature_column_is_documented(built):
     assert "EGFR" in comment and "silver.biomarkers" in comment
 
 
+@pytest.mark.slow  # a whole re-run of build-features (about 40 s), like the other re-runs
 def test_features_rerun_leaves_table_unchanged(spark, built):
     settings, _, _, first = built
     before = sorted(map(str, first.collect()))

@@ -343,6 +343,7 @@ def test_drift_is_written_for_the_board_date(spark, board):
     assert set(d["model_version"]) == {board["champion"].version}
 
 
+@pytest.mark.slow  # a whole re-run of score (about 20 s), like the other re-runs
 def test_rescoring_the_same_board_changes_nothing(spark, board):
     settings = board["settings"]
     ref = settings.table("gold", "treatment_rankings")

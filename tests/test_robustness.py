@@ -82,6 +82,9 @@ def _wait_for_marker(child: subprocess.Popen, timeout: float = 600) -> None:
     pytest.fail("the child job never reached its write")
 
 
+# SIGKILL of a child job mid-MERGE and two whole stage runs (about 70 s): in the slow tier,
+# with the other whole re-runs, to keep the default run (CI) under its 30 minutes.
+@pytest.mark.slow
 def test_sigkill_mid_merge_then_rerun_equals_an_uninterrupted_run(spark, tmp_path):
     # Reference: the same job, uninterrupted, in this process.
     ref_settings = _settings(tmp_path / "reference")
