@@ -191,6 +191,7 @@ def test_features_rerun_leaves_table_unchanged(spark, built):
     assert run.status == "succeeded" and run.rows_written == 3
 
 
+@pytest.mark.slow  # two whole build-features runs (about 40 s), like the other re-runs
 def test_features_with_absent_inputs_then_a_new_input(spark, settings):
     """Only genomics ingested: the spine comes from silver.biomarkers, the rest is typed null;
     when the comorbidity table appears, the table is rewritten with its columns."""
