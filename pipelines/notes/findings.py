@@ -254,8 +254,9 @@ def snippet(text: str, sentence: ctx.Span, begin: int, end: int) -> str:
 
 
 def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
-            headers: list[Chunk]) -> list[Finding]:
-    """All findings of one note (see the module docstring)."""
+            headers: list[Chunk], rules: tuple[ctx.Rule, ...] | None = None) -> list[Finding]:
+    """All findings of one note (see the module docstring); ``rules`` replaces the ConText
+    rules of ``context_rules.tsv`` (an evaluation that leaves rules out)."""
     rows, sections = concept_rows(), section_rows()
     header_list = sorted((h.begin, h.end, sections[int(h.ident[1:])])
                          for h in _without_nested(headers))
@@ -271,7 +272,7 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
             # A trigger word inside a concept phrase ("never" in "never smoker", "no" in "no
             # history of smoking") belongs to that phrase: it must not modify the next mention.
             # Clause cues stay: "HER2 positive" states its own result.
-            triggers = [t for t in ctx.find_triggers(text, sent)
+            triggers = [t for t in ctx.find_triggers(text, sent, rules)
                         if t.category in (ctx.TERMINATE, ctx.AFFIRMED, ctx.CLAUSE, ctx.LIST)
                         or not any(m.begin <= t.begin and t.end <= m.end for m in mentions)]
             per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
