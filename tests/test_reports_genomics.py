@@ -42,3 +42,18 @@ def test_each_alteration_names_the_vcf_records_it_comes_from():
     sources = {a["alteration"]: a["source"] for a in ctx["actionable"]}
     # the sample column may carry a source id: the record is shown without it
     assert sources == {"L858R": "VCF chr7:55191822 T>G", "TMB-H": "VCF, patient-level (tmb)"}
+
+
+def test_a_comorbidity_only_a_note_states_is_marked_so():
+    import numpy as np
+
+    from pipelines.reports.context import comorbidity_context
+
+    row = {"cci_diab": 1, "cci_chf": 1, "cci_mi": 0, "charlson_index": 2, "elixhauser_vw": 3,
+           "note_components": np.array(["cci_diab", "elix_diabunc"])}  # as pandas reads it
+    ctx = comorbidity_context(row, True)
+    assert ctx["conditions"] == ["Congestive heart failure",
+                                 "Diabetes without chronic complication (clinical note)"]
+    empty = comorbidity_context({**row, "note_components": np.array([])}, True)
+    assert empty["conditions"] == ["Congestive heart failure",
+                                   "Diabetes without chronic complication"]

@@ -333,8 +333,12 @@ def comorbidity_context(row: dict | None, table_exists: bool) -> dict:
                 "missing": "Comorbidities have not been computed (no silver.comorbidities "
                            "table)." if not table_exists else
                            "No comorbidity record for this patient."}
-    from_notes = set(_val(row.get("note_components")) or ())
-    conditions = [humanise(k) + (" (clinical note)" if k in from_notes else "")
+    noted = _val(row.get("note_components"))  # a numpy array when read through pandas
+    from_notes = set() if noted is None else {str(c) for c in noted}
+    from pipelines.clinical.codes import charlson_components
+
+    labels = {c.column: c.label for c in charlson_components()}
+    conditions = [labels.get(k, humanise(k)) + (" (clinical note)" if k in from_notes else "")
                   for k, v in sorted(row.items())
                   if k.startswith("cci_") and not _missing(v) and bool(v)]
     ci = [humanise(k) for k, v in sorted(row.items())
