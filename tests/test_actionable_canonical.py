@@ -46,7 +46,7 @@ def canonical() -> list[dict]:
     return list(csv.DictReader(lines, delimiter="\t"))
 
 
-def _record(row: dict, sample_gt: str = "0/1") -> str:
+def _record(row: dict, genotypes: str) -> str:
     chrom, pos = LOCUS[row["gene"]]
     cons, change = row["consequence"], row["hgvsp"]
     if cons == "gene_fusion":  # SnpEff names a fusion's genes "EML4&ALK"
@@ -54,19 +54,19 @@ def _record(row: dict, sample_gt: str = "0/1") -> str:
         ann = (f"N[{partner_chrom}:{partner_pos}[|gene_fusion|HIGH|{change}|{change}|"
                f"gene_variant|{change}|protein_coding|||")
         return (f"{chrom}\t{pos}\t.\tN\tN[{partner_chrom}:{partner_pos}[\t60\tPASS\t"
-                f"SVTYPE=BND;ANN={ann}\tGT\t{sample_gt}")
+                f"SVTYPE=BND;ANN={ann}\tGT\t{genotypes}")
     if cons == "transcript_amplification":
         csq = f"duplication|{cons}|HIGH|{row['gene']}|G|Transcript|T|protein_coding||||YES"
-        return f"{chrom}\t{pos}\t.\tN\t<DUP>\t60\tPASS\tSVTYPE=DUP;CSQ={csq}\tGT\t{sample_gt}"
+        return f"{chrom}\t{pos}\t.\tN\t<DUP>\t60\tPASS\tSVTYPE=DUP;CSQ={csq}\tGT\t{genotypes}"
     exon = "" if row["exon"] == "-" else row["exon"]
     hgvsc, hgvsp = (f"T:{change}", "") if change.startswith("c.") else ("", f"P:{change}")
     intron = "13/20" if cons.startswith("splice") else ""
     csq = (f"T|{cons}|HIGH|{row['gene']}|G|Transcript|T|protein_coding|{exon}|{intron}|"
            f"{hgvsc}|{hgvsp}|YES")
-    return f"{chrom}\t{pos}\t.\tC\tT\t60\tPASS\tCSQ={csq}\tGT\t{sample_gt}"
+    return f"{chrom}\t{pos}\t.\tC\tT\t60\tPASS\tCSQ={csq}\tGT\t{genotypes}"
 
 
-def _vcf(sample: str, record: str) -> str:
+def _vcf(samples: list[str], records: list[str]) -> str:
     contigs = "".join(f"##contig=<ID={c}>\n" for c in sorted({c for c, _ in LOCUS.values()}))
     return ("##fileformat=VCFv4.2\n" + contigs
             + '##INFO=<ID=SVTYPE,Number=1,Type=String,Description="SV type">\n'
@@ -75,7 +75,8 @@ def _vcf(sample: str, record: str) -> str:
             + f'##INFO=<ID=ANN,Number=.,Type=String,Description="Functional annotations: '
               f"'{ANN}'\">\n"
             + '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
-            + f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{sample}\n{record}\n")
+            + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples)
+            + "\n" + "\n".join(records) + "\n")
 
 
 def _drugs(value) -> frozenset[str]:
@@ -94,11 +95,15 @@ def matched(spark, tmp_path_factory):
         case = (r["oncotree"], r["gene"], r["hgvsp"], r["consequence"])
         patients.setdefault(case, f"CANON{len(patients) + 1:03d}")
         r["patient"] = patients[case]
+    # One multi-sample VCF: each record is carried (0/1) by its own patient only.
     vcf_dir = root / "vcf"
     vcf_dir.mkdir()
-    for pid in patients.values():
+    samples = list(patients.values())
+    records = []
+    for pid in samples:
         row = next(r for r in rows if r["patient"] == pid)
-        (vcf_dir / f"{pid}.vcf").write_text(_vcf(pid, _record(row)))
+        records.append(_record(row, "\t".join("0/1" if s == pid else "0/0" for s in samples)))
+    (vcf_dir / "canonical.vcf").write_text(_vcf(samples, records))
     settings = Settings(lakehouse=root / "lakehouse", shuffle_partitions=2,
                         spark_master="local[2]", inputs=Inputs(vcf=(str(vcf_dir),)))
     delta.write_table(spark, spark.createDataFrame(

@@ -172,6 +172,7 @@ def test_reingest_replaces_exactly_the_files_of_its_sources(spark, inputs):
     assert_no_orphans(table, root / "reingest")
 
 
+@pytest.mark.slow  # whole ingest-variants runs on the fallback path (about 20 s)
 def test_untagged_files_and_gate_quarantines_fall_back_to_spark_writer(spark, inputs):
     root, files, pos0 = inputs
     # A table written by Spark's writer has untagged files whose statistics cannot rule out

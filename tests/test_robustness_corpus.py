@@ -275,6 +275,7 @@ def test_a_second_run_changes_nothing(spark, first_run):
     assert after == before
 
 
+@pytest.mark.slow  # a whole stage re-run on the corpus (about 25 s)
 def test_a_renamed_upstream_column_stops_the_job_and_leaves_the_tables(spark, first_run):
     """The hospital's export renames birth_date: ingestion treats it as optional, the gate
     sees the column suddenly empty and stops before the identity map or silver change."""

@@ -504,6 +504,8 @@ def test_censoring_rate_and_prevalence_are_realistic(simulated):
     assert tmb.min() >= 1 and tmb.max() <= 50 and np.median(tmb) < 10
 
 
+@pytest.mark.slow  # a 2,000-patient cohort and a Cox fit (about 15 s); the oracle run checks
+# the planted effects end to end in the default run
 def test_cox_fit_recovers_the_planted_osimertinib_effect():
     """Among EGFR-mutant NSCLC patients, an adjusted Cox model of osimertinib versus
     platinum-pemetrexed recovers the planted HR (0.45) within its 99% CI."""
