@@ -39,7 +39,8 @@ def test_each_alteration_names_the_vcf_records_it_comes_from():
         {"gene": None, "alteration": "TMB-H", "variant_keys": [], "match_kind": "tmb",
          "direction": "sensitivity"}]
     ctx = genomics_context(actionable, {}, variants)
-    sources = {a["alteration"]: a["source"] for a in ctx["actionable"]}
+    sources = {a["alteration"]: a["source"]
+               for a in ctx["actionable"] + ctx["actionable_more"]}
     # the sample column may carry a source id: the record is shown without it
     assert sources == {"L858R": "VCF chr7:55191822 T>G", "TMB-H": "VCF, patient-level (tmb)"}
 
@@ -57,3 +58,29 @@ def test_a_comorbidity_only_a_note_states_is_marked_so():
     empty = comorbidity_context({**row, "note_components": np.array([])}, True)
     assert empty["conditions"] == ["Congestive heart failure",
                                    "Diabetes without chronic complication"]
+
+
+def test_evidence_is_tiered_merged_and_tier_one_comes_first():
+    def row(therapy, level, match, direction="sensitivity", disease="Breast cancer"):
+        return {"gene": "PIK3CA", "alteration": "Mutation", "therapy": therapy,
+                "direction": direction, "evidence_level": level, "disease_match": match,
+                "disease": disease, "on_label": level == "A" and match == "exact",
+                "citation": f"{therapy} {level} {match}", "variant_keys": [],
+                "patient_alterations": ["E545K"]}
+
+    named_otherwise = {**row("Alpelisib + Fulvestrant", "B", "exact"), "alteration": "E545"}
+    actionable = [row("Alpelisib + Fulvestrant", "A", "exact"), named_otherwise,
+                  row("Alpelisib + Fulvestrant", "B", "exact"),      # merged into the A row
+                  row("Alpelisib + Fulvestrant", "C", "none"),
+                  row("Aspirin", "B", "none", disease="Colorectal cancer"),   # another type
+                  row("Celecoxib", "D", "exact"),                    # preclinical
+                  row("Everolimus", "B", "exact", direction="resistance")]
+    ctx = genomics_context(actionable, {}, [])
+    first = [(a["therapy"], a["tier"], a["direction"], a["more_evidence"])
+             for a in ctx["actionable"]]
+    assert {a["alteration"] for a in ctx["actionable"]} == {"E545K"}
+    # the knowledge base's "Mutation" and "E545" entries are one finding: the patient's E545K
+    assert first == [("Alpelisib + Fulvestrant", "IA", "sensitivity", 3),
+                     ("Everolimus", "IB", "resistance", 0)]
+    assert [(a["therapy"], a["tier"]) for a in ctx["actionable_more"]] == [
+        ("Aspirin", "IIC"), ("Celecoxib", "IID")]

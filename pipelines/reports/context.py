@@ -204,19 +204,13 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
         out["actionable_missing"] = "Knowledge-base matching has not run (no " \
                                     "silver.actionable_alterations table)."
     else:
-        order = {"sensitivity": 0, "resistance": 1}
-        for a in sorted(actionable, key=lambda a: (order.get(str(a.get("direction")), 2),
-                                                   str(a.get("evidence_level")),
-                                                   str(a.get("gene")))):
-            on_label = _val(a.get("on_label"))
-            out["actionable"].append({
-                "gene": a.get("gene"), "alteration": a.get("alteration"),
-                "therapy": a.get("therapy"), "direction": a.get("direction"),
-                "evidence_level": a.get("evidence_level"),
-                "label": "" if on_label is None else ("on-label" if on_label else "off-label"),
-                "vaf": _val(a.get("vaf")), "citation": a.get("citation"),
-                "source": _actionable_source(a, records)})
-        out["actionable_missing"] = "No actionable alteration matched the knowledge base."
+        tiered = tiered_evidence(actionable, records)
+        out["actionable"] = [e for e in tiered if e["tier"] in ("IA", "IB")]
+        out["actionable_more"] = [e for e in tiered if e["tier"] not in ("IA", "IB")]
+        out["actionable_missing"] = (
+            "No tier I evidence (level A or B in this tumour type) for this patient's "
+            "alterations." if tiered else
+            "No actionable alteration matched the knowledge base.")
     if biomarkers and _val(biomarkers.get("tmb")) is not None:
         out["tmb_text"] = f"{float(biomarkers['tmb']):.1f} mutations/Mb"
     else:
@@ -253,6 +247,51 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
         out["drivers"].sort(key=lambda d: (d["gene"], str(d["hgvsp"])))
         out["drivers_missing"] = "No other protein-altering PASS variant in a cancer gene."
     return out
+
+
+def tiered_evidence(actionable: list[dict], records: dict) -> list[dict]:
+    """One row per (gene, the patient's alteration, therapy, direction): its best evidence
+    (AMP/ASCO/CAP
+    tier, :func:`pipelines.knowledge.tiers.amp_tier`) with the number of other evidence rows
+    merged into it; tier I first, sensitivity before resistance."""
+    from pipelines.knowledge.tiers import TIER_ORDER, TIER_TEXT, amp_tier
+
+    best: dict[tuple, dict] = {}
+    merged: dict[tuple, int] = {}
+    for a in actionable:
+        on_label = _val(a.get("on_label"))
+        # on label implies the patient's tumour type (a table written before disease_match)
+        match = _val(a.get("disease_match")) or ("exact" if on_label is True else None)
+        tier = amp_tier(_val(a.get("evidence_level")), match, approved=on_label is True)
+        # The patient's own change ("E545K") names the row: knowledge-base entries that name
+        # it differently ("E545", "Mutation") are the same finding for the board.
+        mine = _val(a.get("patient_alterations"))
+        alteration = ", ".join(sorted(str(x) for x in mine)) if mine is not None and len(
+            mine) else a.get("alteration")
+        key = (a.get("gene"), alteration, a.get("therapy"), a.get("direction"))
+        row = {"gene": a.get("gene"), "alteration": alteration,
+               "therapy": a.get("therapy"), "direction": a.get("direction"),
+               "evidence_level": a.get("evidence_level"), "tier": tier,
+               "tier_text": TIER_TEXT[tier], "disease": a.get("disease"),
+               "label": "" if on_label is None else ("on-label" if on_label else "off-label"),
+               "vaf": _val(a.get("vaf")), "citation": a.get("citation"),
+               "source": _actionable_source(a, records)}
+        merged[key] = merged.get(key, -1) + 1
+        # Best first: tier, then on label, then the curated label entry (an FDA label, not
+        # the trial behind it), level, citation.
+        row["_rank"] = (TIER_ORDER[tier], row["label"] != "on-label",
+                        a.get("source") != "curated", str(row["evidence_level"]),
+                        str(row["citation"]))
+        if key not in best or row["_rank"] < best[key]["_rank"]:
+            best[key] = row
+    order = {"sensitivity": 0, "resistance": 1}
+    out = []
+    for key, row in best.items():
+        row["more_evidence"] = merged[key]
+        del row["_rank"]
+        out.append(row)
+    return sorted(out, key=lambda r: (TIER_ORDER[r["tier"]], order.get(str(r["direction"]), 2),
+                                      str(r["gene"]), str(r["therapy"])))
 
 
 def _actionable_source(a: dict, records: dict) -> str:
