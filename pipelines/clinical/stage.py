@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -107,7 +108,11 @@ def ingest_clinical(spark, settings, parent_run_id: str | None = None) -> JobRun
         if fhir_bronze is None and not csv_bronze:
             log.info("%s: no clinical input configured; nothing to ingest", INGEST_STAGE)
         else:
-            _build_silver(run, fhir_bronze, csv_bronze, rule)
+            findings = run.read_optional(run.table("silver", "note_findings"),
+                                         consequence="stage comes from structured data only")
+            built = build_clinical_silver(spark, fhir_bronze, csv_bronze, rule,
+                                          settings.pseudonym_key, findings)
+            _write_clinical_silver(run, built)
             _write_privacy_risk(run)
     return run
 
@@ -246,13 +251,52 @@ def _latest_before(df: DataFrame, value: str, index: DataFrame) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------- silver
-def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
-                  rule: LineRule) -> None:
-    spark, settings = run.spark, run.settings
-    key = settings.pseudonym_key
-    identity_ref = run.table("restricted", "patient_identity")
-    diag_ref = run.table("silver", "diagnoses")
-    expo_ref = run.table("silver", "medication_exposures")
+@dataclass
+class Rejects:
+    """Parsed records of one family, the rejected ones (``_rule`` set) bound for the
+    quarantine of ``schema.table`` (see :func:`_quarantine`)."""
+
+    parsed: DataFrame
+    schema: str
+    table: str
+    record_cols: list[str]
+    bronze: DataFrame | None = None
+
+
+@dataclass
+class ClinicalSilver:
+    """What ingest-clinical writes, built from the bronze frames without touching a table.
+
+    Rows are keyed by the source patient id (``pid``); the writer pseudonymises and shifts.
+    ``patients``: one row per accepted patient with demographics, cancer, stage and its
+    source, index date and first lines; ``outcomes``: survival labels (``outcome_rejects``:
+    deaths dated before the index date, shaped for the quarantine);
+    ``biomarker_observations``: parsed FHIR biomarker Observations (``_rule`` on rejects).
+    """
+
+    rejects: list[Rejects]
+    patients: DataFrame
+    diagnoses: DataFrame
+    exposures: DataFrame
+    lines: DataFrame
+    outcomes: DataFrame
+    outcome_rejects: DataFrame
+    biomarker_observations: DataFrame | None
+
+
+EXPOSURE_COLUMNS = ["pid", "exposure_id", "drug", "rxcui", "display", "start_date",
+                    "end_date", "status", "antineoplastic", "source"]
+
+
+def build_clinical_silver(spark, fbr: DataFrame | None, cbr: dict[str, DataFrame],
+                          rule: LineRule, key: bytes,
+                          note_findings: DataFrame | None = None) -> ClinicalSilver:
+    """Parse, reconcile and derive every silver clinical table from the bronze frames
+    (``fbr``: bronze.fhir_resources; ``cbr``: bronze.clinical_csv_<table> by table name) and,
+    for a stage the structured record lacks, silver.note_findings. Pure: no table is read or
+    written, so each step can be checked on small frames (tests/test_clinical_build.py).
+    """
+    rejects: list[Rejects] = []
     alias_df, rx_df, alias_pattern = silver.drug_maps(spark)
     empty = spark.createDataFrame([], "pid string")
 
@@ -262,7 +306,8 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     if fbr is not None:
         fp = _materialise(silver.dedupe_patients(fhir.parse_patients(fbr)))
         _check_family("FHIR Patient", fbr.where(F.col("resource_type") == "Patient"), fp)
-        _quarantine(run, fp, identity_ref, [], bronze=fbr.select(*fhir.BRONZE_COLUMNS))
+        rejects.append(Rejects(fp, "restricted", "patient_identity", [],
+                               fbr.select(*fhir.BRONZE_COLUMNS)))
         fhir_pat = fp.where(F.col("_rule").isNull())
         resolvable = fp.where(F.col("_rule").isNull() | (F.col("_rule") == "duplicate_patient"))
         pat_refs = _materialise(fhir.reference_map(
@@ -270,7 +315,7 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     if "patients" in cbr:
         cp = _materialise(silver.dedupe_patients(csv_input.parse_patients(cbr["patients"])))
         _check_family("patients.csv", cbr["patients"], cp)
-        _quarantine(run, cp, identity_ref, [], bronze=cbr["patients"])
+        rejects.append(Rejects(cp, "restricted", "patient_identity", [], cbr["patients"]))
         csv_pat = cp.where(F.col("_rule").isNull())
     known = empty
     for p in (fhir_pat, csv_pat):
@@ -285,8 +330,8 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     if fbr is not None:
         fc = _materialise(fhir.parse_conditions(fbr, pat_refs))
         _check_family("FHIR Condition", fbr.where(F.col("resource_type") == "Condition"), fc)
-        _quarantine(run, fc, diag_ref, ["record_id", "resource_type", "resource_id", "pid",
-                                        "onset_raw", "abatement_raw"])
+        rejects.append(Rejects(fc, "silver", "diagnoses", [
+            "record_id", "resource_type", "resource_id", "pid", "onset_raw", "abatement_raw"]))
         diag_parts.append(fc.where(F.col("_rule").isNull()).select(
             "pid", F.substring(F.sha2(F.concat_ws("#", "record_id", F.col("coding_index")
                                                   .cast("string")), 256), 1, 20)
@@ -297,7 +342,8 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         cd = _materialise(_with_known(csv_input.parse_diagnoses(cbr["diagnoses"]), known,
                                       "diagnoses.csv row"))
         _check_family("diagnoses.csv", cbr["diagnoses"], cd)
-        _quarantine(run, cd, diag_ref, ["record_id", "pid", "code", "code_system", "onset_raw"])
+        rejects.append(Rejects(cd, "silver", "diagnoses",
+                               ["record_id", "pid", "code", "code_system", "onset_raw"]))
         diag_parts.append(cd.where(F.col("_rule").isNull()).select(
             "pid", F.col("record_id").alias("diagnosis_id"), "code", "code_system",
             F.lit(None).cast("string").alias("display"), "onset_date",
@@ -312,8 +358,6 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     diagnoses = _materialise(silver.with_mapped_icd10(diagnoses, silver.snomed_map_df(spark)))
 
     # ---- medication exposures
-    expo_cols = ["pid", "exposure_id", "drug", "rxcui", "display", "start_date", "end_date",
-                 "status", "antineoplastic", "source"]
     exposures = spark.createDataFrame(
         [], "pid string, exposure_id string, drug string, rxcui string, display string, "
             "start_date date, end_date date, status string, antineoplastic boolean, "
@@ -322,8 +366,9 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         fm = _materialise(fhir.parse_medications(fbr, pat_refs, alias_df, rx_df, alias_pattern))
         _check_family("FHIR MedicationRequest/Administration",
                       fbr.where(F.col("resource_type").isin(*fhir.MEDICATION_TYPES)), fm)
-        _quarantine(run, fm, expo_ref, ["record_id", "resource_type", "resource_id", "pid",
-                                        "display", "start_raw", "end_raw"])
+        rejects.append(Rejects(fm, "silver", "medication_exposures", [
+            "record_id", "resource_type", "resource_id", "pid", "display", "start_raw",
+            "end_raw"]))
         exposures = exposures.unionByName(_exposure_rows(fm))
     if "treatments" in cbr:
         ct = _with_known(csv_input.parse_treatments(cbr["treatments"]), known,
@@ -332,26 +377,28 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
             ct.withColumn("source", F.lit("csv")), alias_df, rx_df, alias_pattern,
             antineoplastic_only=False))
         _check_family("treatments.csv", cbr["treatments"], ct)
-        _quarantine(run, ct, expo_ref, ["record_id", "pid", "display", "rxcui", "start_raw",
-                                        "end_raw"])
+        rejects.append(Rejects(ct, "silver", "medication_exposures", [
+            "record_id", "pid", "display", "rxcui", "start_raw", "end_raw"]))
         exposures = exposures.unionByName(_exposure_rows(ct))
-    exposures = _materialise(exposures.select(*expo_cols))
+    exposures = _materialise(exposures.select(*EXPOSURE_COLUMNS))
 
     # ---- observations (FHIR): ECOG, stage, smoking, progression
     obs = spark.createDataFrame([], "pid string, kind string, obs_date date, ecog int, "
                                     "stage string, smoking string, progressed boolean")
+    biomarker_obs = None
     activity = spark.createDataFrame([], "pid string, last_activity_date date")
     if fbr is not None:
         fo = _materialise(fhir.parse_observations(fbr, pat_refs))
-        _quarantine(run, fo.where(F.col("kind") != "progression"),
-                    run.table("silver", "patients"),
-                    ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"])
-        _quarantine(run, fo.where(F.col("kind") == "progression"),
-                    run.table("silver", "treatment_lines"),
-                    ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"])
+        obs_cols = ["record_id", "resource_type", "resource_id", "pid", "kind", "date_raw"]
+        rejects.append(Rejects(fo.where(F.col("kind") != "progression"), "silver", "patients",
+                               obs_cols))
+        rejects.append(Rejects(fo.where(F.col("kind") == "progression"), "silver",
+                               "treatment_lines", obs_cols))
         obs = fo.where(F.col("_rule").isNull()).select(*obs.columns)
         activity = fhir.activity_dates(fbr, pat_refs)
-        _write_biomarker_observations(run, fbr, pat_refs)
+        biomarker_obs = _materialise(fhir.parse_biomarker_observations(fbr, pat_refs))
+        rejects.append(Rejects(biomarker_obs, "silver", "biomarker_observations", [
+            "record_id", "resource_type", "resource_id", "pid", "loinc", "date_raw"]))
     obs = _materialise(obs)
 
     # ---- CSV outcomes (need patients for death-before-birth)
@@ -371,8 +418,8 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         co = _materialise(add_rule(co, F.col("death_date") < F.col("_birth"),
                                    "death_before_birth", "death_date is before birth_date"))
         _check_family("outcomes.csv", cbr["outcomes"], co)
-        _quarantine(run, co, run.table("silver", "outcomes"),
-                    ["record_id", "pid", "death_raw", "followup_raw", "progression_raw"])
+        rejects.append(Rejects(co, "silver", "outcomes", [
+            "record_id", "pid", "death_raw", "followup_raw", "progression_raw"]))
         csv_out = co.where(F.col("_rule").isNull()).select(*csv_out.columns)
     csv_out = _materialise(csv_out)
 
@@ -415,7 +462,7 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
     final = (
         base.join(ecog_obs.withColumnRenamed("ecog", "obs_ecog"), "pid", "left")
         .join(smoke_obs, "pid", "left").join(stage_obs, "pid", "left")
-        .join(_note_stages(run, base, key), "pid", "left")
+        .join(note_stages(spark, note_findings, base, key), "pid", "left")
         .select(
             "*",
             F.coalesce("obs_ecog", "ecog").alias("_ecog"),
@@ -426,6 +473,22 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         )
     )
     final = _materialise(final)
+    outcomes, outcome_rejects = outcome_frames(final, csv_out, activity, diagnoses, exposures,
+                                               key)
+    return ClinicalSilver(rejects, final, diagnoses, exposures, lines, outcomes,
+                          outcome_rejects, biomarker_obs)
+
+
+def _write_clinical_silver(run: JobRun, built: ClinicalSilver) -> None:
+    """Quarantine every rejected record and write the silver and restricted tables."""
+    spark, key = run.spark, run.settings.pseudonym_key
+    for r in built.rejects:
+        _quarantine(run, r.parsed, run.table(r.schema, r.table), r.record_cols, bronze=r.bronze)
+    final, diagnoses, exposures, lines = (built.patients, built.diagnoses, built.exposures,
+                                          built.lines)
+    identity_ref = run.table("restricted", "patient_identity")
+    diag_ref = run.table("silver", "diagnoses")
+    expo_ref = run.table("silver", "medication_exposures")
     patient_key = pseudonymise_col(F.col("pid"), key).alias("patient_key")
 
     # ---- writes (derived outputs: the bronze landing is the reconciled primary output)
@@ -462,7 +525,7 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
         diag_ref, keys=["diagnosis_id"], delete_missing=True, primary=False,
         comments=DIAGNOSIS_COMMENTS,
         table_comment="Coded diagnoses (every coding; SNOMED CT also mapped to ICD-10-CM)")
-    run.write(exposures.select("exposure_id", patient_key, *expo_cols[2:])
+    run.write(exposures.select("exposure_id", patient_key, *EXPOSURE_COLUMNS[2:])
               .transform(lambda d: shift_dates(d, key, ["start_date", "end_date"])), expo_ref,
               keys=["exposure_id"], delete_missing=True, primary=False,
               table_comment="Medication exposures; antineoplastic ones form treatment_lines",
@@ -474,19 +537,20 @@ def _build_silver(run: JobRun, fbr: DataFrame | None, cbr: dict[str, DataFrame],
               run.table("silver", "treatment_lines"), keys=["patient_key", "line_number"],
               delete_missing=True, primary=False, comments=LINE_COMMENTS,
               table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
-    _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key)
+    if built.biomarker_observations is not None:
+        _write_biomarker_observations(run, built.biomarker_observations)
+    _write_outcomes(run, built.outcomes, built.outcome_rejects, patient_key)
 
 
-def _note_stages(run: JobRun, base: DataFrame, key: bytes) -> DataFrame:
-    """Per pid: ``note_stage`` from silver.note_findings (:func:`silver.note_stage`); no rows
-    when the notes stages have not run."""
-    findings = run.read_optional(run.table("silver", "note_findings"),
-                                 consequence="stage comes from structured data only")
-    if findings is None:
-        return run.spark.createDataFrame([], "pid string, note_stage string")
+def note_stages(spark, note_findings: DataFrame | None, base: DataFrame,
+                key: bytes) -> DataFrame:
+    """Per pid: ``note_stage`` from silver.note_findings (:func:`silver.note_stage`, on the
+    notes' shifted calendar); no rows without the findings table."""
+    if note_findings is None:
+        return spark.createDataFrame([], "pid string, note_stage string")
     index = base.select("pid", pseudonymise_col(F.col("pid"), key).alias("patient_key"),
                         "index_date").transform(lambda d: shift_dates(d, key, ["index_date"]))
-    return silver.note_stage(findings, index).join(index, "patient_key", "inner").select(
+    return silver.note_stage(note_findings, index).join(index, "patient_key", "inner").select(
         "pid", "note_stage")
 
 
@@ -500,13 +564,10 @@ def _drop_identifying_columns(run: JobRun, ref, columns: tuple[str, ...]) -> Non
                     "its earlier versions", INGEST_STAGE, ref.key, ", ".join(dropped))
 
 
-def _write_biomarker_observations(run: JobRun, fbr: DataFrame, pat_refs: DataFrame) -> None:
-    """FHIR biomarker Observations → ``silver.biomarker_observations`` (a biomarker's third
-    source beside the VCF and the notes); rejected ones to its quarantine."""
+def _write_biomarker_observations(run: JobRun, parsed: DataFrame) -> None:
+    """Accepted FHIR biomarker Observations → ``silver.biomarker_observations`` (a biomarker's
+    third source beside the VCF and the notes; rejects are quarantined with the others)."""
     ref = run.table("silver", "biomarker_observations")
-    parsed = _materialise(fhir.parse_biomarker_observations(fbr, pat_refs))
-    _quarantine(run, parsed, ref, ["record_id", "resource_type", "resource_id", "pid",
-                                   "loinc", "date_raw"])
     patient_key = pseudonymise_col(F.col("pid"), run.settings.pseudonym_key)
     cols = ["observation_id", "patient_key", "concept", "context", "value", "comparator",
             "obs_date", "loinc"]
@@ -526,7 +587,12 @@ def _exposure_rows(parsed: DataFrame) -> DataFrame:
         "source")
 
 
-def _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient_key) -> None:
+def outcome_frames(final: DataFrame, csv_out: DataFrame, activity: DataFrame,
+                   diagnoses: DataFrame, exposures: DataFrame, key: bytes
+                   ) -> tuple[DataFrame, DataFrame]:
+    """(outcomes, rejects): survival labels per pid (:func:`silver.with_outcomes`; follow-up
+    ends at the latest recorded care), and the deaths dated before the index date shaped for
+    the silver.outcomes quarantine (pseudonymised, dates shifted)."""
     care = (activity.select("pid", F.col("last_activity_date").alias("d"))
             .unionByName(diagnoses.select("pid", F.col("onset_date").alias("d")))
             .unionByName(exposures.select("pid", F.col("start_date").alias("d")))
@@ -541,16 +607,19 @@ def _write_outcomes(run, final, csv_out, activity, diagnoses, exposures, patient
           .withColumn("followup_date", F.greatest("followup_date", "index_date"))
           .transform(silver.with_outcomes))
     bad = df.where(F.col("death_date") < F.col("index_date")).select(
-        F.concat(F.lit("outcome:"), pseudonymise_col(F.col("pid"), run.settings.pseudonym_key))
-        .alias("record_id"),
-        pseudonymise_col(F.col("pid"), run.settings.pseudonym_key).alias("patient_key"),
+        F.concat(F.lit("outcome:"), pseudonymise_col(F.col("pid"), key)).alias("record_id"),
+        pseudonymise_col(F.col("pid"), key).alias("patient_key"),
         "index_date", "death_date", F.lit("death_before_index").alias("_rule"),
         F.lit("death date is before the index date (first treatment or diagnosis)")
         .alias("_reason"), F.lit("silver").alias("_source"),
         F.lit(None).cast("long").alias("_record_index")).transform(
-        lambda d: shift_dates(d, run.settings.pseudonym_key, ["index_date", "death_date"]))
-    run.quarantine(bad, run.table("silver", "outcomes"), primary=False)
+        lambda d: shift_dates(d, key, ["index_date", "death_date"]))
     good = df.where(F.col("death_date").isNull() | (F.col("death_date") >= F.col("index_date")))
+    return good, bad
+
+
+def _write_outcomes(run: JobRun, good: DataFrame, bad: DataFrame, patient_key) -> None:
+    run.quarantine(bad, run.table("silver", "outcomes"), primary=False)
     run.write(good.select(
         patient_key, "index_date", "os_months", "os_event", "ttnt_months", "ttnt_event",
         F.col("last_followup_date_out").alias("last_followup_date"), "death_date",
