@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,16 +185,130 @@ def _with_paired_uncertainty(spark: SparkSession, ranked: DataFrame, reps: np.nd
 
 
 # ---------------------------------------------------------------------------- stage
+@dataclass
+class Selection:
+    """The patients a board scores and their candidate regimens (pandas, small)."""
+
+    features: pd.DataFrame       # one row per scored patient (gold.patient_features columns)
+    candidates: pd.DataFrame     # patient_key, cancer_type, treatment
+    quarantined: list[tuple]     # (patient_key, treatment, cancer_type, rule, reason)
+    rows_in: int                 # candidate pairs + patients that could not be scored
+
+
+def select_candidates(features_pdf: pd.DataFrame, review_ids: list[str] | None, key: bytes,
+                      catalog) -> Selection:
+    """The review list resolved against the feature rows (by source id or patient_key), each
+    patient's candidate regimens from the catalog; a listed patient without features, or a
+    cancer type without a regimen, is a quarantined row (nothing is lost)."""
+    features_pdf = features_pdf.sort_values("patient_key", kind="stable").reset_index(drop=True)
+    quarantined: list[tuple] = []
+    if review_ids is not None:
+        known = set(features_pdf["patient_key"])
+        for k in dict.fromkeys(resolve_review_keys(review_ids, known, key)):
+            if k not in known:
+                quarantined.append((k, None, None, "review_patient_not_found",
+                                    "patient on the review list has no row in "
+                                    "gold.patient_features"))
+    n_not_found = len(quarantined)
+    by_type = {ct: [r.name for r in catalog.for_cancer_type(ct)]
+               for ct in features_pdf["cancer_type"].dropna().unique()}
+    no_cands = features_pdf[features_pdf["cancer_type"].map(lambda ct: not by_type.get(ct))]
+    for k, ct in zip(no_cands["patient_key"], no_cands["cancer_type"], strict=True):
+        quarantined.append((k, None, ct, "no_candidate_treatments",
+                            f"cancer type {ct!r} has no regimen in the regimen catalog"))
+    features_pdf = features_pdf[~features_pdf.index.isin(no_cands.index)].reset_index(drop=True)
+    cand_pdf = pd.DataFrame(
+        [(k, ct, t) for k, ct in zip(features_pdf["patient_key"], features_pdf["cancer_type"],
+                                     strict=True) for t in by_type[ct]],
+        columns=["patient_key", "cancer_type", "treatment"])
+    return Selection(features_pdf, cand_pdf, quarantined,
+                     len(cand_pdf) + len(no_cands) + n_not_found)
+
+
+def predict_candidates(model, selection: Selection, rule: AbstentionRule
+                       ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The champion's predictions for every candidate pair with its rank status
+    (:func:`rank_status`), and the replicate draws; a pair the model returned no prediction
+    for is added to ``selection.quarantined``."""
+    pred_pdf, reps = _predict(model, selection.features)
+    pred_pdf["rep"] = np.arange(len(pred_pdf))
+    pred_pdf["rank_status"] = rank_status(
+        pred_pdf, dict(getattr(model, "treatment_counts_", {})),
+        dict(getattr(model, "arm_events_", getattr(model, "treatment_counts_", {}))), rule)
+    # The flag says the same as the rule: below its propensity or similar-patient bound.
+    pred_pdf["overlap_warning"] = pred_pdf["rank_status"] != RANKED
+    # Only candidates the catalog knows; a pair the model skipped is quarantined.
+    pred_pdf = selection.candidates.merge(pred_pdf, on=["patient_key", "treatment"],
+                                          how="left", indicator=True)
+    for r in pred_pdf[pred_pdf["_merge"] == "left_only"].itertuples():
+        selection.quarantined.append((r.patient_key, r.treatment, r.cancer_type,
+                                      "no_prediction", "the champion model returned no "
+                                      "prediction for this candidate regimen"))
+    return pred_pdf[pred_pdf["_merge"] == "both"].drop(columns="_merge"), reps
+
+
+def build_rankings(spark: SparkSession, features: DataFrame, selection: Selection,
+                   pred_pdf: pd.DataFrame, reps: np.ndarray, context: dict[str, DataFrame | None],
+                   catalog, rules, champion, board_date: dt.date, horizon: float) -> DataFrame:
+    """gold.treatment_rankings rows of one board (without ``scored_at``): the ranking rule,
+    benefit against the standard of care, paired intervals, label status, contraindications
+    and knowledge-base evidence. ``context`` holds silver.actionable_alterations,
+    silver.comorbidities and silver.note_findings (None when absent). Reads no table."""
+    catalog_df = steps.catalog_frame(spark, catalog)
+    candidates = _to_spark(spark, selection.candidates,
+                           "patient_key string, cancer_type string, treatment string")
+    preds = _to_spark(spark, pred_pdf[["cancer_type", *steps.PREDICTION_SCHEMA.names,
+                                       "rank_status", "rep"]],
+                      T.StructType([T.StructField("cancer_type", T.StringType()),
+                                    *steps.PREDICTION_SCHEMA.fields,
+                                    T.StructField("rank_status", T.StringType()),
+                                    T.StructField("rep", T.LongType())]))
+    actionable = context.get("actionable_alterations")
+    reasons = [steps.contraindication_reasons(candidates, context.get("comorbidities"),
+                                              context.get("note_findings"), catalog_df, rules)]
+    evidence = None
+    if actionable is not None:
+        evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules)
+        reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
+    labels = steps.label_status(candidates, features, catalog)
+    core = (
+        preds.join(labels, ["patient_key", "treatment"], "left")
+        .transform(steps.with_rank)
+        .transform(lambda d: steps.with_benefit_vs_soc(d, catalog_df))
+    )
+    # Materialised once: the paired intervals read it, and so does the write.
+    core = spark.createDataFrame(core.collect(), core.schema)
+    ranked = (_with_paired_uncertainty(spark, core, reps)
+              .transform(lambda d: steps.with_contraindications(d, reasons)))
+    if evidence is not None:
+        ranked = ranked.join(evidence, ["patient_key", "treatment"], "left")
+    else:
+        ranked = (ranked.withColumn("evidence_level", F.lit(None).cast("string"))
+                  .withColumn("evidence_alteration", F.lit(None).cast("string"))
+                  .withColumn("evidence_citation", F.lit(None).cast("string"))
+                  .withColumn("evidence_on_label", F.lit(None).cast("boolean")))
+    return (
+        ranked.withColumn("board_date", F.lit(board_date).cast("date"))
+        .withColumn("horizon_months", F.lit(horizon).cast("double"))
+        .withColumn("model_name", F.lit(str(champion.name)))
+        .withColumn("model_version", F.lit(str(champion.version)))
+        .withColumn("mlflow_run_id", F.lit(str(champion.run_id)))
+        .select(*[c for c in steps.RANKING_COLUMNS if c != "scored_at"])
+    )
+
+
 def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = None,
           patients_file: str | Path | None = None) -> JobRun:
     """Rank every candidate regimen for the patients under review; write rankings and drift.
+
+    The work is :func:`select_candidates`, :func:`predict_candidates` and
+    :func:`build_rankings` (no table I/O); this function reads their inputs and writes.
 
     >>> run = score(spark, settings, patients_file="review.txt")  # doctest: +SKIP
     >>> run.rows_written  # (patient, regimen) rows ranked  # doctest: +SKIP
     """
     board_date = board_date_of(settings)
     catalog = regimen_catalog()
-    rules = rule_book()
     conf = settings.section("ranking")
     review_ids = read_review_list(patients_file) if patients_file else None
     with job_run(spark, settings, STAGE, parent_run_id) as run:
@@ -205,150 +320,75 @@ def score(spark: SparkSession, settings: Settings, parent_run_id: str | None = N
         missing = {"patient_key", "cancer_type"} - set(features.columns)
         if missing:
             raise SchemaMismatchError(f"gold.patient_features lacks column(s) {sorted(missing)}.")
-        quarantined: list[tuple] = []
         if review_ids is not None:
             # An id may be a patient_key already or a source id: look both up in one pass.
             lookup = {i: pseudonymise(i, settings.pseudonym_key) for i in review_ids}
             wanted = sorted(set(lookup) | set(lookup.values()))
             features = features.filter(F.col("patient_key").isin(wanted))
         # One pass over the table; everything else about the selection is small (pandas).
-        features_pdf = features.toPandas().sort_values("patient_key", kind="stable")
-        features_pdf = features_pdf.reset_index(drop=True)
-        if review_ids is not None:
-            known = set(features_pdf["patient_key"])
-            keys = list(dict.fromkeys(resolve_review_keys(review_ids, known,
-                                                          settings.pseudonym_key)))
-            for k in keys:
-                if k not in known:
-                    quarantined.append((k, None, None, "review_patient_not_found",
-                                        "patient on the review list has no row in "
-                                        "gold.patient_features"))
-        n_not_found = len(quarantined)
+        selection = select_candidates(features.toPandas(), review_ids, settings.pseudonym_key,
+                                      catalog)
+        pred_pdf, reps = predict_candidates(champion.model, selection,
+                                            AbstentionRule.from_config(conf))
+        run.count_in(selection.rows_in)
+        context = {name: run.read_optional(run.table("silver", name), level=logging.WARNING,
+                                           consequence="its information is left out")
+                   for name in ("actionable_alterations", "comorbidities", "note_findings")}
+        ranked = build_rankings(spark, features, selection, pred_pdf, reps, context, catalog,
+                                rule_book(), champion, board_date, horizon)
+        _write_rankings(run, ranked, selection.quarantined, board_date)
+        _write_drift(run, champion, selection.features, board_date, conf)
+    return run
 
-        by_type = {ct: [r.name for r in catalog.for_cancer_type(ct)]
-                   for ct in features_pdf["cancer_type"].dropna().unique()}
-        no_cands = features_pdf[features_pdf["cancer_type"].map(
-            lambda ct: not by_type.get(ct))]
-        for key, ct in zip(no_cands["patient_key"], no_cands["cancer_type"], strict=True):
-            quarantined.append((key, None, ct, "no_candidate_treatments",
-                                f"cancer type {ct!r} has no regimen in the regimen catalog"))
-        features_pdf = features_pdf[~features_pdf.index.isin(no_cands.index)].reset_index(
-            drop=True)
-        cand_pdf = pd.DataFrame(
-            [(k, ct, t) for k, ct in zip(features_pdf["patient_key"], features_pdf["cancer_type"],
-                                         strict=True) for t in by_type[ct]],
-            columns=["patient_key", "cancer_type", "treatment"])
-        pred_pdf, reps = _predict(champion.model, features_pdf)
-        pred_pdf["rep"] = np.arange(len(pred_pdf))
-        rule = AbstentionRule.from_config(conf)
-        model = champion.model
-        pred_pdf["rank_status"] = rank_status(
-            pred_pdf, dict(getattr(model, "treatment_counts_", {})),
-            dict(getattr(model, "arm_events_", getattr(model, "treatment_counts_", {}))), rule)
-        # The flag says the same as the rule: below its propensity or similar-patient bound.
-        pred_pdf["overlap_warning"] = pred_pdf["rank_status"] != RANKED
-        # Only candidates the catalog knows; a pair the model skipped is quarantined.
-        pred_pdf = cand_pdf.merge(pred_pdf, on=["patient_key", "treatment"], how="left",
-                                  indicator=True)
-        for r in pred_pdf[pred_pdf["_merge"] == "left_only"].itertuples():
-            quarantined.append((r.patient_key, r.treatment, r.cancer_type, "no_prediction",
-                                "the champion model returned no prediction for this "
-                                "candidate regimen"))
-        pred_pdf = pred_pdf[pred_pdf["_merge"] == "both"].drop(columns="_merge")
-        run.count_in(len(cand_pdf) + len(no_cands) + n_not_found)
 
-        catalog_df = steps.catalog_frame(spark, catalog)
-        candidates = _to_spark(spark, cand_pdf, "patient_key string, cancer_type string, "
-                                                "treatment string")
-        preds = _to_spark(spark, pred_pdf[["cancer_type", *steps.PREDICTION_SCHEMA.names,
-                                           "rank_status", "rep"]],
-                          T.StructType([T.StructField("cancer_type", T.StringType()),
-                                        *steps.PREDICTION_SCHEMA.fields,
-                                        T.StructField("rank_status", T.StringType()),
-                                        T.StructField("rep", T.LongType())]))
+def _write_rankings(run: JobRun, ranked: DataFrame, quarantined: list[tuple],
+                    board_date: dt.date) -> None:
+    spark = run.spark
+    ref = run.table("gold", "treatment_rankings")
+    existing = None
+    if delta.table_exists(spark, ref):
+        existing = delta.read_table(spark, ref).filter(F.col("board_date") == F.lit(board_date))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    ranked = steps.with_stable_scored_at(ranked, existing, now).select(*steps.RANKING_COLUMNS)
+    # Materialise once: the write passes over the rows several times (gate, duplicate-key
+    # check, MERGE) and the lineage above joins five tables.
+    ranked = spark.createDataFrame(ranked.collect(), ranked.schema)
+    added = delta.add_columns(spark, ref, ranked, steps.RANKING_COMMENTS)
+    if added:
+        log.warning("%s: %s gains column(s) %s of this oncorank version (null for the "
+                    "board dates scored before)", STAGE, ref.key, ", ".join(added))
+    if quarantined:
+        run.quarantine(_quarantine_rows(spark, quarantined, board_date), ref)
+    run.write(ranked, ref, mode="merge", keys=steps.KEYS, comments=steps.RANKING_COMMENTS,
+              table_comment="Ranked candidate regimens per patient and board date, with "
+                            "intervals, evidence, contraindications and model version.")
 
-        actionable, comorbidities, findings = (
-            run.read_optional(run.table("silver", name), level=logging.WARNING,
-                              consequence="its information is left out")
-            for name in ("actionable_alterations", "comorbidities", "note_findings"))
-        reasons = [steps.contraindication_reasons(candidates, comorbidities, findings,
-                                                  catalog_df, rules)]
-        evidence = None
-        if actionable is not None:
-            evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules)
-            reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
 
-        labels = steps.label_status(candidates, features, catalog)
-        core = (
-            preds.join(labels, ["patient_key", "treatment"], "left")
-            .transform(steps.with_rank)
-            .transform(lambda d: steps.with_benefit_vs_soc(d, catalog_df))
-        )
-        # Materialised once: the paired intervals read it, and so does the write below.
-        core = spark.createDataFrame(core.collect(), core.schema)
-        ranked = (_with_paired_uncertainty(spark, core, reps)
-                  .transform(lambda d: steps.with_contraindications(d, reasons)))
-        if evidence is not None:
-            ranked = ranked.join(evidence, ["patient_key", "treatment"], "left")
-        else:
-            ranked = (ranked.withColumn("evidence_level", F.lit(None).cast("string"))
-                      .withColumn("evidence_alteration", F.lit(None).cast("string"))
-                      .withColumn("evidence_citation", F.lit(None).cast("string"))
-                      .withColumn("evidence_on_label", F.lit(None).cast("boolean")))
-        ranked = (
-            ranked.withColumn("board_date", F.lit(board_date).cast("date"))
-            .withColumn("horizon_months", F.lit(horizon).cast("double"))
-            .withColumn("model_name", F.lit(str(champion.name)))
-            .withColumn("model_version", F.lit(str(champion.version)))
-            .withColumn("mlflow_run_id", F.lit(str(champion.run_id)))
-            .select(*[c for c in steps.RANKING_COLUMNS if c != "scored_at"])
-        )
-
-        ref = run.table("gold", "treatment_rankings")
-        existing = None
-        if delta.table_exists(spark, ref):
-            existing = delta.read_table(spark, ref).filter(F.col("board_date") == F.lit(
-                board_date))
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        ranked = steps.with_stable_scored_at(ranked, existing, now).select(*steps.RANKING_COLUMNS)
-        # Materialise once: the write passes over the rows several times (gate, duplicate-key
-        # check, MERGE) and the lineage above joins five tables.
-        ranked = spark.createDataFrame(ranked.collect(), ranked.schema)
-
-        added = delta.add_columns(spark, ref, ranked, steps.RANKING_COMMENTS)
-        if added:
-            log.warning("%s: %s gains column(s) %s of this oncorank version (null for the "
-                        "board dates scored before)", STAGE, ref.key, ", ".join(added))
-        if quarantined:
-            run.quarantine(_quarantine_rows(spark, quarantined, board_date), ref)
-        run.write(ranked, ref, mode="merge", keys=steps.KEYS, comments=steps.RANKING_COMMENTS,
-                  table_comment="Ranked candidate regimens per patient and board date, with "
-                                "intervals, evidence, contraindications and model version.")
-
-        training = getattr(champion, "training_features", None)
-        if training is not None and len(features_pdf):
-            drift_pdf = drift_mod.feature_drift(
-                training, features_pdf,
-                psi_threshold=float(conf.get("psi_threshold", 0.25)),
-                ks_alpha=float(conf.get("ks_alpha", 0.05)),
-                min_n=int(conf.get("drift_min_patients", 30)))
-            drift_pdf.insert(0, "board_date", board_date)
-            drift_pdf["model_name"] = str(champion.name)
-            drift_pdf["model_version"] = str(champion.version)
-            schema = ("board_date date, feature string, kind string, psi double, "
-                      "ks_stat double, ks_pvalue double, n_training bigint, n_scored bigint, "
-                      "drifted boolean, model_name string, model_version string")
-            drift_df = _to_spark(spark, drift_pdf, schema)
-            run.write(drift_df, run.table("gold", "drift"), mode="replace",
-                      replace_where=f"board_date = DATE'{board_date.isoformat()}'",
-                      primary=False, comments=DRIFT_COMMENTS,
-                      table_comment="Feature drift of each board date's scored cohort versus "
-                                    "the champion's training cohort (PSI, KS).")
-            n_drift = int(drift_pdf["drifted"].sum())
-            if n_drift:
-                log.warning("%s: %d feature(s) drifted from the training cohort: %s", STAGE,
-                            n_drift, ", ".join(drift_pdf.loc[drift_pdf["drifted"], "feature"]))
-        else:
+def _write_drift(run: JobRun, champion, features_pdf: pd.DataFrame, board_date: dt.date,
+                 conf: dict) -> None:
+    training = getattr(champion, "training_features", None)
+    if training is None or not len(features_pdf):
+        if training is None:
             log.warning("%s: the champion carries no training features; drift not computed",
                         STAGE)
-    return run
+        return
+    drift_pdf = drift_mod.feature_drift(
+        training, features_pdf,
+        psi_threshold=float(conf.get("psi_threshold", 0.25)),
+        ks_alpha=float(conf.get("ks_alpha", 0.05)),
+        min_n=int(conf.get("drift_min_patients", 30)))
+    drift_pdf.insert(0, "board_date", board_date)
+    drift_pdf["model_name"] = str(champion.name)
+    drift_pdf["model_version"] = str(champion.version)
+    schema = ("board_date date, feature string, kind string, psi double, "
+              "ks_stat double, ks_pvalue double, n_training bigint, n_scored bigint, "
+              "drifted boolean, model_name string, model_version string")
+    run.write(_to_spark(run.spark, drift_pdf, schema), run.table("gold", "drift"),
+              mode="replace", replace_where=f"board_date = DATE'{board_date.isoformat()}'",
+              primary=False, comments=DRIFT_COMMENTS,
+              table_comment="Feature drift of each board date's scored cohort versus "
+                            "the champion's training cohort (PSI, KS).")
+    n_drift = int(drift_pdf["drifted"].sum())
+    if n_drift:
+        log.warning("%s: %d feature(s) drifted from the training cohort: %s", STAGE,
+                    n_drift, ", ".join(drift_pdf.loc[drift_pdf["drifted"], "feature"]))
