@@ -209,15 +209,64 @@ def shap_summary(model, frame: pd.DataFrame, n: int = 100, seed: int = 0) -> pd.
 
 
 # ------------------------------------------------------------------------------ the stage
-def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | None = None
-                 ) -> JobRun:
-    """Train, evaluate, log, register and (by the promotion rule) promote; returns the run."""
+def split_for_validation(features: pd.DataFrame, cfg: dict):
+    """(train, validation, y_train, y_validation): a split stratified by the event when both
+    classes have two patients; ``validation_fraction`` and ``seed`` from ``[models]``."""
     from sklearn.model_selection import train_test_split
 
-    from pipelines.models import registry
     from pipelines.models.design import make_target
-    from pipelines.models.evaluation import evaluate, survival_metrics
-    from pipelines.models.treatment import TreatmentResponseModel, infer_feature_columns
+
+    n = len(features)
+    y_all = make_target(features["os_event"].astype(int), features["os_months"].astype(float))
+    tr_idx, va_idx = train_test_split(
+        np.arange(n), test_size=cfg["validation_fraction"], random_state=cfg["seed"],
+        stratify=y_all["event"] if min(y_all["event"].sum(), (~y_all["event"]).sum()) >= 2
+        else None)
+    return (features.iloc[tr_idx].reset_index(drop=True),
+            features.iloc[va_idx].reset_index(drop=True), y_all[tr_idx], y_all[va_idx])
+
+
+def fit_and_select(train: pd.DataFrame, y_tr, val: pd.DataFrame, y_va, families: list[str],
+                   cfg: dict, feature_cols: list[str], horizon_months: float,
+                   oracle: pd.DataFrame | None = None) -> tuple[list[tuple], tuple]:
+    """Fit and validate every family, select one by the promotion metric (:func:`_score`)
+    and give it its bootstrap refits. Returns ``[(family, model, metrics, tables), ...]`` and
+    the chosen tuple. No MLflow, no table: the caller logs and registers."""
+    from pipelines.models.evaluation import evaluate
+    from pipelines.models.treatment import TreatmentResponseModel
+
+    modifiers = effect_modifiers(feature_cols)
+    # Every family is fitted and validated without bootstrap (selection needs no
+    # intervals); the selected family alone gets its refits before it is logged.
+    fitted = []
+    for family in families:
+        model = TreatmentResponseModel(
+            family=family, learner=cfg["learner"],
+            base_params=dict(cfg["base_params"].get(family, {})),
+            feature_cols=feature_cols, modifiers=modifiers, n_bootstrap=0,
+            horizon_months=horizon_months, random_state=cfg["seed"],
+        ).fit(train, y_tr)
+        model.set_background(train)
+        metrics, tables = evaluate(model, train, y_tr, val, y_va, oracle=oracle,
+                                   n_boot=int(cfg["n_policy_bootstrap"]), seed=cfg["seed"])
+        fitted.append((family, model, metrics, tables))
+    chosen = max(fitted, key=lambda f: _score(f[2]))
+    n_boot = _per_family(cfg["n_bootstrap"], chosen[0])
+    chosen[1].add_bootstrap(train, y_tr, n_boot)
+    log.info("%s: %s selected; %d of %d bootstrap refits succeeded", STAGE, chosen[0],
+             chosen[1].n_replicates, n_boot)
+    return fitted, chosen
+
+
+def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | None = None
+                 ) -> JobRun:
+    """Train, evaluate, log, register and (by the promotion rule) promote; returns the run.
+
+    The modelling is :func:`split_for_validation` and :func:`fit_and_select` (pure); this
+    function reads the features, logs every family to MLflow, registers and promotes."""
+    from pipelines.models import registry
+    from pipelines.models.evaluation import survival_metrics
+    from pipelines.models.treatment import infer_feature_columns
 
     cfg = models_config(settings)
     with job_run(spark, settings, STAGE, parent_run_id) as run:
@@ -257,37 +306,12 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
                 run.count_written(n)
                 return run
 
-        y_all = make_target(features["os_event"].astype(int), features["os_months"].astype(float))
-        tr_idx, va_idx = train_test_split(
-            np.arange(n), test_size=cfg["validation_fraction"], random_state=cfg["seed"],
-            stratify=y_all["event"] if min(y_all["event"].sum(), (~y_all["event"]).sum()) >= 2
-            else None)
-        train, val = features.iloc[tr_idx].reset_index(drop=True), features.iloc[va_idx].reset_index(
-            drop=True)
-        y_tr, y_va = y_all[tr_idx], y_all[va_idx]
+        train, val, y_tr, y_va = split_for_validation(features, cfg)
         oracle = load_oracle(settings, cfg)
         feature_cols = infer_feature_columns(features, exclude=cfg["exclude_features"])
-        modifiers = effect_modifiers(feature_cols)
         trained_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        # Every family is fitted and validated without bootstrap (selection needs no
-        # intervals); the selected family alone gets its refits before it is logged.
-        fitted = []
-        for family in families:
-            model = TreatmentResponseModel(
-                family=family, learner=cfg["learner"],
-                base_params=dict(cfg["base_params"].get(family, {})),
-                feature_cols=feature_cols, modifiers=modifiers, n_bootstrap=0,
-                horizon_months=settings.horizon_months, random_state=cfg["seed"],
-            ).fit(train, y_tr)
-            model.set_background(train)
-            metrics, tables = evaluate(model, train, y_tr, val, y_va, oracle=oracle,
-                                       n_boot=int(cfg["n_policy_bootstrap"]), seed=cfg["seed"])
-            fitted.append((family, model, metrics, tables))
-        chosen = max(fitted, key=lambda f: _score(f[2]))
-        n_boot = _per_family(cfg["n_bootstrap"], chosen[0])
-        chosen[1].add_bootstrap(train, y_tr, n_boot)
-        log.info("%s: %s selected; %d of %d bootstrap refits succeeded", STAGE, chosen[0],
-                 chosen[1].n_replicates, n_boot)
+        fitted, chosen = fit_and_select(train, y_tr, val, y_va, families, cfg, feature_cols,
+                                        settings.horizon_months, oracle)
         results = []
         for family, model, metrics, tables in fitted:
             importance = model.feature_importance()
