@@ -84,3 +84,41 @@ def test_evidence_is_tiered_merged_and_tier_one_comes_first():
                      ("Everolimus", "IB", "resistance", 0)]
     assert [(a["therapy"], a["tier"]) for a in ctx["actionable_more"]] == [
         ("Aspirin", "IIC"), ("Celecoxib", "IID")]
+
+
+def test_patient_report_builds_the_context_without_spark_or_tables():
+    import pandas as pd
+
+    from pipelines.catalog import regimen_catalog
+    from pipelines.reports import render
+    from pipelines.reports.context import drift_context, quality_context
+    from pipelines.reports.stage import BoardData, patient_report
+
+    catalog = regimen_catalog()
+    nsclc = [r.name for r in catalog.for_cancer_type("NSCLC")][:2]
+    from pipelines.ranking.steps import RANKING_COLUMNS
+
+    blank = dict.fromkeys(RANKING_COLUMNS)       # every gold.treatment_rankings column
+    rankings = pd.DataFrame([
+        {**blank, "patient_key": "k1", "treatment": nsclc[0], "rank": 1,
+         "rank_status": "ranked", "predicted_rmst": 14.2, "rmst_lower": 11.0,
+         "rmst_upper": 17.5, "standard_of_care": nsclc[1], "model_version": "3"},
+        {**blank, "patient_key": "k1", "treatment": nsclc[1], "rank": None,
+         "rank_status": "insufficient comparable patients", "standard_of_care": nsclc[1],
+         "model_version": "3"}])
+    data = BoardData(
+        board_date="2026-12-07", horizon=24.0, card={}, catalog=catalog,
+        champion_meta={"name": "m", "version": "3", "run_id": "r"}, abstention_text="rule",
+        rankings=rankings, features_by_key={}, labels={},
+        patients={"k1": [{"cancer_type": "NSCLC", "stage": "IV", "stage_source": "note",
+                          "age_at_diagnosis": 67, "sex": "female"}]},
+        actionable=None, biomarkers=None, variants=None, findings=None, observations=None,
+        comorbidities=None, identity=None, drift=drift_context(None),
+        quality=quality_context(None, None), curves={}, explanations={})
+    context, index_row = patient_report(data, "k1")
+    assert [o["treatment"] for o in context["options"]] == nsclc   # ranked first
+    assert context["n_ranked"] == 1 and context["p"]["stage_source"] == "clinical note"
+    assert index_row["top"] == nsclc[0] and index_row["stage"] == "IV"
+    assert "Knowledge-base matching has not run" in context["genomics"]["actionable_missing"]
+    html = render.render_report(context)
+    assert "IV" in html and nsclc[0] in html

@@ -198,7 +198,8 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
     comes from (``variants`` holds silver.variants rows of the patient, ``variant_key`` keyed).
     """
     genes, altering = driver_genes()
-    out: dict = {"actionable": [], "drivers": [], "flags": [], "annotation_errors": []}
+    out: dict = {"actionable": [], "actionable_more": [], "drivers": [], "flags": [],
+                 "annotation_errors": []}
     records = {v.get("variant_key"): vcf_record(v) for v in variants or []}
     if actionable is None:
         out["actionable_missing"] = "Knowledge-base matching has not run (no " \

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +128,111 @@ def _model_outputs(model, features_pdf: pd.DataFrame, rankings: pd.DataFrame,
     return curves, explanations
 
 
+@dataclass
+class BoardData:
+    """What the reports of one board show, read once: per-patient rows keyed by patient_key
+    (None where the table does not exist), the board's drift and data-quality summaries, the
+    champion's curves and explanations."""
+
+    board_date: str
+    horizon: float
+    card: dict
+    catalog: object
+    champion_meta: dict
+    abstention_text: str
+    rankings: pd.DataFrame
+    features_by_key: dict
+    labels: dict
+    patients: dict | None
+    actionable: dict | None
+    biomarkers: dict | None
+    variants: dict | None
+    findings: dict | None
+    observations: dict | None
+    comorbidities: dict | None
+    identity: dict | None
+    drift: dict
+    quality: dict
+    curves: dict
+    explanations: dict
+
+
+def patient_report(data: BoardData, key: str, care_team: bool = False) -> tuple[dict, dict]:
+    """(template context, board-index fields) of one patient's report. Pure: rendering and
+    writing are the caller's."""
+    catalog, board_date, horizon = data.catalog, data.board_date, data.horizon
+    rows = _records(data.rankings[data.rankings["patient_key"] == key])
+    options = ctx.options_context(rows, catalog)
+    patient_row = (data.patients or {}).get(key, [None])[0]
+    feature_row = data.features_by_key.get(key, [None])[0]
+    ident = (data.identity or {}).get(key, [{}])[0] if care_team else None
+    header = ctx.header_context(key, patient_row, feature_row, board_date, catalog, ident)
+    flags = ctx.red_flags(options, data.drift, data.quality,
+                          (feature_row or {}).get("biomarker_conflicts"))
+    ranked = ctx.ranked_options(options)
+    pcurves = data.curves.get(key, {})
+    # Only ranked options are drawn: an extrapolated curve is not shown as a prediction.
+    ordered = {o["treatment"]: pcurves[o["treatment"]][1] for o in ranked
+               if o["treatment"] in pcurves}
+    plot_uri, plot_missing = "", ""
+    if ordered:
+        times = next(iter(pcurves.values()))[0]
+        plot_uri = survival_plot_uri(
+            times, ordered, horizon, highlight=ranked[0]["treatment"],
+            labels={o["treatment"]: f"{o['rank']}. {o['treatment']}" for o in ranked})
+    elif not ranked:
+        plot_missing = "no option is ranked for this patient (see above)."
+    else:
+        plot_missing = "this patient has no row in gold.patient_features."
+    notes, notes_missing = ctx.notes_context(
+        data.findings.get(key, []) if data.findings is not None else None,
+        _index_date(feature_row))
+    scored = rows[0] if rows else {}
+    context = {
+        "p": header, "care_team": care_team, "flags": flags, "options": options,
+        "close_call": ctx.close_call(options),
+        "horizon": horizon,
+        "plot_uri": plot_uri, "plot_missing": plot_missing,
+        "plot_alt": "Predicted survival curves: " + "; ".join(
+            f"{o['rank']}. {o['treatment']} RMST {render.fmt_num(o['predicted_rmst'])}"
+            " months" for o in ranked),
+        "n_ranked": len(ranked),
+        "ranking_notice": ctx.ranking_notice(options, data.card),
+        "genomics": ctx.genomics_context(
+            data.actionable.get(key, []) if data.actionable is not None else None,
+            (data.biomarkers or {}).get(key, [None])[0],
+            data.variants.get(key, []) if data.variants is not None else None),
+        "notes": notes, "notes_missing": notes_missing,
+        "observations": ctx.observations_context(
+            (data.observations or {}).get(key, []), _index_date(feature_row)),
+        "comorbidities": ctx.comorbidity_context(
+            (data.comorbidities or {}).get(key, [None])[0], data.comorbidities is not None),
+        "why": ctx.why_context(options, data.explanations.get(key, {}), data.labels,
+                               TOP_EXPLAINED),
+        "why_missing": "No explanation available.",
+        "why_note": "Each contribution is how far the factor moves this patient's "
+                    "prediction away from the average training patient (SHAP values; "
+                    "for a Cox model, coefficient times the difference from the "
+                    "mean). They explain the model, not the biology.",
+        "card": ctx.card_context(data.card, data.champion_meta, {
+            "model_version": scored.get("model_version"),
+            "mlflow_run_id": scored.get("mlflow_run_id"),
+            "scored_at": str(scored.get("scored_at") or ""),
+            "n_refits": scored.get("n_refits")}, header),
+        "quality": data.quality, "drift": data.drift, "catalog_version": catalog.version,
+    }
+    context["card"]["abstention_text"] = data.abstention_text
+    top = ranked[0] if ranked else {}
+    index_row = {
+        "name": header.get("name"), "mrn": header.get("mrn"),
+        "cancer_type": header["cancer_type"], "stage": header["stage"],
+        "ecog": header["ecog"], "top": top.get("treatment"),
+        "rmst": top.get("predicted_rmst"), "rmst_lower": top.get("rmst_lower"),
+        "rmst_upper": top.get("rmst_upper"), "evidence_level": top.get("evidence_level"),
+        "evidence_alteration": top.get("evidence_alteration"), "flags": flags}
+    return context, index_row
+
+
 def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str | None = None,
                    care_team: bool = False) -> JobRun:
     """Write the board's reports; returns the JobRun (``run.report_files``, ``run.pdf_note``).
@@ -185,89 +291,27 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
             if jr is not None else None)
 
         curves, explanations = _model_outputs(champion.model, features_pdf, rankings, horizon)
-        features_by_key = _by_key(features_pdf) or {}
-        champion_meta = {"name": champion.name, "version": champion.version,
-                         "run_id": champion.run_id}
-        abstention_rule = AbstentionRule.from_config(settings.section("ranking"))
+        data = BoardData(
+            board_date=board_date, horizon=horizon, card=card, catalog=catalog,
+            champion_meta={"name": champion.name, "version": champion.version,
+                           "run_id": champion.run_id},
+            abstention_text=AbstentionRule.from_config(settings.section("ranking")).describe(),
+            rankings=rankings, features_by_key=_by_key(features_pdf) or {}, labels=labels,
+            patients=patients, actionable=actionable, biomarkers=biomarkers,
+            variants=variants, findings=findings, observations=observations,
+            comorbidities=comorbidities, identity=identity, drift=drift, quality=quality,
+            curves=curves, explanations=explanations)
         folder.mkdir(parents=True, exist_ok=True)
         index_rows, written, pdf_pairs = [], [], []
         for key in keys:
-            rows = _records(rankings[rankings["patient_key"] == key])
-            options = ctx.options_context(rows, catalog)
-            patient_row = (patients or {}).get(key, [None])[0]
-            feature_row = features_by_key.get(key, [None])[0]
-            ident = (identity or {}).get(key, [{}])[0] if care_team else None
-            header = ctx.header_context(key, patient_row, feature_row, board_date, catalog,
-                                        ident)
-            flags = ctx.red_flags(options, drift, quality,
-                                  (feature_row or {}).get("biomarker_conflicts"))
-            ranked = ctx.ranked_options(options)
-            pcurves = curves.get(key, {})
-            # Only ranked options are drawn: an extrapolated curve is not shown as a prediction.
-            ordered = {o["treatment"]: pcurves[o["treatment"]][1] for o in ranked
-                       if o["treatment"] in pcurves}
-            plot_uri, plot_missing = "", ""
-            if ordered:
-                times = next(iter(pcurves.values()))[0]
-                plot_uri = survival_plot_uri(
-                    times, ordered, horizon, highlight=ranked[0]["treatment"],
-                    labels={o["treatment"]: f"{o['rank']}. {o['treatment']}" for o in ranked})
-            elif not ranked:
-                plot_missing = "no option is ranked for this patient (see above)."
-            else:
-                plot_missing = "this patient has no row in gold.patient_features."
-            notes, notes_missing = ctx.notes_context(
-                findings.get(key, []) if findings is not None else None,
-                _index_date(feature_row))
-            scored = rows[0] if rows else {}
-            context = {
-                "p": header, "care_team": care_team, "flags": flags, "options": options,
-                "close_call": ctx.close_call(options),
-                "horizon": horizon,
-                "plot_uri": plot_uri, "plot_missing": plot_missing,
-                "plot_alt": "Predicted survival curves: " + "; ".join(
-                    f"{o['rank']}. {o['treatment']} RMST {render.fmt_num(o['predicted_rmst'])}"
-                    " months" for o in ranked),
-                "n_ranked": len(ranked),
-                "ranking_notice": ctx.ranking_notice(options, card),
-                "genomics": ctx.genomics_context(
-                    actionable.get(key, []) if actionable is not None else None,
-                    (biomarkers or {}).get(key, [None])[0],
-                    variants.get(key, []) if variants is not None else None),
-                "notes": notes, "notes_missing": notes_missing,
-                "observations": ctx.observations_context(
-                    (observations or {}).get(key, []), _index_date(feature_row)),
-                "comorbidities": ctx.comorbidity_context(
-                    (comorbidities or {}).get(key, [None])[0], comorbidities is not None),
-                "why": ctx.why_context(options, explanations.get(key, {}), labels,
-                                       TOP_EXPLAINED),
-                "why_missing": "No explanation available.",
-                "why_note": "Each contribution is how far the factor moves this patient's "
-                            "prediction away from the average training patient (SHAP values; "
-                            "for a Cox model, coefficient times the difference from the "
-                            "mean). They explain the model, not the biology.",
-                "card": ctx.card_context(card, champion_meta, {
-                    "model_version": scored.get("model_version"),
-                    "mlflow_run_id": scored.get("mlflow_run_id"),
-                    "scored_at": str(scored.get("scored_at") or ""),
-                    "n_refits": scored.get("n_refits")}, header),
-                "quality": quality, "drift": drift, "catalog_version": catalog.version,
-            }
-            context["card"]["abstention_text"] = abstention_rule.describe()
+            context, index_row = patient_report(data, key, care_team)
             html_path = render.report_file(folder, key, ".html")
             _write_text(html_path, render.render_report(context))
             written.append(html_path)
             pdf_path = render.report_file(folder, key, ".pdf")
             pdf_pairs.append((html_path, pdf_path))
-            top = ranked[0] if ranked else {}
-            index_rows.append({
-                "key": key, "html": html_path.name, "pdf": pdf_path.name,
-                "name": header.get("name"), "mrn": header.get("mrn"),
-                "cancer_type": header["cancer_type"], "stage": header["stage"],
-                "ecog": header["ecog"], "top": top.get("treatment"),
-                "rmst": top.get("predicted_rmst"), "rmst_lower": top.get("rmst_lower"),
-                "rmst_upper": top.get("rmst_upper"), "evidence_level": top.get("evidence_level"),
-                "evidence_alteration": top.get("evidence_alteration"), "flags": flags})
+            index_rows.append({"key": key, "html": html_path.name, "pdf": pdf_path.name,
+                               **index_row})
 
         chromium = find_chromium() if conf.get("pdf", True) else None
         if chromium:
