@@ -61,12 +61,14 @@ def test_a_comorbidity_only_a_note_states_is_marked_so():
 
 
 def test_evidence_is_tiered_merged_and_tier_one_comes_first():
+    import numpy as np
+
     def row(therapy, level, match, direction="sensitivity", disease="Breast cancer"):
         return {"gene": "PIK3CA", "alteration": "Mutation", "therapy": therapy,
                 "direction": direction, "evidence_level": level, "disease_match": match,
                 "disease": disease, "on_label": level == "A" and match == "exact",
                 "citation": f"{therapy} {level} {match}", "variant_keys": [],
-                "patient_alterations": ["E545K"]}
+                "patient_alterations": np.array(["E545K"])}     # as pandas reads it
 
     named_otherwise = {**row("Alpelisib + Fulvestrant", "B", "exact"), "alteration": "E545"}
     actionable = [row("Alpelisib + Fulvestrant", "A", "exact"), named_otherwise,

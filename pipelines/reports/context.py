@@ -20,6 +20,7 @@ import yaml
 
 from pipelines.catalog import RegimenCatalog
 from pipelines.genomics.proteins import beyond_protein, protein_lengths
+from pipelines.knowledge.tiers import TIER_ORDER, TIER_TEXT, amp_tier
 
 
 def _missing(v) -> bool:
@@ -251,12 +252,9 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
 
 
 def tiered_evidence(actionable: list[dict], records: dict) -> list[dict]:
-    """One row per (gene, the patient's alteration, therapy, direction): its best evidence
-    (AMP/ASCO/CAP
-    tier, :func:`pipelines.knowledge.tiers.amp_tier`) with the number of other evidence rows
-    merged into it; tier I first, sensitivity before resistance."""
-    from pipelines.knowledge.tiers import TIER_ORDER, TIER_TEXT, amp_tier
-
+    """One row per (gene, the patient's alteration, therapy, direction): its best evidence,
+    with its AMP/ASCO/CAP tier (:func:`pipelines.knowledge.tiers.amp_tier`) and the number of
+    other evidence rows merged into it; tier I first, sensitivity before resistance."""
     best: dict[tuple, dict] = {}
     merged: dict[tuple, int] = {}
     for a in actionable:
@@ -266,9 +264,9 @@ def tiered_evidence(actionable: list[dict], records: dict) -> list[dict]:
         tier = amp_tier(_val(a.get("evidence_level")), match, approved=on_label is True)
         # The patient's own change ("E545K") names the row: knowledge-base entries that name
         # it differently ("E545", "Mutation") are the same finding for the board.
-        mine = _val(a.get("patient_alterations"))
-        alteration = ", ".join(sorted(str(x) for x in mine)) if mine is not None and len(
-            mine) else a.get("alteration")
+        listed = _val(a.get("patient_alterations"))  # a numpy array when read via pandas
+        mine = sorted(str(x) for x in (listed if listed is not None else ()))
+        alteration = ", ".join(mine) if mine else a.get("alteration")
         key = (a.get("gene"), alteration, a.get("therapy"), a.get("direction"))
         row = {"gene": a.get("gene"), "alteration": alteration,
                "therapy": a.get("therapy"), "direction": a.get("direction"),
