@@ -215,6 +215,8 @@ def test_every_candidate_is_ranked_and_counts_reconcile(spark, board):
     assert set(r["rank_status"]) <= {"ranked", "insufficient comparable patients",
                                      "too few treated patients in training"}
     assert set(ranked["patient_key"]) == set(r["patient_key"])  # a world with overlap
+    # every row names the knowledge-base release of silver.actionable_alterations
+    assert set(r["kb_version"]) == set(frames["actionable"]["kb_version"])
     # The uncatalogued cancer type is quarantined with its reason, not dropped.
     q = delta.read_table(spark, board["settings"].table("gold", "quarantine_treatment_rankings"))
     q = q.toPandas()

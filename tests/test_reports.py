@@ -201,6 +201,8 @@ def test_report_content_answers_the_boards_questions(world):
     obs = html.split('<table id="observations">')[1].split("</table>")[0]
     assert "FHIR Observation obs-pdl1-7" in obs and "after index date" in obs  # not an input
     assert "(clinical CSV)" in text
+    kb = world["frames"]["actionable"]["kb_version"].iloc[0]
+    assert f"knowledge base {kb}" in text                       # the footer names the release
     noted = (world["folder"] / f"{sp['noted']}.html").read_text()
     assert "History of grade 3 pneumonitis on prior therapy." in noted
     assert "historical" in noted

@@ -287,8 +287,14 @@ def build_rankings(spark: SparkSession, features: DataFrame, selection: Selectio
                   .withColumn("evidence_alteration", F.lit(None).cast("string"))
                   .withColumn("evidence_citation", F.lit(None).cast("string"))
                   .withColumn("evidence_on_label", F.lit(None).cast("boolean")))
+    kb_version = None
+    if actionable is not None:
+        versions = sorted(r[0] for r in actionable.select("kb_version").distinct().collect()
+                          if r[0])
+        kb_version = ", ".join(versions) or None
     return (
         ranked.withColumn("board_date", F.lit(board_date).cast("date"))
+        .withColumn("kb_version", F.lit(kb_version).cast("string"))
         .withColumn("horizon_months", F.lit(horizon).cast("double"))
         .withColumn("model_name", F.lit(str(champion.name)))
         .withColumn("model_version", F.lit(str(champion.version)))

@@ -59,7 +59,7 @@ RANKING_COLUMNS = [
     "prob_rank1", "n_refits",
     "evidence_level", "evidence_alteration", "evidence_citation", "evidence_on_label",
     "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
-    "model_name", "model_version", "mlflow_run_id", "scored_at",
+    "model_name", "model_version", "mlflow_run_id", "kb_version", "scored_at",
 ]
 
 RANKING_COMMENTS = {
@@ -107,6 +107,8 @@ RANKING_COMMENTS = {
     "model_name": "Registered model that produced the prediction",
     "model_version": "Registered model version",
     "mlflow_run_id": "MLflow run that trained the model",
+    "kb_version": "Knowledge-base release the evidence comes from (CIViC release + curated "
+                  "set, silver.actionable_alterations.kb_version); null without that table",
     "scored_at": "When these values were first produced (unchanged by an identical re-run)",
 }
 

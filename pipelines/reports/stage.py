@@ -220,6 +220,7 @@ def patient_report(data: BoardData, key: str, care_team: bool = False) -> tuple[
             "scored_at": str(scored.get("scored_at") or ""),
             "n_refits": scored.get("n_refits")}, header),
         "quality": data.quality, "drift": data.drift, "catalog_version": catalog.version,
+        "kb_version": scored.get("kb_version") or "not recorded",
     }
     context["card"]["abstention_text"] = data.abstention_text
     top = ranked[0] if ranked else {}
