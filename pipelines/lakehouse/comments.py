@@ -164,6 +164,7 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "note_type": "Kind of note (e.g. pathology, oncology consult, radiology)",
         "note_date": "Note date shifted by the patient's date offset",
         "text_deid": "De-identified note text: identifiers replaced by typed placeholders",
+        "phi_count": "Number of PHI spans the de-identifier replaced in the note",
     },
     "silver.note_findings": {
         "finding_id": "Stable id of the finding",

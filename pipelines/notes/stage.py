@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.lakehouse.audit import JobRun, job_run
+from pipelines.lakehouse.comments import comments_for
 from pipelines.lakehouse.errors import InputNotFoundError, SchemaMismatchError
 from pipelines.lakehouse.privacy import patient_shift_days_col, pseudonymise_col
 from pipelines.lakehouse.session import require_spark_nlp
@@ -37,43 +38,6 @@ RAW_SCHEMA = T.StructType([
     T.StructField("text", T.StringType()),
     T.StructField("source_file", T.StringType()),
 ])
-
-RAW_COMMENTS = {
-    "note_id": "Note identifier from the source system",
-    "patient_id": "SOURCE patient id (bronze only; silver holds patient_key)",
-    "note_type": "Kind of note (progress note, pathology, radiology, ...)",
-    "note_date": "Date of the note as recorded (not shifted)",
-    "text": "Note text exactly as received (bronze only; contains PHI)",
-    "source_file": "File the note was read from",
-}
-DEID_COMMENTS = {
-    "note_id": "Note identifier",
-    "patient_key": "Pseudonymised patient id (HMAC-SHA256 of the source id)",
-    "note_type": "Kind of note",
-    "note_date": "Note date shifted by the patient's de-identification offset",
-    "text_deid": "Note text with PHI replaced by [TYPE] placeholders; dates as "
-                 "[DATE:shifted ISO date] at the precision the note gave",
-    "phi_count": "Number of PHI spans replaced in this note",
-}
-FINDINGS_COMMENTS = {
-    "finding_id": "Stable id of the mention (note, span, concept)",
-    "patient_key": "Pseudonymised patient id",
-    "note_id": "Note the mention is in",
-    "note_type": "Kind of note",
-    "note_date": "Shifted note date",
-    "concept": "Normalised concept, e.g. 'EGFR L858R', 'brain metastasis', 'ECOG'",
-    "category": "biomarker | site | performance_status | therapy | adverse_event | smoking | "
-                "diagnosis | stage | comorbidity",
-    "value": "Value stated with the concept (PD-L1 percent, ECOG grade, pack-years, HER2 IHC "
-             "score, stage group 'IIIA', TNM 'pT2N1M0'); a range as '1-49'; else null",
-    "comparator": "How the value was stated: < | <= | > | >= | range; null for an exact value",
-    "context": "Status of the mention: affirmed | negated | pending | equivocal | "
-               "indeterminate | possible | historical | hypothetical | family",
-    "section": "Normalised section of the note the mention is in (hpi, assessment_plan, ...)",
-    "start": "Start offset of the mention in text_deid",
-    "end": "End offset (exclusive) of the mention in text_deid",
-    "snippet": "De-identified sentence around the mention, for reports",
-}
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -225,8 +189,7 @@ def ingest_notes(spark: SparkSession, settings: Settings, parent_run_id: str | N
                                 "_reason")),
                 target)
             df = df.join(dup, "note_id", "left_anti")
-        run.write(df, target, keys=["note_id"], comments=RAW_COMMENTS,
-                  table_comment="Clinical notes as received (contains PHI; bronze only).")
+        run.write(df, target, keys=["note_id"], **comments_for(target.key, df.columns))
     return run
 
 
@@ -259,10 +222,10 @@ def deidentify_notes(spark: SparkSession, settings: Settings, parent_run_id: str
         raw = run.read(source).persist()
         run.count_in(raw.count())
         deid = deidentify_frame(spark, raw, settings.pseudonym_key).drop("phi_spans")
-        run.write(deid.select("note_id", "patient_key", "note_type", "note_date", "text_deid",
-                              "phi_count"),
-                  target, keys=["note_id"], delete_missing=True, comments=DEID_COMMENTS,
-                  table_comment="De-identified clinical notes (Spark NLP rules; no raw text).")
+        out = deid.select("note_id", "patient_key", "note_type", "note_date", "text_deid",
+                          "phi_count")
+        run.write(out, target, keys=["note_id"], delete_missing=True,
+                  **comments_for(target.key, out.columns))
         raw.unpersist()
     return run
 
@@ -294,8 +257,6 @@ def extract_note_findings(spark: SparkSession, settings: Settings,
         found = findings_frame(spark, notes).persist()
         run.count_in(found.count())
         run.write(found, target, keys=["finding_id"], delete_missing=True,
-                  comments=FINDINGS_COMMENTS,
-                  table_comment="Oncology findings in de-identified notes, one row per "
-                                "mention, with ConText status.")
+                  **comments_for(target.key, found.columns))
         found.unpersist()
     return run
