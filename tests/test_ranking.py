@@ -445,6 +445,29 @@ def test_resistance_marker_speaks_against_every_regimen_with_the_drug(spark):
     assert ev == {"encorafenib_cetuximab": "A"}
 
 
+def test_level_a_resistance_in_the_patients_type_ranks_an_option_after_the_others(spark):
+    cat = steps.catalog_frame(spark, regimen_catalog())
+    cands = steps.candidate_pairs(spark.createDataFrame(
+        [("p", "COADREAD"), ("q", "COADREAD")], "patient_key string, cancer_type string"), cat)
+    kb = spark.createDataFrame(
+        # p: approval-grade level A in colorectal cancer; q: the same marker at level C and
+        # a level-A statement for another tumour type (on_label false): neither moves a rank
+        [("p", "KRAS", "G12D", "Cetuximab", None, "A", "resistance", True, "ERBITUX PI"),
+         ("q", "KRAS", "G12D", "Cetuximab", None, "C", "resistance", True, "case study"),
+         ("q", "NRAS", "Q61K", "Cetuximab", None, "A", "resistance", False, "other type")],
+        "patient_key string, gene string, alteration string, therapy string, regimen string, "
+        "evidence_level string, direction string, on_label boolean, citation string")
+    flagged = {(r["patient_key"], r["treatment"])
+               for r in steps.level_a_resistance(cands, kb, cat).collect()}
+    assert flagged == {("p", "folfox_cetuximab"), ("p", "encorafenib_cetuximab")}
+    preds = spark.createDataFrame(
+        [("p", "folfox_cetuximab", 30.0, 25.0, True), ("p", "folfox", 20.0, 15.0, None)],
+        "patient_key string, treatment string, predicted_rmst double, rmst_lower double, "
+        "resistance_level_a boolean")
+    ranks = {r["treatment"]: r["rank"] for r in preds.transform(steps.with_rank).collect()}
+    assert ranks == {"folfox": 1, "folfox_cetuximab": 2}    # despite 10 more months predicted
+
+
 def test_unknown_flags_never_fire(spark):
     cat = steps.catalog_frame(spark, regimen_catalog())
     cands = steps.candidate_pairs(spark.createDataFrame(

@@ -271,6 +271,9 @@ def build_rankings(spark: SparkSession, features: DataFrame, selection: Selectio
         evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules)
         reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
     labels = steps.label_status(candidates, features, catalog)
+    if actionable is not None:
+        labels = labels.join(steps.level_a_resistance(candidates, actionable, catalog_df),
+                             ["patient_key", "treatment"], "left")
     core = (
         preds.join(labels, ["patient_key", "treatment"], "left")
         .transform(steps.with_rank)

@@ -5,12 +5,15 @@ restricted mean survival time (RMST) at the model horizon, highest first; ties g
 lower interval bound, then to the regimen name — except for a targeted regimen whose label
 requirement (``label`` in regimens.yaml) is unknown for the patient (the biomarker was not
 tested: the board must test first) or not met (a biomarker the patient is known not to have,
-e.g. trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one): those come
-after every option that can be given now, the unknown before the not met; and an option
-without enough comparable treated patients gets no rank at all** (``rank_status``,
-:mod:`pipelines.ranking.abstention`): it never ranks first. Its ``label_status`` says why. Evidence
-level, knowledge-base resistance markers and contraindications are attached beside each option
-and never change its rank: the tumor board weighs them, the code does not silently apply them.
+e.g. trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one) or that the
+patient carries a level-A resistance marker against in this tumour type (an approval-grade
+knowledge-base statement, e.g. KRAS/NRAS mutations against anti-EGFR antibodies in colorectal
+cancer): those come after every option that can be given now, the unknown before the not met
+and the resisted; and an option without enough comparable treated patients gets no rank at
+all** (``rank_status``, :mod:`pipelines.ranking.abstention`): it never ranks first. Its
+``label_status`` says why. Evidence level, weaker resistance evidence and contraindications are
+attached beside each option and never change its rank: the tumor board weighs them, the code
+does not silently apply them.
 
 >>> from pyspark.sql import SparkSession  # doctest: +SKIP
 >>> preds.transform(with_rank).select("treatment", "rank")  # doctest: +SKIP
@@ -197,7 +200,8 @@ def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCat
 
 def with_rank(predictions: DataFrame) -> DataFrame:
     """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)
-    and ``rank_tier`` (0 = can be given now, 1 = label requirement unknown, 2 = not met).
+    and ``rank_tier`` (0 = can be given now, 1 = label requirement unknown, 2 = not met or a
+    level-A resistance marker present).
 
     With a ``rank_status`` column (:mod:`pipelines.ranking.abstention`), only ``ranked`` rows
     get a rank and a tier; the others get nulls and never rank first."""
@@ -207,6 +211,8 @@ def with_rank(predictions: DataFrame) -> DataFrame:
         tier = F.when(F.coalesce(F.col("requirement_unknown"), F.lit(False)), 1).otherwise(tier)
     if "requirement_not_met" in cols:
         tier = F.when(F.coalesce(F.col("requirement_not_met"), F.lit(False)), 2).otherwise(tier)
+    if "resistance_level_a" in cols:
+        tier = F.when(F.coalesce(F.col("resistance_level_a"), F.lit(False)), 2).otherwise(tier)
     ranked = (F.col("rank_status") == F.lit(RANKED)) if "rank_status" in cols else F.lit(True)
     w = Window.partitionBy("patient_key").orderBy(
         (~ranked).asc(),
@@ -329,6 +335,18 @@ def resistance_reasons(candidates: DataFrame, actionable: DataFrame,
                       F.coalesce(F.col("therapy"), F.col("kb_regimen")), level,
                       F.lit(" (knowledge base)"))
     return m.select("patient_key", "treatment", reason.alias("reason"))
+
+
+def level_a_resistance(candidates: DataFrame, actionable: DataFrame,
+                       catalog_df: DataFrame) -> DataFrame:
+    """``patient_key, treatment, resistance_level_a`` (true) for the regimens a level-A,
+    approval-grade resistance statement in the patient's tumour type speaks against
+    (``on_label`` of silver.actionable_alterations: the statement's disease is the patient's)."""
+    m = _kb_matches(candidates, actionable, catalog_df).filter(
+        (F.col("direction") == "resistance") & (F.col("evidence_level") == "A")
+        & F.coalesce(F.col("on_label"), F.lit(False)))
+    return m.select("patient_key", "treatment").distinct().withColumn(
+        "resistance_level_a", F.lit(True))
 
 
 # ---------------------------------------------------------------------------- contraindications
