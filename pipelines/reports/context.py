@@ -19,6 +19,7 @@ from importlib import resources
 import yaml
 
 from pipelines.catalog import RegimenCatalog
+from pipelines.clinical.codes import charlson_components
 from pipelines.genomics.proteins import beyond_protein, protein_lengths
 from pipelines.knowledge.tiers import TIER_ORDER, TIER_TEXT, amp_tier
 
@@ -373,8 +374,6 @@ def comorbidity_context(row: dict | None, table_exists: bool) -> dict:
                            "No comorbidity record for this patient."}
     noted = _val(row.get("note_components"))  # a numpy array when read through pandas
     from_notes = set() if noted is None else {str(c) for c in noted}
-    from pipelines.clinical.codes import charlson_components
-
     labels = {c.column: c.label for c in charlson_components()}
     conditions = [labels.get(k, humanise(k)) + (" (clinical note)" if k in from_notes else "")
                   for k, v in sorted(row.items())
