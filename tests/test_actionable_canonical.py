@@ -153,3 +153,45 @@ def test_no_therapy_is_shown_on_label_outside_its_label(matched):
     wrong = [(r["id"], r["oncotree"], r["gene"], r["drugs"]) for r in matched["rows"]
              if r["expect"] == "not on label" and _hit(r, found.get(keys[r["patient"]], []))]
     assert wrong == []
+
+
+def expected_terms(row: dict) -> tuple[int, frozenset[str], bool]:
+    """(prior lines, label co-requirements, germline check) the canonical row's ``line`` and
+    ``co_biomarkers`` columns state, in the knowledge base's vocabulary."""
+    line = row["line"].strip()
+    prior = 2 if line.startswith("after >=2") else (1 if line.startswith("after") else 0)
+    names = {"HR+": {"HR-positive"}, "ER+": {"ER-positive"}, "HER2-": {"HER2-negative"},
+             "RAS wild-type": {"KRAS wild-type", "NRAS wild-type"}, "germline": set(), "-": set()}
+    words = [w.strip() for w in row["co_biomarkers"].split(",")]
+    requires = frozenset(n for w in words for n in names[w])
+    return prior, requires, "germline" in words
+
+
+def test_label_line_and_co_requirements_of_the_canonical_set(matched):
+    """Every level-A label pair carries the label's line and co-requirements (what decides
+    "on label now" at the board), and they are the ones the label states."""
+    from pipelines.knowledge.labels import LabelTerms
+
+    found, keys = matched["found"], matched["keys"]
+    rows = [r for r in matched["rows"]
+            if r["expect"] == "on label" and r["direction"] == "sensitivity"]
+    missing, wrong = [], []
+    for r in rows:
+        # the label for the patient's own tumour type first (a tumour-agnostic label of the
+        # same drugs may ask for a later line)
+        hits = sorted((a for a in found.get(keys[r["patient"]], []) if _hit(r, [a])),
+                      key=lambda a: a["disease_match"] != "exact")
+        terms = [t for t in (LabelTerms.from_value(a.get("label_terms")) for a in hits) if t]
+        if not terms:
+            missing.append((r["id"], r["gene"], r["drugs"]))
+            continue
+        prior, requires, germline = expected_terms(r)
+        t = terms[0]
+        got = (t.prior_lines, frozenset(t.requires), any("germline" in c for c in t.check))
+        if got != (prior, requires, germline):
+            wrong.append((r["id"], r["drugs"], got, (prior, requires, germline)))
+    print(f"\nlabel terms on {len(rows) - len(missing)}/{len(rows)} level-A pairs; "
+          f"{len(wrong)} differ from the label")
+    for m in missing:
+        print("  no label terms", *m)
+    assert missing == [] and wrong == [], (missing, wrong)

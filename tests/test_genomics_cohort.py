@@ -92,7 +92,7 @@ def test_actionable_matches_follow_labels_and_tumour_types(spark, cohort):
     settings, truth = cohort
     acts = rows(spark, settings, "actionable_alterations")
     curated = [a for a in acts if a["source"] == "curated"]
-    assert {a["kb_version"] for a in acts} == {"civic-01-Aug-2024+curated-2026.11"}
+    assert {a["kb_version"] for a in acts} == {"civic-01-Aug-2024+curated-2026.12"}
 
     def has(key, therapy, **kw):
         return [a for a in curated if a["patient_key"] == key and a["therapy"] == therapy

@@ -76,7 +76,7 @@ def test_profiles_with_and_are_skipped_or_splits_alternatives():
 
 # ---------------------------------------------------------------------------- loading
 def test_civic_release_and_curated_set_load(kb, shared_data):
-    assert kb.version == "civic-01-Aug-2024+curated-2026.11"
+    assert kb.version == "civic-01-Aug-2024+curated-2026.12"
     assert kb.civic_release == "01-Aug-2024"
     assert kb.oncotree.version == "2025_10_03"
     civic = [e for e in kb.entries if e.source == "civic"]
@@ -122,7 +122,7 @@ def test_disease_map_points_at_real_oncotree_codes(kb):
 def test_curated_only_when_civic_is_absent(tmp_path, shared_data):
     shutil.copy(shared_data / "knowledge" / "oncotree_2025_10_03.json", tmp_path)
     kb = load_knowledge_base(tmp_path)
-    assert kb.version == "curated-2026.11" and kb.civic_release is None
+    assert kb.version == "curated-2026.12" and kb.civic_release is None
     assert {e.source for e in kb.entries} == {"curated"}
     assert load_knowledge_base(None).oncotree.version == "none"
 

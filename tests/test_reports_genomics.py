@@ -88,6 +88,39 @@ def test_evidence_is_tiered_merged_and_tier_one_comes_first():
         ("Aspirin", "IIC"), ("Celecoxib", "IID")]
 
 
+def test_each_label_says_what_it_asks_of_this_patient():
+    """The label column reads the label's terms against the patient's features; among rows
+    of one therapy, the label of the patient's own type (any line) wins over a
+    tumour-agnostic one for a later line."""
+    from pyspark.sql import Row
+
+    alpelisib = {"gene": "PIK3CA", "alteration": "Mutation", "therapy": "Alpelisib + Fulvestrant",
+                 "direction": "sensitivity", "evidence_level": "A", "disease_match": "exact",
+                 "on_label": True, "citation": "PIQRAY", "variant_keys": [],
+                 "patient_alterations": ["H1047R"], "source": "curated",
+                 "label_terms": Row(line="later", prior_lines=1, after="endocrine therapy",
+                                    requires=["HR-positive", "HER2-negative"], check=[])}
+
+    def context(features):
+        return genomics_context([alpelisib], {}, [], features)["actionable"][0]["label_context"]
+
+    assert context({"er_pos": False, "erbb2_amp": False}) == "requirement not met: HR-negative"
+    assert context({"er_pos": True, "erbb2_amp": float("nan")}) == \
+        "requirement unknown: HER2 status unknown"
+    assert context({"er_pos": True, "erbb2_amp": False, "n_prior_lines": 0.0}) == \
+        "on label at a later line (after endocrine therapy)"
+    assert context({"er_pos": True, "erbb2_amp": False, "n_prior_lines": 1.0}) == "on label now"
+
+    ret = {**alpelisib, "gene": "RET", "therapy": "Selpercatinib", "patient_alterations": ["Fusion"],
+           "label_terms": Row(line="any", prior_lines=0, after=None, requires=[], check=[])}
+    agnostic = {**ret, "disease_match": "ancestor", "citation": "RETEVMO solid tumours",
+                "label_terms": Row(line="later", prior_lines=1, after="prior systemic treatment",
+                                   requires=[], check=[])}
+    rows = genomics_context([agnostic, ret], {}, [], {"n_prior_lines": 0.0})["actionable"]
+    assert [(r["therapy"], r["label_context"], r["more_evidence"]) for r in rows] == [
+        ("Selpercatinib", "on label now", 1)]
+
+
 def test_patient_report_builds_the_context_without_spark_or_tables():
     import pandas as pd
 

@@ -21,6 +21,13 @@ with OncoTree, then joined):
   sensitivity all drugs, for resistance any. ``regimen`` prefers regimens whose other drugs
   are the type's standard-of-care backbone (cetuximab in CRC -> folfox_cetuximab), then
   fewer drugs.
+* ``label_terms``: what a curated FDA label asks beyond the alteration (line of therapy,
+  co-requirements such as HR-positive/HER2-negative, what the board must confirm); read
+  against one patient by :func:`pipelines.knowledge.labels.label_context` in the report and
+  ``oncorank ingest vcf``.
+
+The patient's cancer type comes from silver.patients, else the tumour type declared at
+ingestion (:mod:`pipelines.genomics.declared`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pyspark.sql import functions as F
 from pipelines.catalog import RegimenCatalog
 from pipelines.genomics.matching import match_variants, rules_frame
 from pipelines.knowledge.kb import KbEntry, KnowledgeBase
+from pipelines.knowledge.labels import LABEL_TERMS_DDL
 
 UNKNOWN = "~unknown"
 ON_LABEL_MATCHES = ("exact", "ancestor", "descendant")
@@ -40,7 +48,8 @@ PATIENT_BIOMARKERS = ("tmb_high",)
 ENTRY_DDL = ("rule_id string, source string, evidence_id string, gene string, alteration "
              "string, match_kind string, disease string, disease_oncotree string, therapy "
              "string, drugs array<string>, direction string, significance string, "
-             "evidence_level string, approved boolean, citation string, url string")
+             "evidence_level string, approved boolean, citation string, url string, "
+             f"label_terms {LABEL_TERMS_DDL}")
 RELATION_DDL = ("rule_id string, ctype string, disease_match string, on_label boolean, "
                 "regimen string, regimens array<string>")
 
@@ -71,13 +80,18 @@ ACTIONABLE_COMMENTS = {
     "evidence_ids": "Every supporting evidence id (CIViC EID/AID, curated id)",
     "source": "civic or curated",
     "kb_version": "Knowledge-base version used (CIViC release + curated set version)",
+    "label_terms": "What the label asks beyond the alteration (curated FDA entries): line "
+                   "(first, any, later), prior_lines, after (the prior therapy), requires "
+                   "(co-requirements such as HR-positive), check (what the board confirms); "
+                   "pipelines/knowledge/labels.py",
 }
 
 
 def entry_rows(kb: KnowledgeBase) -> list[tuple]:
     return [(f"k{i}", e.source, e.evidence_id, e.gene, e.alteration.text, e.alteration.kind,
              e.disease, e.disease_oncotree, e.therapy, list(e.drugs), e.direction,
-             e.significance, e.evidence_level, e.approved, e.citation, e.url)
+             e.significance, e.evidence_level, e.approved, e.citation, e.url,
+             e.label.as_row() if e.label else None)
             for i, e in enumerate(kb.entries)]
 
 
@@ -176,7 +190,8 @@ def build_actionable(spark: SparkSession, facts: DataFrame, biomarkers: DataFram
     keys = ["patient_key", "gene", "alteration", "disease", "disease_oncotree", "therapy",
             "direction", "source"]
     # The best evidence: lowest level, ties broken by evidence id, so re-runs agree.
-    best = F.struct("citation", "url", "disease_match", "match_kind", "significance")
+    best = F.struct("citation", "url", "disease_match", "match_kind", "significance",
+                    "label_terms")
     order = F.struct(level, F.col("evidence_id"))
     out = rows.groupBy(*keys).agg(
         F.min(level).alias("evidence_level"),
@@ -204,5 +219,5 @@ def build_actionable(spark: SparkSession, facts: DataFrame, biomarkers: DataFram
         F.col("_best.significance").alias("significance"), "on_label", "approved",
         F.col("_best.citation").alias("citation"), F.col("_best.url").alias("url"),
         "evidence_ids", F.size("evidence_ids").alias("n_evidence"), "source",
-        F.lit(kb.version).alias("kb_version"),
+        F.lit(kb.version).alias("kb_version"), F.col("_best.label_terms").alias("label_terms"),
     )

@@ -11,7 +11,7 @@ Where the data comes from (first that exists):
 The folder holds CIViC's monthly TSVs (``civic_<DD-Mon-YYYY>-ClinicalEvidenceSummaries.tsv``
 and ``...-AssertionSummaries.tsv``; the newest release is used) and an OncoTree JSON
 (``oncotree_<date>.json``). Without CIViC the curated set alone is used; ``version`` says
-which: ``civic-01-Aug-2024+curated-2026.11`` or ``curated-2026.11``.
+which: ``civic-01-Aug-2024+curated-2026.12`` or ``curated-2026.12``.
 
 Which CIViC items become entries: Predictive evidence that *supports* a Sensitivity/Response,
 Resistance or Reduced Sensitivity significance, with a therapy, for a somatic or rare-germline
@@ -41,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.knowledge.alterations import Alteration, parse_alteration, split_profile
+from pipelines.knowledge.labels import LabelTerms, parse_label
 from pipelines.knowledge.oncotree import OncoTree
 from pipelines.lakehouse.errors import ConfigError, InputNotFoundError
 
@@ -76,6 +77,7 @@ class KbEntry:
     url: str | None = None
     doid: str | None = None
     exclude_oncotree: tuple[str, ...] = ()
+    label: LabelTerms | None = None  # curated FDA entries: line and co-requirements
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,19 @@ def _latest_release(directory: Path) -> tuple[str, Path] | None:
 
 
 # ---------------------------------------------------------------------------- loading
+def load_oncotree(directory: Path | None) -> OncoTree:
+    """The newest ``oncotree_<date>.json`` of the knowledge folder, else the minimal tree."""
+    trees = sorted(Path(directory).glob("oncotree_*.json")) if directory is not None else []
+    return OncoTree.load(trees[-1]) if trees else OncoTree.minimal()
+
+
 def load_knowledge_base(directory: Path | None) -> KnowledgeBase:
     """Build the knowledge base from ``directory`` (CIViC + OncoTree) and the curated set."""
-    oncotree = OncoTree.minimal()
+    oncotree = load_oncotree(directory)
     civic_entries: list[KbEntry] = []
     skipped: Counter = Counter()
     release = None
     if directory is not None:
-        trees = sorted(Path(directory).glob("oncotree_*.json"))
-        if trees:
-            oncotree = OncoTree.load(trees[-1])
         latest = _latest_release(Path(directory))
         if latest is not None:
             release, evidence_path = latest
@@ -312,6 +317,7 @@ def curated_entries(oncotree: OncoTree) -> tuple[str, list[KbEntry]]:
                 raise ConfigError(f"Curated entry {e['id']}: OncoTree code {code!r} is not in "
                                   f"OncoTree {oncotree.version}.")
         url = base_url + e["application"] if e.get("application") and base_url else None
+        label = parse_label(e.get("label"), e["id"])
         for alteration in alts:
             out.append(KbEntry(
                 source="curated", evidence_id=e["id"],
@@ -321,5 +327,5 @@ def curated_entries(oncotree: OncoTree) -> tuple[str, list[KbEntry]]:
                 direction=e["direction"], significance=e["direction"],
                 evidence_level=e["level"], approved=e.get("approval") in ("fda", "nccn"),
                 citation=e["citation"], url=url,
-                exclude_oncotree=tuple(e.get("exclude_oncotree", []))))
+                exclude_oncotree=tuple(e.get("exclude_oncotree", [])), label=label))
     return str(data["version"]), out

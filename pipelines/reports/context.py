@@ -21,6 +21,7 @@ import yaml
 from pipelines.catalog import RegimenCatalog
 from pipelines.clinical.codes import charlson_components
 from pipelines.genomics.proteins import beyond_protein, protein_lengths
+from pipelines.knowledge.labels import LabelTerms, context_rank, label_context
 from pipelines.knowledge.tiers import TIER_ORDER, TIER_TEXT, amp_tier
 
 
@@ -195,9 +196,11 @@ def vcf_record(v: dict) -> str:
 
 
 def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
-                     variants: list[dict] | None) -> dict:
+                     variants: list[dict] | None, features: dict | None = None) -> dict:
     """Actionable alterations and other driver variants, each with the VCF record(s) it
-    comes from (``variants`` holds silver.variants rows of the patient, ``variant_key`` keyed).
+    comes from (``variants`` holds silver.variants rows of the patient, ``variant_key`` keyed)
+    and, for a label, its context for this patient (``features``: the patient's
+    gold.patient_features row).
     """
     genes, altering = driver_genes()
     out: dict = {"actionable": [], "actionable_more": [], "drivers": [], "flags": [],
@@ -207,7 +210,7 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
         out["actionable_missing"] = "Knowledge-base matching has not run (no " \
                                     "silver.actionable_alterations table)."
     else:
-        tiered = tiered_evidence(actionable, records)
+        tiered = tiered_evidence(actionable, records, features or {})
         out["actionable"] = [e for e in tiered if e["tier"] in ("IA", "IB")]
         out["actionable_more"] = [e for e in tiered if e["tier"] not in ("IA", "IB")]
         out["actionable_missing"] = (
@@ -252,10 +255,13 @@ def genomics_context(actionable: list[dict] | None, biomarkers: dict | None,
     return out
 
 
-def tiered_evidence(actionable: list[dict], records: dict) -> list[dict]:
+def tiered_evidence(actionable: list[dict], records: dict, features: dict | None = None
+                    ) -> list[dict]:
     """One row per (gene, the patient's alteration, therapy, direction): its best evidence,
-    with its AMP/ASCO/CAP tier (:func:`pipelines.knowledge.tiers.amp_tier`) and the number of
-    other evidence rows merged into it; tier I first, sensitivity before resistance."""
+    with its AMP/ASCO/CAP tier (:func:`pipelines.knowledge.tiers.amp_tier`), its label
+    context for this patient (:func:`pipelines.knowledge.labels.label_context`) and the
+    number of other evidence rows merged into it; tier I first, sensitivity before
+    resistance."""
     best: dict[tuple, dict] = {}
     merged: dict[tuple, int] = {}
     for a in actionable:
@@ -274,13 +280,19 @@ def tiered_evidence(actionable: list[dict], records: dict) -> list[dict]:
                "evidence_level": a.get("evidence_level"), "tier": tier,
                "tier_text": TIER_TEXT[tier], "disease": a.get("disease"),
                "label": "" if on_label is None else ("on-label" if on_label else "off-label"),
+               "label_context": "" if on_label is None else label_context(
+                   on_label, a.get("direction"), LabelTerms.from_value(_val(a.get("label_terms"))),
+                   features or {}, approved=_val(a.get("approved")) is not False),
                "vaf": _val(a.get("vaf")), "citation": a.get("citation"),
                "source": _actionable_source(a, records)}
         merged[key] = merged.get(key, -1) + 1
         # Best first: tier, then on label, then the curated label entry (an FDA label, not
         # the trial behind it), level, citation.
+        # A label whose terms are curated says what it asks of the patient: it speaks for the
+        # row before evidence that cannot (a CIViC item), then the one nearest to "now".
         row["_rank"] = (TIER_ORDER[tier], row["label"] != "on-label",
-                        a.get("source") != "curated", str(row["evidence_level"]),
+                        _val(a.get("label_terms")) is None,
+                        context_rank(row["label_context"]), a.get("source") != "curated", str(row["evidence_level"]),
                         str(row["citation"]))
         if key not in best or row["_rank"] < best[key]["_rank"]:
             best[key] = row

@@ -201,7 +201,8 @@ def patient_report(data: BoardData, key: str, care_team: bool = False) -> tuple[
         "genomics": ctx.genomics_context(
             data.actionable.get(key, []) if data.actionable is not None else None,
             (data.biomarkers or {}).get(key, [None])[0],
-            data.variants.get(key, []) if data.variants is not None else None),
+            data.variants.get(key, []) if data.variants is not None else None,
+            feature_row),
         "notes": notes, "notes_missing": notes_missing,
         "observations": ctx.observations_context(
             (data.observations or {}).get(key, []), _index_date(feature_row)),
