@@ -159,23 +159,72 @@ def ingest_vcf(
     config: ConfigOpt = None,
     sample_map: Annotated[Path | None, typer.Option("--sample-map",
                                                     help="CSV sample,patient_id.")] = None,
+    tumor_type: Annotated[str | None, typer.Option(
+        "--tumor-type", help="OncoTree code of the tumour (BRCA, LUAD, COADREAD...) for "
+                             "samples without a clinical record: evidence is tiered and each "
+                             "label judged against it.")] = None,
+    prior_lines: Annotated[int | None, typer.Option(
+        "--prior-lines", min=0, help="Lines of therapy the patient has had (with "
+                                     "--tumor-type); unknown if not given.")] = None,
+    json_file: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the actionable evidence per patient to this file.")] = None,
 ):
-    """Ingest VCF/BCF files into bronze/silver variants and biomarkers."""
+    """Ingest VCF/BCF files into bronze/silver variants and biomarkers, then list each
+    patient's actionable alterations (tier I first) with the label context."""
     for p in paths:
         _require(p, "VCF path")
     if sample_map:
         _require(sample_map, "Sample map")
+    if prior_lines is not None and not tumor_type:
+        raise typer.BadParameter("--prior-lines needs --tumor-type.")
     settings = _settings(config, lakehouse)
-    inputs = settings.inputs.__class__(**{**settings.inputs.__dict__,
-                                          "vcf": tuple(str(p) for p in paths),
-                                          "sample_map": str(sample_map or "")})
+    inputs = settings.inputs.__class__(**{
+        **settings.inputs.__dict__, "vcf": tuple(str(p) for p in paths),
+        "sample_map": str(sample_map or ""),
+        "tumor_type": tumor_type or settings.inputs.tumor_type,
+        "prior_lines": prior_lines if tumor_type else settings.inputs.prior_lines})
     settings = settings.replace(inputs=inputs)
+    if inputs.tumor_type:  # a wrong code fails here, before Spark starts
+        from pipelines.genomics.declared import check_tumor_type
+        from pipelines.knowledge.kb import knowledge_dir, load_oncotree
+
+        check_tumor_type(inputs.tumor_type, load_oncotree(knowledge_dir(settings)))
     spark = _spark(settings)
     import jobs.ingest_variants
+    from pipelines.genomics.declared import actionable_summary
 
     run_ = jobs.ingest_variants.run(spark, settings)
     out.print(f"ingested {run_.rows_written} records, quarantined {run_.rows_quarantined} "
               f"into {settings.table('bronze', 'variants_raw')}")
+    summary = actionable_summary(spark, settings, inputs.vcf)
+    _print_actionable(summary)
+    if json_file:
+        import json
+
+        json_file.write_text(json.dumps(summary, indent=1, default=str))
+        out.print(f"wrote {json_file}")
+
+
+def _print_actionable(summary: list[dict]) -> None:
+    from rich.table import Table
+
+    for s in summary:
+        tier_one = [e for e in s["evidence"] if e["tier"] in ("IA", "IB")]
+        more = len(s["evidence"]) - len(tier_one)
+        ctype = s["cancer_type"] or "unknown (pass --tumor-type)"
+        title = (f"patient {s['patient_key']}, tumour type {ctype}: "
+                 f"{len(tier_one)} tier I row(s), {more} tier II (--json lists all)")
+        if not tier_one:
+            out.print(title)
+            continue
+        table = Table(title=title, title_justify="left")
+        for col in ("gene", "alteration", "therapy", "direction", "tier", "label", "citation"):
+            table.add_column(col, overflow="fold")
+        for e in tier_one:
+            table.add_row(str(e["gene"]), str(e["alteration"]), str(e["therapy"]),
+                          str(e["direction"]), e["tier_text"], e["label_context"] or e["label"],
+                          str(e["citation"] or "")[:90])
+        out.print(table)
 
 
 # ---------------------------------------------------------------------------- notes

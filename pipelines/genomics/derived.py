@@ -21,11 +21,16 @@ log = logging.getLogger("oncorank.genomics")
 
 
 def patient_cancer_types(run: JobRun):
-    """(patient_key, cancer_type) from silver.patients when that table exists, else None."""
+    """(patient_key, cancer_type) from silver.patients, else the tumour type declared at
+    ingestion (silver.declared_tumor_types); None when neither table exists."""
+    from pipelines.genomics.declared import with_declared
+
     patients = run.read_optional(run.table("silver", "patients"))
     if patients is None or not {"patient_key", "cancer_type"} <= set(patients.columns):
-        return None
-    return patients.select("patient_key", "cancer_type").dropna(subset=["patient_key"])
+        patients = None
+    else:
+        patients = patients.select("patient_key", "cancer_type").dropna(subset=["patient_key"])
+    return with_declared(run, patients)
 
 
 def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:

@@ -74,7 +74,9 @@ def ingest_variants(spark: SparkSession, settings: Settings,
         sources = [read_source(p) for p in paths]
         readable = [s for s in sources if not s.problem]
         counts = ingest_bronze(run, sources, cfg)
-        write_sequenced_samples(run, counts, readable, sample_map)
+        keys = write_sequenced_samples(run, counts, readable, sample_map)
+        if settings.inputs.tumor_type:
+            declare_tumor_type(run, keys)
         write_headers(run, readable)
         if readable:
             ingest_silver(run, readable, sample_map)
@@ -237,9 +239,20 @@ def ensure_table(spark: SparkSession, ref, schema, comments: dict[str, str],
     builder.comment(table_comment).execute()
 
 
+def declare_tumor_type(run: JobRun, patient_keys: list[str]) -> None:
+    """``[inputs] tumor_type`` (``--tumor-type``) for the samples just ingested."""
+    from pipelines.genomics.declared import check_tumor_type, write_declared
+    from pipelines.knowledge.kb import knowledge_dir, load_oncotree
+
+    inputs = run.settings.inputs
+    code = check_tumor_type(inputs.tumor_type, load_oncotree(knowledge_dir(run.settings)))
+    write_declared(run, patient_keys, code, inputs.prior_lines)
+
+
 def write_sequenced_samples(run: JobRun, counts: list, readable: list[VcfSource],
-                            sample_map: dict[str, str]) -> None:
-    """silver.sequenced_samples: one row per (file, sample) with its record counts."""
+                            sample_map: dict[str, str]) -> list[str]:
+    """silver.sequenced_samples: one row per (file, sample) with its record counts; returns
+    the patient keys of those samples."""
     settings = run.settings
     key = settings.pseudonym_key
     agg: dict[tuple[str, str], list[int]] = {}
@@ -269,6 +282,7 @@ def write_sequenced_samples(run: JobRun, counts: list, readable: list[VcfSource]
                             "n_quarantined": "Records of this sample that were quarantined"},
                   table_comment="Every (file, sample) ingested: who was sequenced, so a "
                                 "patient without variants still has a TMB of 0.")
+    return [r[2] for r in rows]
 
 
 def write_headers(run: JobRun, sources: list[VcfSource]) -> None:

@@ -67,6 +67,10 @@ class Inputs:
     clinical_csv: str = ""
     notes: str = ""
     sample_map: str = ""
+    # A single tumour without clinical records: its OncoTree code and, if known, the lines of
+    # therapy before now (pipelines/genomics/declared.py).
+    tumor_type: str = ""
+    prior_lines: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class Settings:
         if unknown_inputs:
             raise ConfigError(
                 f"Unknown key(s) {sorted(unknown_inputs)} in [inputs]; expected vcf, fhir, "
-                "clinical_csv, notes, sample_map."
+                "clinical_csv, notes, sample_map, tumor_type, prior_lines."
             )
         sections = dict(values.pop("sections", {}) or {})
         for key in list(values):

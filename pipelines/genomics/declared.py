@@ -1,0 +1,115 @@
+"""A tumour type declared at ingestion, for samples that have no clinical record yet.
+
+``oncorank ingest vcf TUMOUR.vcf.gz --tumor-type BRCA`` (or ``[inputs] tumor_type`` in the
+config) is how a single tumour is read the way PCGR is used: the VCF's samples get the OncoTree
+code, knowledge-base matches are judged against it (tier, on label or not), and the label of
+each therapy is read against what the VCF shows (``--prior-lines`` gives the line of therapy
+when it is known).
+
+The declaration is kept in ``silver.declared_tumor_types`` (one row per patient_key, the last
+declaration wins), so a later run of the stage without the option still knows it. A cancer
+type in ``silver.patients`` (the clinical record) takes precedence over a declaration.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.lakehouse.audit import JobRun
+from pipelines.lakehouse.errors import ConfigError
+
+log = logging.getLogger("oncorank.genomics")
+
+DECLARED_DDL = "patient_key string, cancer_type string, n_prior_lines int, declared_at timestamp"
+DECLARED_COMMENTS = {
+    "patient_key": "Pseudonymised patient id of a sample in the ingested VCF/BCF files",
+    "cancer_type": "OncoTree code declared with `oncorank ingest vcf --tumor-type` (or "
+                   "[inputs] tumor_type)",
+    "n_prior_lines": "Lines of therapy before now, when declared (--prior-lines); null if not",
+    "declared_at": "When the declaration was made (UTC)",
+}
+
+
+def check_tumor_type(code: str, oncotree) -> str:
+    """The OncoTree code, upper case; a code OncoTree does not know is a config error that
+    names a few it does."""
+    code = code.strip().upper()
+    if oncotree.version != "none" and code not in oncotree:
+        raise ConfigError(f"--tumor-type {code!r} is not an OncoTree code (OncoTree "
+                          f"{oncotree.version}); use e.g. BRCA, NSCLC, LUAD, COADREAD, MEL.")
+    return code
+
+
+def write_declared(run: JobRun, patient_keys: list[str], tumor_type: str,
+                   prior_lines: int | None) -> None:
+    """Record ``tumor_type`` (and the line) for ``patient_keys``: a merge on patient_key."""
+    if not patient_keys:
+        return
+    rows = [(k, tumor_type, prior_lines) for k in sorted(set(patient_keys))]
+    df = (run.spark.createDataFrame(rows, "patient_key string, cancer_type string, "
+                                          "n_prior_lines int")
+          .withColumn("declared_at", F.current_timestamp()))
+    run.write(df, run.table("silver", "declared_tumor_types"), mode="merge",
+              keys=["patient_key"], primary=False, comments=DECLARED_COMMENTS,
+              table_comment="Tumour types declared at VCF ingestion for samples without a "
+                            "clinical record (oncorank ingest vcf --tumor-type).")
+    log.info("declared tumour type %s for %d patient(s)", tumor_type, len(rows))
+
+
+def with_declared(run: JobRun, patients: DataFrame | None) -> DataFrame | None:
+    """``patient_key, cancer_type``: silver.patients' cancer type, else the declared one."""
+    declared = run.read_optional(run.table("silver", "declared_tumor_types"))
+    if declared is None:
+        return patients
+    declared = declared.select("patient_key", F.col("cancer_type").alias("_declared"))
+    if patients is None:
+        return declared.withColumnRenamed("_declared", "cancer_type")
+    return (patients.join(declared, "patient_key", "full")
+            .select("patient_key", F.coalesce("cancer_type", "_declared").alias("cancer_type")))
+
+
+def actionable_summary(spark, settings, vcf: tuple[str, ...]) -> list[dict]:
+    """What ``oncorank ingest vcf`` prints: per patient of the files ``vcf``, the cancer type
+    and the tiered actionable evidence with its label context, read from the tables the stage
+    just wrote. The label is read against the patient's VCF flags (silver.biomarkers) and the
+    declared line; what only a clinical record holds (ER status) is "unknown"."""
+    from pipelines.genomics.sources import discover
+    from pipelines.genomics.stage import file_pseudonym
+    from pipelines.lakehouse import delta
+    from pipelines.reports.context import tiered_evidence
+
+    def table(name: str) -> DataFrame | None:
+        ref = settings.table("silver", name)
+        return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
+
+    files = [file_pseudonym(p, settings.pseudonym_key) for p in discover(vcf)]
+    samples = table("sequenced_samples")
+    if samples is None or not files:
+        return []
+    keys = sorted({r["patient_key"] for r in samples.filter(F.col("source_file").isin(files))
+                   .select("patient_key").collect()})
+
+    def rows_of(name: str) -> dict[str, list[dict]]:
+        df = table(name)
+        out: dict[str, list[dict]] = {}
+        if df is not None:
+            for r in df.filter(F.col("patient_key").isin(keys)).collect():
+                out.setdefault(r["patient_key"], []).append(r.asDict(recursive=False))
+        return out
+
+    actionable, flags, declared = (rows_of("actionable_alterations"), rows_of("biomarkers"),
+                                   rows_of("declared_tumor_types"))
+    summary = []
+    for key in keys:
+        features = dict((flags.get(key) or [{}])[0])
+        decl = (declared.get(key) or [{}])[0]
+        features["n_prior_lines"] = decl.get("n_prior_lines")
+        rows = actionable.get(key, [])
+        ctype = next((r["patient_cancer_type"] for r in rows if r.get("patient_cancer_type")),
+                     decl.get("cancer_type"))
+        summary.append({"patient_key": key, "cancer_type": ctype,
+                        "evidence": tiered_evidence(rows, {}, features)})
+    return summary
