@@ -65,8 +65,9 @@ def test_precision_and_recall_per_status(split):
     assert ok / n >= 0.75
 
 
-@pytest.mark.parametrize("split, most", [("dev", 1), ("test", 3)])
-def test_negative_pending_and_unobtained_results_are_rarely_read_as_affirmed(split, most):
-    """The goal is none; before this set existed 30 (dev) and 33 (test) were."""
+@pytest.mark.parametrize("split, most", [("dev", 0), ("test", 0)])
+def test_negative_pending_and_unobtained_results_are_never_read_as_affirmed(split, most):
+    """The goal, none, holds on both splits; before this set existed 30 (dev) and 33 (test)
+    were, and 1 and 3 before the enumerator, semicolon and verdict rules (RESULTS.md)."""
     unsafe = score(split)["unsafe"]
     assert len(unsafe) <= most, unsafe

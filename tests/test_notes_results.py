@@ -90,6 +90,18 @@ def test_values_keep_their_comparator_and_cut_offs_decide_negatives(sentence, co
     # a phrase that states its own result is never read against it
     ("MSI status: MSS.", {("MSI-H", "negated")}),
     ("Loss of nuclear expression of MLH1 and PMS2.", {("MSI-H", "affirmed")}),
+    # an antibody clone in parentheses is no list enumerator ("1)"); a list item still is
+    ("BRAF V600E IHC (VE1) equivocal due to weak staining.", {("BRAF V600E", "equivocal")}),
+    ("1) EGFR negative 2) KRAS G12C detected", {("EGFR mutation", "negated"),
+                                                ("KRAS G12C", "affirmed")}),
+    # "; result ..." is the result of the clause before the semicolon
+    ("TP53 R248Q: low-quality sequence; result indeterminate.",
+     {("TP53 R248Q", "indeterminate")}),
+    # a verdict reads the nearest clause with a cue of its own, not the ones before it
+    ("MET exon 14 skipping detected at low level, interpreted as equivocal.",
+     {("MET exon 14 skipping", "equivocal")}),
+    ("KRAS G12C detected, MET exon 14 skipping detected at low level, interpreted as "
+     "equivocal.", {("KRAS G12C", "affirmed"), ("MET exon 14 skipping", "equivocal")}),
 ])
 def test_result_forms_of_molecular_reports(sentence, expected):
     assert {(f.concept, f.context) for f in extract(sentence)} == expected

@@ -52,11 +52,13 @@ PENDING, EQUIVOCAL, INDETERMINATE = "PENDING", "EQUIVOCAL", "INDETERMINATE"
 PSEUDO, TERMINATE = "PSEUDO", "TERMINATE"
 # Clause cues that modify nothing themselves: AFFIRMED ("detected", "present") marks a clause
 # that states its own result; CLAUSE ("," "and") is where a clause may begin; LIST ("or",
-# "nor") says a comma-separated run is one list ("no A, B or C detected").
-AFFIRMED, CLAUSE, LIST = "AFFIRMED", "CLAUSE", "LIST"
+# "nor") says a comma-separated run is one list ("no A, B or C detected"); VERDICT
+# ("interpreted as") says the cue after it is the reading of the clause before it ("detected
+# at low level, interpreted as equivocal").
+AFFIRMED, CLAUSE, LIST, VERDICT = "AFFIRMED", "CLAUSE", "LIST", "VERDICT"
 MODIFIERS = (NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY, PENDING, EQUIVOCAL,
              INDETERMINATE)
-CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE, AFFIRMED, CLAUSE, LIST)
+CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE, AFFIRMED, CLAUSE, LIST, VERDICT)
 DIRECTIONS = ("forward", "backward", "bidirectional", "none")
 # Cues that give a clause a result of its own (what ends another cue's scope at a CLAUSE),
 # and the categories whose reach a clause of its own ends: results. The time and the
@@ -388,17 +390,28 @@ def clause_end(trigger: Trigger, end: int, triggers: list[Trigger]) -> int:
     return end
 
 
-def clause_start(trigger: Trigger, start: int, triggers: list[Trigger]) -> int:
+def clause_start(trigger: Trigger, start: int, triggers: list[Trigger]) -> tuple[int, bool]:
     """The mirror of :func:`clause_end` for a backward trigger: the nearest boundary before
     it whose preceding stretch carries its own cue ("EGFR exon 19 deletion detected, ALK
-    negative")."""
+    negative"). After a verdict phrase ("..., interpreted as equivocal") the nearest clause
+    with its own cue is the one the verdict reads, and the reach ends before it instead:
+    "MET exon 14 skipping detected at low level, interpreted as equivocal" is equivocal;
+    "KRAS G12C detected, MET exon 14 skipping detected at low level, interpreted as
+    equivocal" leaves KRAS G12C detected. Returns the start and whether a verdict set it (its
+    reach is the clause it reads, however many tokens that is)."""
     bounds = sorted((t for t in triggers if t.category == CLAUSE and t.end <= trigger.begin
                      and t.end > start), key=lambda t: -t.end)
+    verdict = bool(bounds) and any(t.category == VERDICT and bounds[0].end <= t.begin
+                                   and t.end <= trigger.begin for t in triggers)
+    read = False
     for i, b in enumerate(bounds):
         prv = bounds[i + 1].end if i + 1 < len(bounds) else start
         if _has_own_cue(trigger, prv, b.begin, triggers, list_ok=False):
-            return b.end
-    return start
+            if verdict:  # the clause this verdict reads: it belongs to the reach
+                verdict, read = False, True
+                continue
+            return b.end, read
+    return start, read
 
 
 def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
@@ -422,9 +435,10 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
         for term in triggers:
             if _terminates(term, cat) and term.end <= trigger.begin and term.end > start:
                 start = term.end
+        read = False
         if cat in CLAUSE_BOUND:
-            start = clause_start(trigger, start, triggers)
-        if trigger.max_scope:
+            start, read = clause_start(trigger, start, triggers)
+        if trigger.max_scope and not read:
             start = max(start, _token_limit_backward(tokens, trigger.begin, trigger.max_scope))
         if target.end > start:
             return True

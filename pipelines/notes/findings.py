@@ -273,7 +273,7 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
             # history of smoking") belongs to that phrase: it must not modify the next mention.
             # Clause cues stay: "HER2 positive" states its own result.
             triggers = [t for t in ctx.find_triggers(text, sent, rules)
-                        if t.category in (ctx.TERMINATE, ctx.AFFIRMED, ctx.CLAUSE, ctx.LIST)
+                        if t.category in (ctx.TERMINATE, ctx.AFFIRMED, ctx.CLAUSE, ctx.LIST, ctx.VERDICT)
                         or not any(m.begin <= t.begin and t.end <= m.end for m in mentions)]
             per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
         tokens, triggers = per_sentence[sent]
