@@ -92,14 +92,17 @@ def test_each_label_says_what_it_asks_of_this_patient():
     """The label column reads the label's terms against the patient's features; among rows
     of one therapy, the label of the patient's own type (any line) wins over a
     tumour-agnostic one for a later line."""
+    import numpy as np
     from pyspark.sql import Row
 
     alpelisib = {"gene": "PIK3CA", "alteration": "Mutation", "therapy": "Alpelisib + Fulvestrant",
                  "direction": "sensitivity", "evidence_level": "A", "disease_match": "exact",
                  "on_label": True, "citation": "PIQRAY", "variant_keys": [],
                  "patient_alterations": ["H1047R"], "source": "curated",
-                 "label_terms": Row(line="later", prior_lines=1, after="endocrine therapy",
-                                    requires=["HR-positive", "HER2-negative"], check=[])}
+                 # as pandas reads the struct: a dict holding numpy arrays
+                 "label_terms": {"line": "later", "prior_lines": 1, "after": "endocrine therapy",
+                                 "requires": np.array(["HR-positive", "HER2-negative"]),
+                                 "check": np.array([], dtype=object)}}
 
     def context(features):
         return genomics_context([alpelisib], {}, [], features)["actionable"][0]["label_context"]

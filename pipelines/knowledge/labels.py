@@ -68,9 +68,13 @@ class LabelTerms:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
         d = value.asDict() if hasattr(value, "asDict") else dict(value)
+
+        def texts(key: str) -> tuple[str, ...]:  # a list, or a numpy array via pandas
+            items = d.get(key)
+            return () if items is None else tuple(str(x) for x in items)
+
         return cls(line=str(d.get("line") or "any"), prior_lines=int(d.get("prior_lines") or 0),
-                   after=d.get("after"), requires=tuple(d.get("requires") or ()),
-                   check=tuple(d.get("check") or ()))
+                   after=d.get("after"), requires=texts("requires"), check=texts("check"))
 
 
 @cache
