@@ -95,6 +95,10 @@ def board_frames(n: int = 400, seed: int = 4, age_shift: float = 0.0, n_train: i
     actionable = pd.DataFrame(kb, columns=[
         "patient_key", "gene", "alteration", "disease", "therapy", "regimen", "evidence_level",
         "direction", "on_label", "citation", "kb_version", "vaf"])
+    kb_ids = {"Osimertinib A": "fda-osimertinib-egfr-l858r", "Sotorasib B": "EID11855",
+              "Sotorasib A": "fda-sotorasib-kras-g12c-nsclc", "Pembrolizumab C": "EID7213"}
+    actionable["evidence_ids"] = [[kb_ids[f"{t} {lvl}"]] for t, lvl in
+                                  zip(actionable["therapy"], actionable["evidence_level"])]
 
     ild, autoimmune, noted, negated = egfr[0], egfr[1], egfr[2], egfr[3]
     com = pd.DataFrame({"patient_key": board, "index_date": dt.date(2026, 11, 1),
@@ -141,7 +145,7 @@ def write_board(spark, settings: Settings, frames: dict) -> None:
         frames["actionable"].astype(object).where(frames["actionable"].notna(), None),
         "patient_key string, gene string, alteration string, disease string, therapy string, "
         "regimen string, evidence_level string, direction string, on_label boolean, "
-        "citation string, kb_version string, vaf double")
+        "citation string, kb_version string, vaf double, evidence_ids array<string>")
     delta.write_table(spark, spark_act, settings.table("silver", "actionable_alterations"),
                       mode="overwrite")
     com = frames["comorbidities"]
@@ -302,6 +306,8 @@ def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
     # KRAS: the level-A row wins over the level-B row matched by drug name.
     soto = r.loc[(sp["kras"], "sotorasib")]
     assert soto["evidence_level"] == "A" and "LUMAKRAS" in soto["evidence_citation"]
+    assert list(osi["evidence_ids"]) == ["fda-osimertinib-egfr-l858r"]
+    assert list(soto["evidence_ids"]) == ["fda-sotorasib-kras-g12c-nsclc"]
     assert pd.isna(r.loc[(sp["kras"], "platinum_pemetrexed")]["evidence_level"])
     # Coded ILD speaks against osimertinib and pembrolizumab only.
     ild = {t: list(r.loc[(sp["ild"], t)]["contraindications"]) for t in

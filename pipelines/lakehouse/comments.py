@@ -322,6 +322,7 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "n_refits": "Replicates (bootstrap refits or coefficient draws) behind the intervals",
         "evidence_level": "Best knowledge-base evidence level for a matched biomarker, or null",
         "evidence_citation": "Citation of that evidence",
+        "evidence_ids": "Knowledge-base evidence ids behind it (CIViC EID/AID, curated id)",
         "contraindications": "Reasons against this option (comorbidities, note findings)",
         "overlap_warning": ("True when few similar patients received this treatment (the "
                             "option is then not ranked)"),

@@ -289,6 +289,7 @@ def build_rankings(spark: SparkSession, features: DataFrame, selection: Selectio
         ranked = (ranked.withColumn("evidence_level", F.lit(None).cast("string"))
                   .withColumn("evidence_alteration", F.lit(None).cast("string"))
                   .withColumn("evidence_citation", F.lit(None).cast("string"))
+                  .withColumn("evidence_ids", F.lit(None).cast("array<string>"))
                   .withColumn("evidence_on_label", F.lit(None).cast("boolean")))
     kb_version = None
     if actionable is not None:

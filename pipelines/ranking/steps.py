@@ -60,8 +60,8 @@ RANKING_COLUMNS = [
     "surv_12", "surv_12_lower", "surv_12_upper", "surv_24", "surv_24_lower", "surv_24_upper",
     "horizon_months", "standard_of_care", "benefit_vs_soc", "benefit_lower", "benefit_upper",
     "prob_rank1", "n_refits",
-    "evidence_level", "evidence_alteration", "evidence_citation", "evidence_on_label",
-    "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
+    "evidence_level", "evidence_alteration", "evidence_citation", "evidence_ids",
+    "evidence_on_label", "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
     "model_name", "model_version", "mlflow_run_id", "kb_version", "scored_at",
 ]
 
@@ -98,6 +98,8 @@ RANKING_COMMENTS = {
                       "regimen (sensitivity); null when none",
     "evidence_alteration": "The matched alteration (gene and alteration)",
     "evidence_citation": "Citation of the matched knowledge-base evidence",
+    "evidence_ids": "Knowledge-base evidence ids behind it (CIViC EID/AID, curated FDA/NCCN "
+                    "id; silver.actionable_alterations.evidence_ids)",
     "evidence_on_label": "Whether the matched evidence is on-label for the patient's tumor type",
     "label_status": "For a targeted regimen, its FDA label against this patient: on label now | "
                     "on label at a later line (after N prior lines) | requirement unknown: ... | "
@@ -281,13 +283,14 @@ def _kb_matches(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFr
     kb = _with_optional(actionable, {"regimen": "string", "on_label": "boolean",
                                      "citation": "string", "evidence_level": "string",
                                      "alteration": "string", "gene": "string",
-                                     "direction": "string", "therapy": "string"})
+                                     "direction": "string", "therapy": "string",
+                                     "evidence_ids": "array<string>"})
     kb = kb.select(
         "patient_key", "gene", "alteration", "therapy", F.col("regimen").alias("kb_regimen"),
         F.col("evidence_level").cast("string").alias("evidence_level"),
         F.lower(F.trim("direction")).alias("direction"), F.col("on_label").cast("boolean")
         .alias("on_label"), F.col("citation").cast("string").alias("citation"),
-        therapy_drugs(F.col("therapy")).alias("therapy_drugs"),
+        therapy_drugs(F.col("therapy")).alias("therapy_drugs"), "evidence_ids",
     )
     cands = candidates.select("patient_key", "treatment").join(
         F.broadcast(catalog_df.select("treatment", "drugs")), "treatment", "inner")
@@ -308,7 +311,7 @@ def evidence_for_candidates(candidates: DataFrame, actionable: DataFrame, catalo
     """Best sensitivity evidence per (patient, regimen).
 
     Output: ``patient_key, treatment, evidence_level, evidence_alteration, evidence_citation,
-    evidence_on_label``. Best = strongest level (``evidence_level_order``), then on-label, then
+    evidence_ids, evidence_on_label``. Best = strongest level (``evidence_level_order``), then on-label, then
     gene/alteration name for a stable choice.
     """
     m = _kb_matches(candidates, actionable, catalog_df).filter(F.col("direction") == "sensitivity")
@@ -321,6 +324,7 @@ def evidence_for_candidates(candidates: DataFrame, actionable: DataFrame, catalo
         .select("patient_key", "treatment", "evidence_level",
                 F.concat_ws(" ", "gene", "alteration").alias("evidence_alteration"),
                 F.col("citation").alias("evidence_citation"),
+                F.col("evidence_ids").alias("evidence_ids"),
                 F.col("on_label").alias("evidence_on_label"))
     )
 

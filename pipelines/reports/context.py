@@ -116,6 +116,8 @@ def options_context(rankings: list[dict], catalog: RegimenCatalog) -> list[dict]
         o["is_soc"] = r.get("treatment") == r.get("standard_of_care")
         found = r.get("contraindications")
         o["contraindications"] = [] if found is None else [str(c) for c in found]
+        ids = r.get("evidence_ids")  # a numpy array when read via pandas
+        o["evidence_ids"] = [] if _missing(ids) else [str(i) for i in ids]
         o["overlap_warning"] = bool(r.get("overlap_warning"))
         o["ranked"] = _is_ranked(r)
         # a nullable rank column arrives as float: 1, not 1.0
