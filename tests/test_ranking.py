@@ -97,8 +97,9 @@ def board_frames(n: int = 400, seed: int = 4, age_shift: float = 0.0, n_train: i
         "direction", "on_label", "citation", "kb_version", "vaf"])
     kb_ids = {"Osimertinib A": "fda-osimertinib-egfr-l858r", "Sotorasib B": "EID11855",
               "Sotorasib A": "fda-sotorasib-kras-g12c-nsclc", "Pembrolizumab C": "EID7213"}
-    actionable["evidence_ids"] = [[kb_ids[f"{t} {lvl}"]] for t, lvl in
-                                  zip(actionable["therapy"], actionable["evidence_level"])]
+    actionable["evidence_ids"] = [
+        [kb_ids[f"{t} {lvl}"]]
+        for t, lvl in zip(actionable["therapy"], actionable["evidence_level"], strict=True)]
 
     ild, autoimmune, noted, negated = egfr[0], egfr[1], egfr[2], egfr[3]
     com = pd.DataFrame({"patient_key": board, "index_date": dt.date(2026, 11, 1),
@@ -248,11 +249,14 @@ def test_rank_follows_predicted_rmst_and_columns_match_the_contract(board):
     model = champion.model
     small = pred["treatment"].map(lambda t: model.treatment_counts_.get(t, 0) < 20
                                   or model.arm_events_.get(t, 0) < 10)
-    pred["unranked"] = (pred["propensity"] < 0.10) | (pred["n_similar_treated"] < 5) | small
-    # the exceptions to the RMST order: a label requirement unknown, then not met, come after
+    # the exceptions to the RMST order: a label requirement not met is not ranked at all, an
+    # unknown one comes after what can be given now
     status = r.set_index(["patient_key", "treatment"])["label_status"].fillna("")
-    tier = status.map(lambda s: 2 if s.startswith("requirement not met")
-                      else 1 if s.startswith("requirement unknown") else 0)
+    not_met = [status.get((k, t), "").startswith("requirement not met")
+               for k, t in zip(pred["patient_key"], pred["treatment"], strict=True)]
+    pred["unranked"] = ((pred["propensity"] < 0.10) | (pred["n_similar_treated"] < 5) | small
+                        | not_met)
+    tier = status.map(lambda s: 1 if s.startswith("requirement unknown") else 0)
     pred["tier"] = [int(tier.get((k, t), 0)) for k, t in
                     zip(pred["patient_key"], pred["treatment"], strict=True)]
     pred = pred.sort_values(["patient_key", "unranked", "tier", "predicted_rmst", "rmst_lower",
@@ -327,13 +331,13 @@ def test_evidence_and_contraindications_are_shown_beside_never_applied(board):
     kras_pembro = list(r.loc[(sp["kras"], "pembrolizumab")]["contraindications"])
     assert any("STK11 loss: resistance marker for Pembrolizumab" in c for c in kras_pembro)
     # Never applied: the rank order is still the predicted-RMST order within each label tier
-    # (can be given now; requirement unknown; requirement not met).
+    # (can be given now; requirement unknown; a requirement not met is not ranked).
     for key in (sp["ild"], sp["autoimmune"], sp["noted"], sp["kras"]):
         g = board["rankings"][(board["rankings"]["patient_key"] == key)
                               & board["rankings"]["rank"].notna()].sort_values("rank")
         status = g["label_status"].fillna("")
-        tier = status.map(lambda s: 2 if s.startswith("requirement not met")
-                          else 1 if s.startswith("requirement unknown") else 0)
+        assert not status.str.startswith("requirement not met").any()
+        tier = status.map(lambda s: 1 if s.startswith("requirement unknown") else 0)
         assert list(tier) == sorted(tier)
         for t in set(tier):
             assert g[tier == t]["predicted_rmst"].is_monotonic_decreasing
@@ -470,8 +474,11 @@ def test_level_a_resistance_in_the_patients_type_ranks_an_option_after_the_other
         [("p", "folfox_cetuximab", 30.0, 25.0, True), ("p", "folfox", 20.0, 15.0, None)],
         "patient_key string, treatment string, predicted_rmst double, rmst_lower double, "
         "resistance_level_a boolean")
-    ranks = {r["treatment"]: r["rank"] for r in preds.transform(steps.with_rank).collect()}
-    assert ranks == {"folfox": 1, "folfox_cetuximab": 2}    # despite 10 more months predicted
+    ranks = {r["treatment"]: (r["rank"], r["rank_status"])
+             for r in preds.transform(steps.with_rank).collect()}
+    # despite 10 more months predicted, shown with its reason and never ranked
+    assert ranks == {"folfox": (1, "ranked"),
+                     "folfox_cetuximab": (None, "level-A resistance marker")}
 
 
 def test_unknown_flags_never_fire(spark):

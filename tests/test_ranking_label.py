@@ -42,9 +42,37 @@ def test_a_requirement_not_met_is_said_and_never_outranks_an_indicated_option(ra
     assert alp.label_status == "requirement not met: ER-negative"
     her2 = ranked[("her2neg", "trastuzumab_pertuzumab_docetaxel")]
     assert her2.label_status == "requirement not met: HER2-negative"
-    # the chemotherapy standard of care (no label requirement) ranks first
+    # the chemotherapy standard of care (no label requirement) ranks first; the three the
+    # label rules out are shown with the reason and get no rank at all
     assert ranked[("her2neg", "anthracycline_taxane")].rank == 1
-    assert {alp.rank, her2.rank, ranked[("her2neg", "letrozole_palbociclib")].rank} == {2, 3, 4}
+    excluded = [alp, her2, ranked[("her2neg", "letrozole_palbociclib")]]
+    assert [(r.rank, r.rank_status) for r in excluded] == [(None, "label requirement not met")] * 3
+
+
+def test_nothing_the_label_rules_out_ranks_first_even_when_nothing_else_is_ranked(spark):
+    """A HER2-positive patient whose indicated regimen and chemotherapy lack comparable
+    patients: the endocrine regimens (HER2-negative labels) are not ranked either."""
+    features = spark.createDataFrame([("p", "BRCA", True, True, True, 0.0)],
+                                     "patient_key string, cancer_type string, pik3ca_mut "
+                                     "boolean, er_pos boolean, erbb2_amp boolean, "
+                                     "n_prior_lines double")
+    catalog = regimen_catalog()
+    brca = [r.name for r in catalog.for_cancer_type("BRCA")]
+    candidates = spark.createDataFrame([("p", "BRCA", t) for t in brca],
+                                       "patient_key string, cancer_type string, treatment string")
+    no_overlap = {"trastuzumab_pertuzumab_docetaxel", "anthracycline_taxane"}
+    preds = spark.createDataFrame(
+        [("p", t, 14.0, 11.0, "insufficient comparable patients" if t in no_overlap
+          else "ranked") for t in brca],
+        "patient_key string, treatment string, predicted_rmst double, rmst_lower double, "
+        "rank_status string")
+    out = (preds.join(steps.label_status(candidates, features, catalog),
+                      ["patient_key", "treatment"], "left").transform(steps.with_rank))
+    assert {r.treatment: (r.rank, r.rank_status) for r in out.collect()} == {
+        "trastuzumab_pertuzumab_docetaxel": (None, "insufficient comparable patients"),
+        "anthracycline_taxane": (None, "insufficient comparable patients"),
+        "letrozole_palbociclib": (None, "label requirement not met"),
+        "alpelisib_fulvestrant": (None, "label requirement not met")}
 
 
 def test_later_line_and_unknown_requirements_are_said(ranked):

@@ -60,3 +60,41 @@ def agreement_rate(agree: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
                                       float("nan")]})
     out = agree.groupby(by, dropna=False)["agrees"].agg(["size", "sum", "mean"]).reset_index()
     return out.rename(columns={"size": "patients", "sum": "agree", "mean": "rate"})
+
+
+def contradictions(top: pd.DataFrame, features: pd.DataFrame, actionable: pd.DataFrame | None,
+                   catalog) -> pd.DataFrame:
+    """Rank-1 options that contradict what is known of the patient: a targeted regimen whose
+    label requires a biomarker the features say is absent (the regimen catalog's ``label``),
+    or a regimen the patient's tumour carries level-A, on-label resistance evidence against.
+
+    Output: ``patient_key, top_treatment, reason`` (one row per contradiction). What the
+    ranking rule should make impossible, counted the way a reviewer would count it.
+    """
+    labels = {r.name: r.label for r in catalog.regimens if r.label}
+    feats = features.set_index("patient_key")
+    rows = []
+    for key, treatment in zip(top["patient_key"], top["top_treatment"], strict=True):
+        label = labels.get(treatment)
+        if label is None or key not in feats.index:
+            continue
+        f = feats.loc[key]
+        for q in label.requires:
+            have = f.get(q.feature) if q.feature in feats.columns else None
+            if have is not None and not pd.isna(have) and bool(have) != q.value:
+                rows.append((key, treatment, f"label requirement not met: {q.unmet}"))
+    if actionable is not None and len(actionable):
+        res = actionable[(actionable["direction"] == "resistance")
+                         & (actionable["evidence_level"] == "A")
+                         & (actionable["on_label"].fillna(False).astype(bool))]
+        against: dict[str, set[str]] = {}
+        for key, regimens, regimen in zip(res["patient_key"], res["regimens"], res["regimen"],
+                                          strict=True):
+            names = set() if regimens is None else {str(x) for x in regimens}
+            if isinstance(regimen, str):
+                names.add(regimen)
+            against.setdefault(key, set()).update(names)
+        for key, treatment in zip(top["patient_key"], top["top_treatment"], strict=True):
+            if treatment in against.get(key, set()):
+                rows.append((key, treatment, "level-A resistance marker present"))
+    return pd.DataFrame(rows, columns=["patient_key", "top_treatment", "reason"])

@@ -58,6 +58,10 @@ from pipelines.lakehouse.errors import ConfigError
 RANKED = "ranked"
 ARM_TOO_SMALL = "too few treated patients in training"
 NO_OVERLAP = "insufficient comparable patients"
+# Options the label or an approval-grade resistance statement rules out for this patient: shown
+# with their reason, never ranked (pipelines/ranking/steps.py, the ranking rule).
+LABEL_NOT_MET = "label requirement not met"
+RESISTANCE_A = "level-A resistance marker"
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,15 @@ The ranking rule, stated once: **within a patient, candidate regimens are ranked
 restricted mean survival time (RMST) at the model horizon, highest first; ties go to the higher
 lower interval bound, then to the regimen name — except for a targeted regimen whose label
 requirement (``label`` in regimens.yaml) is unknown for the patient (the biomarker was not
-tested: the board must test first) or not met (a biomarker the patient is known not to have,
-e.g. trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one) or that the
-patient carries a level-A resistance marker against in this tumour type (an approval-grade
-knowledge-base statement, e.g. KRAS/NRAS mutations against anti-EGFR antibodies in colorectal
-cancer): those come after every option that can be given now, the unknown before the not met
-and the resisted; and an option without enough comparable treated patients gets no rank at
-all** (``rank_status``, :mod:`pipelines.ranking.abstention`): it never ranks first. Its
-``label_status`` says why. Evidence level, weaker resistance evidence and contraindications are
+tested: the board must test first), which comes after every option that can be given now; and
+no rank at all** (``rank_status``, :mod:`pipelines.ranking.abstention`) **for an option without
+enough comparable treated patients, for a targeted regimen whose label requirement is not met
+(a biomarker the patient is known not to have, e.g. trastuzumab for a HER2-negative tumour,
+cetuximab for a KRAS-mutant one) and for an option the patient carries a level-A resistance
+marker against in this tumour type (an approval-grade knowledge-base statement, e.g. KRAS/NRAS
+mutations against anti-EGFR antibodies in colorectal cancer)**: such an option is shown with
+its reason and never ranks first, even when nothing else can be ranked. Its ``label_status``
+says why. Evidence level, weaker resistance evidence and contraindications are
 attached beside each option and never change its rank: the tumor board weighs them, the code
 does not silently apply them.
 
@@ -28,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.catalog import RegimenCatalog
-from pipelines.ranking.abstention import RANKED
+from pipelines.ranking.abstention import LABEL_NOT_MET, RANKED, RESISTANCE_A
 from pipelines.ranking.rules import RuleBook
 
 KEYS = ["patient_key", "treatment", "board_date"]
@@ -202,20 +203,24 @@ def label_status(candidates: DataFrame, features: DataFrame, catalog: RegimenCat
 
 def with_rank(predictions: DataFrame) -> DataFrame:
     """Add ``rank`` (1 = best) within each patient by the documented rule (module docstring)
-    and ``rank_tier`` (0 = can be given now, 1 = label requirement unknown, 2 = not met or a
-    level-A resistance marker present).
+    and ``rank_tier`` (0 = can be given now, 1 = label requirement unknown).
 
-    With a ``rank_status`` column (:mod:`pipelines.ranking.abstention`), only ``ranked`` rows
-    get a rank and a tier; the others get nulls and never rank first."""
+    ``rank_status`` (:mod:`pipelines.ranking.abstention`; added as ``ranked`` when absent)
+    becomes "label requirement not met" or "level-A resistance marker" for the options the
+    rule excludes; only ``ranked`` rows get a rank and a tier, the others nulls."""
     cols = set(predictions.columns)
-    tier = F.lit(0)
-    if "requirement_unknown" in cols:
-        tier = F.when(F.coalesce(F.col("requirement_unknown"), F.lit(False)), 1).otherwise(tier)
-    if "requirement_not_met" in cols:
-        tier = F.when(F.coalesce(F.col("requirement_not_met"), F.lit(False)), 2).otherwise(tier)
-    if "resistance_level_a" in cols:
-        tier = F.when(F.coalesce(F.col("resistance_level_a"), F.lit(False)), 2).otherwise(tier)
-    ranked = (F.col("rank_status") == F.lit(RANKED)) if "rank_status" in cols else F.lit(True)
+
+    def flag(name: str) -> Column:
+        return F.coalesce(F.col(name), F.lit(False)) if name in cols else F.lit(False)
+
+    status = F.col("rank_status") if "rank_status" in cols else F.lit(RANKED)
+    status = (F.when((status == F.lit(RANKED)) & flag("requirement_not_met"),
+                     F.lit(LABEL_NOT_MET))
+              .when((status == F.lit(RANKED)) & flag("resistance_level_a"), F.lit(RESISTANCE_A))
+              .otherwise(status))
+    predictions = predictions.withColumn("rank_status", status)
+    tier = F.when(flag("requirement_unknown"), 1).otherwise(0)
+    ranked = F.col("rank_status") == F.lit(RANKED)
     w = Window.partitionBy("patient_key").orderBy(
         (~ranked).asc(),
         tier.asc(),
