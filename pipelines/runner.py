@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.lakehouse.errors import OncorankError
+from pipelines.lakehouse.progress import SparkProgress, Throttled
 from pipelines.lakehouse.settings import Settings
 from pipelines.stages import Stage, select_stages
 
@@ -49,9 +50,11 @@ def run_stages(
     for i, stage in enumerate(stages, 1):
         label = f"[{i}/{len(stages)}] {stage.name}"
         t0 = time.perf_counter()
-        with console.status(f"{label}: {stage.description}"):
+        with console.status(f"{label}: {stage.description}") as status:
             try:
-                run = _run_stage(stage, spark, settings, parent)
+                with SparkProgress(spark, _progress_line(console, status, label,
+                                                         stage.description)):
+                    run = _run_stage(stage, spark, settings, parent)
             except Exception as exc:
                 message = str(exc) if isinstance(exc, OncorankError) else (
                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -69,6 +72,14 @@ def run_stages(
                       f"{r.rows_quarantined} quarantined ({r.seconds:.1f}s)")
     print_summary(results, console)
     return results
+
+
+def _progress_line(console: Console, status, label: str, description: str):
+    """Where a stage's Spark progress goes: the spinner's text on a terminal, a line every
+    minute elsewhere (a scheduled job's log)."""
+    if console.is_terminal:
+        return lambda line: status.update(f"{label}: {description} — {line}")
+    return Throttled(lambda line: console.print(f"  {label}: {line}"), every=60.0)
 
 
 def _run_stage(stage: Stage, spark, settings: Settings, parent: str):
