@@ -191,7 +191,7 @@ def ingest_vcf(
         check_tumor_type(inputs.tumor_type, load_oncotree(knowledge_dir(settings)))
     spark = _spark(settings)
     import jobs.ingest_variants
-    from pipelines.genomics.declared import actionable_summary
+    from pipelines.reports.evidence_listing import actionable_summary
 
     run_ = jobs.ingest_variants.run(spark, settings)
     out.print(f"ingested {run_.rows_written} records, quarantined {run_.rows_quarantined} "
