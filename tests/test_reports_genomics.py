@@ -160,3 +160,24 @@ def test_patient_report_builds_the_context_without_spark_or_tables():
     assert "Knowledge-base matching has not run" in context["genomics"]["actionable_missing"]
     html = render.render_report(context)
     assert "IV" in html and nsclc[0] in html
+
+
+def test_one_therapy_however_the_sources_spell_it_is_one_row():
+    """CIViC writes "Binimetinib + Encorafenib", the label "Encorafenib + Binimetinib": one row,
+    the label's (its terms say what it asks of the patient)."""
+    import numpy as np
+
+    def row(therapy, drugs, source, terms):
+        return {"gene": "BRAF", "alteration": "V600E", "therapy": therapy,
+                "drugs": np.array(drugs), "direction": "sensitivity", "evidence_level": "A",
+                "disease_match": "exact", "on_label": True, "approved": True,
+                "citation": f"{source} citation", "variant_keys": [], "source": source,
+                "patient_alterations": np.array(["V600E"]), "label_terms": terms}
+
+    rows = genomics_context([
+        row("Binimetinib + Encorafenib", ["binimetinib", "encorafenib"], "civic", None),
+        row("Encorafenib + Binimetinib", ["encorafenib", "binimetinib"], "curated",
+            {"line": "any", "prior_lines": 0, "after": None, "requires": np.array([]),
+             "check": np.array([])})], {}, [], {"n_prior_lines": 0.0})["actionable"]
+    assert [(r["therapy"], r["label_context"], r["more_evidence"]) for r in rows] == [
+        ("Encorafenib + Binimetinib", "on label now", 1)]

@@ -276,7 +276,12 @@ def tiered_evidence(actionable: list[dict], records: dict, features: dict | None
         listed = _val(a.get("patient_alterations"))  # a numpy array when read via pandas
         mine = sorted(str(x) for x in (listed if listed is not None else ()))
         alteration = ", ".join(mine) if mine else a.get("alteration")
-        key = (a.get("gene"), alteration, a.get("therapy"), a.get("direction"))
+        # One therapy however the sources spell it ("Binimetinib + Encorafenib" in CIViC,
+        # "Encorafenib + Binimetinib" on the label): merged by its set of drugs.
+        drugs = _val(a.get("drugs"))
+        same = (frozenset(str(d).lower() for d in drugs) if drugs is not None and len(drugs)
+                else str(a.get("therapy")))
+        key = (a.get("gene"), alteration, same, a.get("direction"))
         row = {"gene": a.get("gene"), "alteration": alteration,
                "therapy": a.get("therapy"), "direction": a.get("direction"),
                "evidence_level": a.get("evidence_level"), "tier": tier,
