@@ -23,7 +23,6 @@ from pipelines.lakehouse.errors import ConfigError
 
 log = logging.getLogger("oncorank.genomics")
 
-DECLARED_DDL = "patient_key string, cancer_type string, n_prior_lines int, declared_at timestamp"
 DECLARED_COMMENTS = {
     "patient_key": "Pseudonymised patient id of a sample in the ingested VCF/BCF files",
     "cancer_type": "OncoTree code declared with `oncorank ingest vcf --tumor-type` (or "

@@ -62,7 +62,8 @@ RANKING_COLUMNS = [
     "horizon_months", "standard_of_care", "benefit_vs_soc", "benefit_lower", "benefit_upper",
     "prob_rank1", "n_refits",
     "evidence_level", "evidence_alteration", "evidence_citation", "evidence_ids",
-    "evidence_on_label", "label_status", "contraindications", "overlap_warning", "propensity", "n_similar_treated",
+    "evidence_on_label", "label_status", "contraindications", "overlap_warning", "propensity",
+    "n_similar_treated",
     "model_name", "model_version", "mlflow_run_id", "kb_version", "scored_at",
 ]
 
