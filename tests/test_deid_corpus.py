@@ -75,7 +75,7 @@ def test_no_phi_survives_verbatim(report):
 
 def test_precision_on_clinical_text(report, corpus):
     rep, results = report
-    assert rep.precision >= 0.98
+    assert rep.precision >= 0.97
     assert rep.kept_other >= 0.99, rep.other_masked
     by_id = {n.note_id: n for n in corpus}
     for phrase in CLINICAL:
@@ -110,20 +110,25 @@ def test_parse_date_new_formats(text, expected):
 
 # ---------------------------------------------------------------------------- more text
 CORPUS_B = Path(__file__).parent / "data" / "phi_corpus_b.tsv"
-HELD_OUT = Path(__file__).parent / "data" / "phi_heldout.tsv"
-# phi_corpus_b.tsv was the held-out set of commit 627dc1e (Safe Harbor recall 0.856 there)
-# and has been development data since (0.889 now). phi_heldout.tsv was written after that,
-# by an author who saw neither the rules nor the development corpora, and is never used to
-# tune rules (its README): its figures are the honest estimate (Safe Harbor recall 0.752,
-# token precision 0.944: UK, Canadian and Australian formats, portal messages and cue-less
-# names are where unseen text differs). The floors sit just under today's figures, so a
-# change that loses recall on unseen text fails here; the goal (0.99 for every Safe Harbor
-# category) is met on neither.
-FLOORS = {CORPUS_B: {"safe_harbor": 0.87, "precision": 0.98, "dates_valued": 1.0},
-          HELD_OUT: {"safe_harbor": 0.74, "precision": 0.93, "dates_valued": 0.95}}
+CORPUS_H = Path(__file__).parent / "data" / "phi_heldout.tsv"
+HELD_OUT = Path(__file__).parent / "data" / "phi_heldout2.tsv"
+# phi_corpus_b.tsv was the held-out set of commit 627dc1e (Safe Harbor recall 0.856 there);
+# phi_heldout.tsv the held-out set until the word-list rules (pipelines/notes/vocabulary.py)
+# were written against its misses (0.752 → 0.946), so both are development data now.
+# phi_heldout2.tsv was written after that, by an author who saw neither the rules nor the
+# other corpora, and is never used to tune rules (its README): its figures are the honest
+# estimate (Safe Harbor recall 0.899, token precision 0.959; 0.725 / 0.971 before the
+# word-list rules). The floors sit just under today's figures, so a change that loses recall
+# or precision on unseen text fails here; the goal (0.99 for every Safe Harbor category) is
+# met on none of them. Recall was bought with some precision: names no word list knows are
+# masked, and so are a few product names and eponyms ("Medtronic", "Binet").
+FLOORS = {CORPUS_B: {"safe_harbor": 0.95, "precision": 0.965, "dates_valued": 1.0},
+          CORPUS_H: {"safe_harbor": 0.94, "precision": 0.93, "dates_valued": 0.95},
+          HELD_OUT: {"safe_harbor": 0.89, "precision": 0.95, "dates_valued": 0.95}}
 
 
-@pytest.mark.parametrize("path", [CORPUS_B, HELD_OUT], ids=["corpus_b", "held_out"])
+@pytest.mark.parametrize("path", [CORPUS_B, CORPUS_H, HELD_OUT],
+                         ids=["corpus_b", "corpus_h", "held_out"])
 def test_recall_and_precision_on_more_text(spark, path):
     notes = deid_eval.load_corpus(path)
     rep = deid_eval.score(notes, deid_eval.run(spark, notes))

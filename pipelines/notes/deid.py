@@ -9,6 +9,10 @@ candidates and its ``Tokenizer`` gives the tokens; this module
    mention of a name word already found in the note ("Ms. Alvarez … Alvarez reports");
    adds cities, US counties, states and countries from the GeoNames gazetteer where the
    context says place ("lives in Worcester", "Dayton, OH"), and ZIP codes after them;
+   adds names by the word lists of :mod:`.vocabulary` (a capitalised word no English
+   dictionary, drug list or clinical list knows, a given name English spells only with a
+   capital, a lower-case census name), holidays used as dates, tokens shaped like
+   identifiers whatever their label, and ages over 89 right after a name;
 3. resolves overlaps (the longest span wins; on a tie the more specific type);
 4. writes the de-identified text: every span becomes a typed placeholder such as ``[NAME]``;
    a date becomes ``[DATE:yyyy-mm-dd]`` holding the date shifted by the patient's offset (to
@@ -512,6 +516,226 @@ def propagate_names(text: str, names: list[PhiSpan]) -> list[PhiSpan]:
     return [PhiSpan(m.start(), m.end(), "NAME") for m in rx.finditer(text)]
 
 
+# ------------------------------------------------------------------------- unknown words
+# A word: letters with inner apostrophes or hyphens ("O'Neal-Baptiste", "Olúwadámilọ́lá").
+_ANY_WORD = re.compile(r"(?<![\w'’^-])[^\W\d_](?:[^\W\d_]|[\u0300-\u036f]|['’-](?=[^\W\d_]))*"
+                       r"(?![\w^\u0300-\u036f])")
+# HL7 person names: "KOWALSKI^ANDREA^M".
+_HL7_NAME = re.compile(r"\b[A-Z][A-Z'’-]+\^[A-Z][A-Z'’-]*(?:\^[A-Z]*)*")
+# Census names that are nationalities or languages as often as names ("English", "French").
+_DEMONYM_ENDINGS = ("ese", "ish", "ian", "ean", "i", "ic")
+
+
+def _word_known(word: str) -> bool:
+    """English (any case), a drug or a clinical word; for "O'Neal-Baptiste" every part."""
+    from pipelines.notes.vocabulary import is_known
+
+    if is_known(word) or is_known(word.replace("'", "").replace("’", "")):
+        return True
+    parts = [p for p in re.split(r"[-'’]", word) if len(p) > 1]
+    return bool(parts) and all(is_known(p) for p in parts)
+
+
+def _name_by_vocabulary(word: str, stop: frozenset[str], places_: Places) -> bool:
+    """A capitalised word that is a name by the word lists alone.
+
+    * No English dictionary, drug list or clinical list knows it ("Colquhoun", "Szymańska",
+      "Raghavan-Doyle"), or
+    * a census given name that English spells only with a capital ("Claire", "Darnell"), or
+    * a census surname that English spells only with a capital and that is no place,
+      nationality or language ("Lopez", "Whitfield"; not "Houston", "English").
+    """
+    from pipelines.notes.vocabulary import fold, is_ordinary
+
+    lw = fold(word)
+    if lw in stop or lw in places_.stop or _is_generic(word) or lw in _MONTH_WORDS:
+        return False
+    if _MEDICAL_FORM.search(lw):
+        return False  # "Mediastinoscopy", "Rhabdomyosarcoma": medical word-building
+    if not _word_known(word):
+        # "Hgb", "Plt", "Na": three letters or fewer are abbreviations unless accented ("Lê").
+        return len(lw) > 3 or not word.isascii()
+    if is_ordinary(word) or any(is_ordinary(p) for p in re.split(r"[-'’]", word) if len(p) > 2):
+        return False
+    first, last, _ = name_lexicon()
+    if lw in first:
+        return True
+    return (lw in last and lw not in places_.cities and lw not in places_.states
+            and lw not in places_.countries and not lw.endswith(_DEMONYM_ENDINGS))
+
+
+# Greek and Latin combining forms of medical terms (suffixes; long prefixes on long words).
+_MEDICAL_FORM = re.compile(
+    r"(?:ectomy|ectomies|otomy|ostomy|oscopy|oscopic|scope|plasty|pexy|rrhaphy|emia|aemia|itis"
+    r"|omas?|omata|osis|oses|pathy|pathic|algia|ology|ologic|ological|ologist|plasia|plastic"
+    r"|trophy|genic|genesis|cytes?|cytic|megaly|lysis|lytic|ases?|penia|philia|phobia|rrhea"
+    r"|rrhoea|uria|ptysis|stasis|static|tomy|gram|graphy|metry|ectasis|ocele|ceps|idae"
+    r"|ous|ular|iform|oid|ides?|azole|mycin|cillin|platin|taxel|umab|imab|zumab|tinib|anib"
+    r"|penic|philic|trophic|adjuvant|ectal|opathy|aemic|emic|otic|ptic"
+    r"|rafenib|ciclib|parib|lisib|statin|olol|pril|sartan|azepam|oxacin|vir|mab|nib)$"
+    r"|^(?=.{8,})(?:hyper|hypo|micro|macro|neuro|trans|intra|inter|peri|endo|cysto|gastro"
+    r"|haemo|hemo|cardio|chemo|immuno|onco|myelo|lympho|angio|broncho|electro|multi|non|post"
+    r"|supra|retro|poly|pseudo|anti|nephro|hepato|osteo|dermat|musculo|fibro|gluco|glyco"
+    r"|thrombo|leuko|leuco|erythro|cranio|sub|pre|epi|para|mediastin|histo|cyto|radio|neo)")
+# Nouns after an eponym, beyond _EPONYM_HEADS: "Auer rods", "Huber needle", "Siewert type".
+_TERM_HEADS = _EPONYM_HEADS | frozenset((
+    "type", "types", "stage", "rods", "rod", "needle", "line", "port", "surgery", "respiration",
+    "respirations", "red", "risk", "tumors", "tumours", "consensus", "variant", "precautions",
+    "transformation", "virus", "antigen", "body", "bodies", "classification", "phenomenon",
+    "negative", "positive", "low", "high", "intermediate", "class", "pattern", "fracture",
+    "lesion", "lesions", "protocol", "regimen", "formula", "equation", "method", "technique",
+    "incision", "approach", "clamp", "retractor", "drain", "tube", "valve", "shunt", "reservoir",
+    "exposure", "precaution", "dressing", "gauze", "suture", "sutures", "scissors", "forceps",
+    "fascia", "space", "ligament", "canal", "duct", "gland", "glands", "muscle"))
+
+
+def _used_as_term(text: str, begin: int, end: int) -> bool:
+    """A capitalised word used as a clinical term, not a name: an eponym head after it
+    ("Auer rods"), a number after it ("Braden 16", "Neulasta 6 mg"), a colon after it at the
+    start of a line or sentence ("Overread:"), or an eponym compound standing alone
+    ("Li-Fraumeni", "Cheyne-Stokes": a hyphenated surname needs a given name, an initial or a
+    title before it)."""
+    after = text[end:end + 40]
+    m = re.match(r"[ \t]+([A-Za-z]+)", after)
+    if m and m[1].lower() in _TERM_HEADS or _eponym_after(text, end):
+        return True
+    if re.match(r"[ \t]?\d", after):
+        return True
+    before = text[max(0, begin - 3):begin]
+    if after.startswith(":") and (not before.strip() or before.rstrip().endswith((".", "\n"))):
+        return True
+    word = text[begin:end]
+    if "-" in word and word.split("-")[1][:1].isupper():
+        prev = re.search(r"([^\W\d_][\w'’.]*)[ \t]+$", text[max(0, begin - 30):begin])
+        return not (prev and (prev[1][0].isupper() and prev[1].lower().rstrip(".") not in
+                              _GENERIC or prev[1].rstrip(".").lower() in _TITLES))
+    return False
+
+
+_MONTH_WORDS = frozenset(("january", "february", "march", "april", "may", "june", "july",
+                          "august", "september", "october", "november", "december", "monday",
+                          "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+
+
+def vocabulary_names(text: str) -> list[PhiSpan]:
+    """Names the word lists find without a cue (:mod:`.vocabulary`):
+
+    * a capitalised word that is a name by the word lists alone (``_name_by_vocabulary``),
+      unless it is used as a clinical term (``_used_as_term``: "Auer rods", "Braden 16");
+    * a name with an O' or D' prefix ("O'Rourke", "D'Shawn");
+    * a lower-case census name that is no English or clinical word ("dolores", "lopez": portal
+      messages are often written without capitals);
+    * dotted initials that are no abbreviation ("M.K.", "H.G.");
+    * an HL7 person name ("KOWALSKI^ANDREA^M").
+
+    The census names and initials right beside a name found so join it ("Gideon Marsh",
+    "P. Ó Briain"), and particles between name words ("Ferreira da Silva").
+    """
+    from pipelines.notes.vocabulary import fold, is_ordinary
+
+    first, last, stop = name_lexicon()
+    pl = places()
+    out = [PhiSpan(m.start(), m.end(), "NAME") for m in _HL7_NAME.finditer(text)]
+    out += [PhiSpan(m.start(), m.end(), "NAME") for m in _INITIALS.finditer(text)
+            if m.group(0).replace(".", "").lower() not in _DOTTED_ABBREVIATIONS]
+    words = list(_ANY_WORD.finditer(text))
+    hits = set()
+    for k, m in enumerate(words):
+        w = re.sub(r"['’]s$", "", m.group(0))  # "Whitlock's"
+        end = m.start() + len(w)
+        if w[0].isupper() and not (w.isupper() and len(w) > 1):
+            if _BRAND.search(w):
+                continue  # "FoundationOne", "CyberKnife": products, not people
+            if re.match(r"[OD]['’][A-Z]", w):
+                hits.add(k)
+                continue
+            if not _NAME_WORD.match(w) and w.isascii():
+                continue  # "McCune-albright", "pH"
+            if _name_by_vocabulary(w, stop, pl) and not _used_as_term(text, m.start(), end):
+                hits.add(k)
+        elif w.islower() and len(w) >= 4:
+            lw = fold(w)
+            if ((lw in first or lw in last) and not is_ordinary(lw) and lw not in stop
+                    and lw not in pl.stop and lw not in _MONTH_WORDS):
+                out.append(PhiSpan(m.start(), end, "NAME"))
+    # Census names beside a name word join it, stopwords too ("Raymond Gleason").
+    grown = set(hits)
+    for k in sorted(hits):
+        for step in (1, -1):
+            j = k + step
+            while 0 <= j < len(words) and _beside(text, words, j, j - step, first, last):
+                grown.add(j)
+                j += step
+    for k in grown:
+        m = words[k]
+        w = re.sub(r"['’]s$", "", m.group(0))
+        out.append(PhiSpan(m.start(), m.start() + len(w), "NAME"))
+    return out
+
+
+def _beside(text: str, words: list, j: int, k: int, first: frozenset[str],
+            last: frozenset[str]) -> bool:
+    """``words[j]`` stands right beside name word ``words[k]`` and is a census name, an
+    unknown capitalised word or an initial: after a name any census name ("Gideon Marsh"),
+    before it a census name that is no ordinary word, or an initial."""
+    from pipelines.notes.vocabulary import fold, is_ordinary
+
+    a, b = sorted((j, k))
+    gap = text[words[a].end():words[b].start()]
+    if not re.fullmatch(r"\.? |\. ?|(?: (?i:da|de|del|della|dos|das|van|von|der|den|ap|ab|ó|o|"
+                        r"bin|ibn|al|el|la|le|y) )+", gap):
+        return False
+    w = re.sub(r"['’]s$", "", words[j].group(0))
+    if not w[0].isupper() or (w.isupper() and len(w) > 1) or _is_generic(w) \
+            or w.lower() in _TITLES or fold(w) in _MONTH_WORDS:
+        return False
+    if len(w) == 1:
+        return text[words[j].end():words[j].end() + 1] == "."  # an initial: "P. Ó Briain"
+    lw = fold(w)
+    end = words[j].start() + len(w)
+    census = lw in last if j > k else lw in first or lw in last
+    if census and j < k and is_ordinary(w):
+        census = False  # "Dear Whitlock", "Son Kim": before a name only names join it
+    return (census or not _word_known(w)) and not _used_as_term(
+        text, words[j].start(), end) and bool(_NAME_WORD.match(w) or not w.isascii())
+
+
+# Dotted initials ("M.K.", "R.D.-S.") and the dotted abbreviations that look like them.
+_INITIALS = re.compile(r"(?<![\w.])[A-Z]\.(?:-?[A-Z]\.){1,2}(?![\w])")
+_DOTTED_ABBREVIATIONS = frozenset((
+    "md", "do", "rn", "np", "pa", "us", "uk", "am", "pm", "or", "er", "iv", "po", "bs", "ms",
+    "dc", "nb", "ps", "la", "ap", "ba", "ma", "ed", "gp", "vs", "od", "os", "ou", "pr", "sc",
+    "im", "id", "qd", "hs", "ac", "pc", "eg", "ie", "mba", "mph", "dds", "dmd", "phd", "bid",
+    "tid", "qid", "prn", "npo", "dnr", "rip", "usa", "nyc", "aka", "etc"))
+# Products and companies spelt with an inner capital after a lower-case run ("FoundationOne",
+# "NeoGenomics", "CyberKnife"); name prefixes (McDonald, DeShawn, LaToya) do not count.
+_BRAND = re.compile(r"^(?!(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|St|Fitz)[A-Z])[A-Z][a-z]{2,}[A-Z]")
+
+
+_JOIN_GAP = re.compile(r"(?:\s|[-’'])(?:(?:" + "|".join(
+    sorted(("van", "von", "de", "del", "della", "der", "den", "di", "da", "dos", "das", "du",
+            "la", "le", "ten", "ter", "ap", "ab", "bin", "ibn", "al", "el", "y", "e", "ó", "o",
+            "mac", "nic", "ní", "ni"), key=len, reverse=True)) + r")\s)*$", re.IGNORECASE)
+
+
+def join_names(text: str, names: list[PhiSpan]) -> list[PhiSpan]:
+    """Name spans one space (or particles: "da", "ap", "Ó") apart become one span; a
+    particle right before a name joins it ("ap Rhys")."""
+    ordered = sorted(names, key=lambda s: s.begin)
+    out: list[PhiSpan] = []
+    for s in ordered:
+        if out and out[-1].end <= s.begin and _JOIN_GAP.match(text[out[-1].end:s.begin]) \
+                and s.begin - out[-1].end <= 12:
+            out[-1] = PhiSpan(out[-1].begin, max(out[-1].end, s.end), "NAME")
+            continue
+        if out and s.begin < out[-1].end:
+            out[-1] = PhiSpan(out[-1].begin, max(out[-1].end, s.end), "NAME")
+            continue
+        lead = re.search(r"(?<![\w'’])(?:ap|ab|Ó|O|Ní|Nic|Mac)\s$", text[max(0, s.begin - 4):s.begin])
+        out.append(PhiSpan(s.begin - len(lead.group(0)), s.end, "NAME") if lead else s)
+    return out
+
+
 # ------------------------------------------------------------------------- places
 _CAP_WORD = re.compile(r"[^\W\d_a-z][\w'’.-]*")
 # Words before a place that make a capitalised word a place ("lives in Worcester").
@@ -636,9 +860,20 @@ def parse_date(s: str) -> tuple[int | None, int, int | None] | None:
     ((2023, 3, 15), (None, 3, 14), (None, 4, None))
     """
     s = s.strip()
-    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})T[\d:.]+(?:Z|[+-][\d:]+)?", s)
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})T[\d:.]+(?:Z|[+-][\d:]+)?", s) or \
+        re.fullmatch(r"((?:19|20)\d{2})(\d{2})(\d{2})\d{4}(?:\d{2})?", s)  # HL7 date-time
     if m:
         s = f"{m[1]}-{m[2]}-{m[3]}"
+    m = re.fullmatch(r"((?:19|20)\d{2})-(\d{2})", s)
+    if m:
+        return _valid(int(m[1]), int(m[2]), None)
+    m = re.fullmatch(r"([A-Za-z]+)\.?\s+(\d{1,2})\s?[-–]\s?\d{1,2}", s)  # "Dec 2-6"
+    if m:
+        s = f"{m[1]} {m[2]}"
+    for french, number in _FRENCH_MONTHS.items():
+        if re.search(rf"(?i)\b{french}\b", s):
+            s = re.sub(rf"(?i)\b{french}\b", _MONTH_NAMES[number - 1], s).replace("1er", "1")
+            break
     m = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})", s)
     if m:
         mo, d, y = int(m[1]), int(m[2]), int(m[3])
@@ -663,11 +898,20 @@ def parse_date(s: str) -> tuple[int | None, int, int | None] | None:
     if month is None:
         return None
     year = next((int(n) for n in nums if len(n) == 4), None)
+    if year is None and re.search(r"['’]\d{2}$", s):  # "Jun 11 '24"
+        year, nums = 2000 + int(nums[-1]), nums[:-1]
     if year is None and len(nums) == 2 and len(nums[1]) == 2:  # 15-MAR-23
         year = 2000 + int(nums[1]) if int(nums[1]) < 50 else 1900 + int(nums[1])
         nums = nums[:1]
     day = next((int(n) for n in nums if len(n) <= 2), None)
     return _valid(year, month, day)
+
+
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")
+_FRENCH_MONTHS = {"janvier": 1, "février": 2, "fevrier": 2, "mars": 3, "avril": 4, "mai": 5,
+                  "juin": 6, "juillet": 7, "août": 8, "aout": 8, "septembre": 9, "octobre": 10,
+                  "novembre": 11, "décembre": 12, "decembre": 12}
 
 
 def _valid(y, mo, d):
@@ -713,7 +957,16 @@ _NOT_MD_AFTER = re.compile(
     r"bilaterally|throughout|motor|in\s+all)\b))")
 
 
+# Words before a bare month/day that make it a date whatever its numbers ("on 1/3").
+_DATE_CUE_BEFORE = re.compile(
+    r"(?i:\b(?:on|since|until|till|from|dated|starting|effective|week of|before|after|"
+    r"due|through|thru|by|last|next)\s{1,2})$")
+
+
 def _bare_date_ok(text: str, c: Candidate) -> bool:
+    if _DATE_CUE_BEFORE.search(text[max(0, c.begin - 12):c.begin]) and not _NOT_MD_AFTER.match(
+            text[c.end:c.end + 20]):
+        return True
     top, bottom = (int(x) for x in text[c.begin:c.end].split("/"))
     if (top < bottom <= 5) or top == bottom == 5:
         return False  # strength 4/5 and 5/5, reflexes 2/4, 1/2, 2/3: scales and fractions
@@ -765,6 +1018,8 @@ def find_phi(text: str, candidates: list[Candidate],
             trimmed = _trim_name(text, c)
             if trimmed:
                 names.append(trimmed)
+        elif c.rule == "DATE_DAY":
+            spans.append(PhiSpan(c.begin, c.end, "DATE"))  # "the 12th": no month to shift
         elif c.type == "DATE" and parse_date(text[c.begin:c.end]) is None:
             continue  # "13/45/2020" is not a date
         elif c.rule == "DATE_MD" and not _bare_date_ok(text, c):
@@ -779,8 +1034,97 @@ def find_phi(text: str, candidates: list[Candidate],
         else:
             spans.append(PhiSpan(c.begin, c.end, c.type))
     names += lexicon_names(text, tokens)
+    names += vocabulary_names(text)
     names += propagate_names(text, names)
-    return resolve(spans + names + place_spans(text), text)
+    names = join_names(text, names)
+    found = spans + names + place_spans(text) + holiday_spans(text) + id_shape_spans(text)
+    return resolve(found + ages_after_names(text, names), text)
+
+
+# Identifier shapes: six or more digits; letters and four or more digits together
+# ("RAD6618240", "GCRB-0412"); digit groups with seven or more digits ("2024-004417").
+_ID_TOKEN = re.compile(r"(?<![\w.#*:/-])#?([A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*)(?![\w*:^]|[.,]\d|/\d)")
+# Not identifiers: HGVS and sequence ids, rs/COSMIC/NCT numbers, ICD codes, units and times.
+_NOT_ID = re.compile(
+    r"(?i:^(?:c|p|g|m|n|r)$|^(?:nm|np|nc|ng|nr|enst|ensg|ensp|rs|cosv|cosm|nct|chr|hg|grch)"
+    r"|^[A-Z]\d{2}$|^\d+(?:mg|ml|mcg|ug|g|kg|iu|u|units?|h|hr|hrs|min|mins|s|sec|cgy|gy|mm|cm|"
+    r"x|k|mmhg|ng|pg|mmol|umol|cells|copies|bp|kb|mb|am|pm|st|nd|rd|th|yo|y|d|wk|wks|mo)$"
+    r"|^(?:cd|il|ca|ki|ecog|ctcae|icd|covid|hla|figo|ajcc|tnm|who|gs|pd|her|brca|atm)\d)")
+# Public code systems before a number: drug, procedure and form codes are no identifiers.
+_CODE_LABEL = re.compile(r"\b(?i:ndc|cpt|hcpcs|icd(?:-\d+)?(?:-cm)?|loinc|snomed|form|ssa)"
+                         r"[\s:#-]{0,3}$")
+_UNIT_AFTER = re.compile(
+    r"\s?(?i:mg|ml|mcg|µg|ug|g|kg|iu|units?|cgy|gy|mm|cm|copies|cells|/ul|/µl|/mm3|x|%|k|"
+    r"platelets|iu/ml|ng/ml|pg/ml|u/l|mmol|people|patients|reads|bp|kb|mb|steps|ml/min)\b")
+
+
+def id_shape_spans(text: str) -> list[PhiSpan]:
+    """Tokens shaped like identifiers, whatever label stands before them (or none): the
+    labels of record, licence, plan and vehicle numbers differ by country and clinic
+    ("UR 0552198", "GMC 7039284", "CAP 7191582", "Lab No: H24/11872")."""
+    out = []
+    for m in _ID_TOKEN.finditer(text):
+        tok = m.group(1)
+        digits = sum(c.isdigit() for c in tok)
+        letters = sum(c.isalpha() for c in tok)
+        if re.fullmatch(r"\d{3}-\d{3}-\d{4}|\d{3}-\d{2}-\d{4}", tok):
+            continue  # phone and SSN shapes have rules of their own
+        if digits < 4 or _NOT_ID.search(tok) or "." in tok or _CODE_LABEL.search(
+                text, max(0, m.start() - 12), m.start()):
+            continue
+        if re.fullmatch(r"(?:(?:[01]\d|2[0-3])[0-5]\d-?){2}", tok) or all(
+                re.fullmatch(r"[A-Za-z]{1,2}\d{1,3}", g) for g in re.split(r"[-/]", tok)):
+            continue  # "0800-1130" is a time range, "D1/D8/D15" days of a cycle
+        if letters == 0:
+            groups = re.split(r"[-/]", tok)
+            if len(groups) == 1:
+                ok = digits >= 6
+            else:
+                ok = (digits >= 7 or (len(groups) >= 3 and digits >= 6)
+                      or any(len(g) >= 2 and g.startswith("0") for g in groups[1:]))
+                ok = ok and parse_date(tok) is None
+        else:
+            # Letters with digits: an id unless the letters are a gene-like prefix with few
+            # digits ("SLC34A2") or the token is a variant or a cycle/day code ("C1D15").
+            ok = not re.fullmatch(r"[A-Z]{1,2}\d{1,3}[A-Z]?\d{0,2}", tok) and digits >= 4
+        if ok and not _UNIT_AFTER.match(text, m.end()):
+            out.append(PhiSpan(m.start(1), m.end(1), "ID"))
+    return out
+
+
+def ages_after_names(text: str, names: list[PhiSpan]) -> list[PhiSpan]:
+    """An age over 89 right after a name: "Mr. Al-Harbi, 92, from Riyadh", "pt M.K. (94)"."""
+    out = []
+    for s in names:
+        m = re.match(r"(?:,\s{1,2}|\s?\()(9\d|1[01]\d)\b(?!\s?(?:%|mg|/|\.\d))", text[s.end:s.end + 8])
+        if m:
+            out.append(PhiSpan(s.end + m.start(1), s.end + m.end(1), "AGE"))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _holiday_rx() -> re.Pattern:
+    from pipelines.notes.vocabulary import holiday_names
+
+    names = "|".join(re.escape(n).replace("'", "['’]") for n in holiday_names())
+    return re.compile(rf"(?<![\w'’])(?:{names})(?![\w'’])")
+
+
+def dayless(date_text: str) -> bool:
+    """A date with no month to shift, masked as a bare ``[DATE]``: a day alone ("the 12th")
+    or a holiday ("Boxing Day").
+
+    >>> dayless("12th"), dayless("Boxing Day"), dayless("March 3")
+    (True, True, False)
+    """
+    return bool(re.fullmatch(r"\d{1,2}(?:st|nd|rd|th)", date_text.strip())
+                or _holiday_rx().fullmatch(date_text.strip()))
+
+
+def holiday_spans(text: str) -> list[PhiSpan]:
+    """Holidays a note uses as dates ("admitted on Christmas Eve", "Boxing Day"), from the
+    calendars of the ``holidays`` package (:mod:`.vocabulary`)."""
+    return [PhiSpan(m.start(), m.end(), "DATE") for m in _holiday_rx().finditer(text)]
 
 
 def deidentify(text: str, candidates: list[Candidate], tokens: list[tuple[int, int]],

@@ -194,7 +194,7 @@ def score(notes: list[CorpusNote], results: dict[str, dict]) -> Report:
                 if is_masked:
                     other_masked.append(f"{note.note_id}: {t.group(0)}")
         for b, e, typ in res["spans"]:
-            if typ == "DATE":
+            if typ == "DATE" and not deid.dayless(note.text[b:e]):
                 dates_found += 1
                 dates_value += bool(deid.shifted_date(note.text[b:e], 0))
     return Report({c: s for c, s in cats.items() if s.spans}, masked, masked_phi, other,
