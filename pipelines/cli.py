@@ -240,11 +240,17 @@ def notes_deidentify(
     rejects_file: Annotated[Path | None, typer.Option(
         "--rejects", help="CSV of the skipped notes: record, note_id, rule, reason "
                           "(never the note's text)")] = None,
+    surrogate: Annotated[bool | None, typer.Option(
+        "--surrogate/--mask",
+        help="Replace PHI by realistic, consistent surrogates (names, shifted dates, "
+             "fictional numbers) instead of typed masks; default: [notes] deid_mode.")] = None,
 ):
     """De-identify a notes export with the pipeline's own Spark NLP de-identification.
 
     The output names each patient by ``patient_key`` (the pseudonym of every oncorank table),
-    never the source id, unless --keep-source-ids is given. Notes that cannot be de-identified
+    never the source id, unless --keep-source-ids is given. PHI becomes typed masks
+    ("[NAME]", "[DATE:2023-03-24]") or, with --surrogate, realistic surrogates that are the
+    same in every note of a patient. Notes that cannot be de-identified
     safely are skipped: stderr names each by record number and reason and ends with the
     counts read, de-identified and skipped."""
     from pipelines.notes.commands import deidentify_file
@@ -255,7 +261,7 @@ def notes_deidentify(
         err.print("[yellow]note:[/yellow] the output keeps source patient ids "
                   "(identifiable)", highlight=False)
     tally = deidentify_file(_spark(settings), settings, input_file, output_file,
-                            keep_source_ids, rejects_file)
+                            keep_source_ids, rejects_file, surrogate)
     err.print(f"notes deidentify: {tally.summary()} -> {output_file}"
               + (f"; skipped notes -> {rejects_file}" if rejects_file else ""),
               markup=False, highlight=False)

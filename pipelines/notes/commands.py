@@ -16,14 +16,22 @@ from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.session import require_spark_nlp
 from pipelines.lakehouse.settings import Settings
 from pipelines.notes import nlp
-from pipelines.notes.stage import classify_records, max_chars, read_note_lines, with_shift_days
+from pipelines.notes.stage import (
+    classify_records,
+    deid_mode,
+    max_chars,
+    read_note_lines,
+    with_shift_days,
+    with_surrogate_seed,
+)
 from pipelines.tally import Tally, write_rejects
 
 REJECT_FIELDS = ["record", "note_id", "rule", "reason"]
 
 
 def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_path,
-                    keep_source_ids: bool = False, rejects_path=None) -> Tally:
+                    keep_source_ids: bool = False, rejects_path=None,
+                    surrogate: bool | None = None) -> Tally:
     """De-identify a notes JSONL export; returns the tally (notes read, written, skipped).
 
     Every input field is kept except ``text``, which is replaced by the de-identified text,
@@ -36,6 +44,8 @@ def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_
     (the line of a JSONL file, the row after the header of a CSV file), never copied through;
     ``rejects_path`` receives them as CSV rows ``record, note_id, rule, reason`` — never the
     text, the patient id or the date, since a note that was not de-identified may hold PHI.
+    ``surrogate`` (``--surrogate``; default ``[notes] deid_mode``) writes realistic consistent
+    surrogates instead of typed masks (:mod:`pipelines.notes.surrogates`).
     """
     require_spark_nlp(spark)
     input_path, output_path = Path(input_path), Path(output_path)
@@ -55,6 +65,8 @@ def deidentify_file(spark: SparkSession, settings: Settings, input_path, output_
           .withColumn("note_date",
                       F.date_format(F.date_add(F.to_date(F.substring("note_date", 1, 10)),
                                                F.col("shift_days")), "yyyy-MM-dd")))
+    if surrogate if surrogate is not None else deid_mode(settings) == "surrogate":
+        df = with_surrogate_seed(df, settings.pseudonym_key)
     out = nlp.deidentify(spark, df, ["idx", "note_date"]).select(
         "idx", "note_date", "text_deid").collect()
     by_idx = {r.idx: r for r in out}

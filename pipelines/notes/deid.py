@@ -1128,13 +1128,19 @@ def holiday_spans(text: str) -> list[PhiSpan]:
 
 
 def deidentify(text: str, candidates: list[Candidate], tokens: list[tuple[int, int]],
-               shift_days: int) -> DeidResult:
-    """The note with every PHI span replaced; see the module docstring for the placeholders."""
+               shift_days: int, surrogate_seed: str | None = None) -> DeidResult:
+    """The note with every PHI span replaced; see the module docstring for the placeholders.
+    With ``surrogate_seed`` (the patient's secret seed) every span becomes a realistic,
+    consistent surrogate instead (:mod:`.surrogates`)."""
     spans = find_phi(text, candidates, tokens)
     out, pos = [], 0
     for s in spans:
         out.append(text[pos:s.begin])
-        if s.type == "DATE":
+        if surrogate_seed:
+            from pipelines.notes.surrogates import surrogate
+
+            out.append(surrogate(text[s.begin:s.end], s.type, surrogate_seed, shift_days))
+        elif s.type == "DATE":
             value = shifted_date(text[s.begin:s.end], shift_days)
             out.append(f"[DATE:{value}]" if value else "[DATE]")
         else:

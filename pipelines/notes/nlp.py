@@ -162,7 +162,7 @@ def deid_row(r: dict) -> dict:
     text = r["text"] or ""
     cands = [deid.Candidate(a["b"], a["e"], a["i"]) for a in _spans(r["phi"])]
     toks = context.token_offsets(text)
-    res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0))
+    res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0), r.get("surrogate_seed"))
     return {"text_deid": res.text,
             "phi_spans": [{"begin": s.begin, "end": s.end, "type": s.type} for s in res.spans]}
 
@@ -205,8 +205,11 @@ FINDINGS = ("array<struct<finding_id:string,concept:string,category:string,value
 
 # ----------------------------------------------------------------------------- DataFrame API
 def deidentify(spark, df: DataFrame, passthrough: list[str]) -> DataFrame:
-    """``df`` (text, shift_days, passthrough...) → passthrough + text_deid + phi_spans."""
-    keep = list(dict.fromkeys([*passthrough, "text", "shift_days"]))
+    """``df`` (text, shift_days, passthrough...) → passthrough + text_deid + phi_spans.
+    A ``surrogate_seed`` column (the patient's secret seed) asks for surrogates instead of
+    masks (:mod:`.surrogates`); it is read, never passed through."""
+    extra = ["surrogate_seed"] if "surrogate_seed" in df.columns else []
+    keep = list(dict.fromkeys([*passthrough, "text", "shift_days", *extra]))
     ann = annotate(model(spark, "deid"), df.select(*keep), keep, ["phi"])
     return _run_python(ann, passthrough, f"text_deid string, phi_spans {PHI_SPANS}", deid_row)
 

@@ -21,8 +21,12 @@ from pyspark.sql import types as T
 
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.comments import comments_for
-from pipelines.lakehouse.errors import InputNotFoundError, SchemaMismatchError
-from pipelines.lakehouse.privacy import patient_shift_days_col, pseudonymise_col
+from pipelines.lakehouse.errors import ConfigError, InputNotFoundError, SchemaMismatchError
+from pipelines.lakehouse.privacy import (
+    hmac_sha256_col,
+    patient_shift_days_col,
+    pseudonymise_col,
+)
 from pipelines.lakehouse.session import require_spark_nlp
 from pipelines.lakehouse.settings import Settings
 from pipelines.notes import nlp
@@ -201,15 +205,38 @@ def with_shift_days(notes: DataFrame, key: bytes) -> DataFrame:
         pseudonymise_col(F.col("patient_id"), key), key))
 
 
-def deidentify_frame(spark: SparkSession, notes: DataFrame, key: bytes) -> DataFrame:
+DEID_MODES = ("mask", "surrogate")
+
+
+def deid_mode(settings: Settings) -> str:
+    """``[notes] deid_mode``: "mask" (typed placeholders, the default) or "surrogate"
+    (realistic consistent replacements, :mod:`pipelines.notes.surrogates`)."""
+    mode = str(settings.section("notes").get("deid_mode", "mask"))
+    if mode not in DEID_MODES:
+        raise ConfigError(f"[notes] deid_mode is {mode!r}; use one of {', '.join(DEID_MODES)}.")
+    return mode
+
+
+def with_surrogate_seed(notes: DataFrame, key: bytes) -> DataFrame:
+    """The patient's secret surrogate seed: HMAC of the patient id under the lakehouse key.
+    It lives only while the notes are de-identified and is never written."""
+    return notes.withColumn("surrogate_seed", hmac_sha256_col(
+        F.concat(F.lit("surrogate:"), F.col("patient_id").cast("string")), key))
+
+
+def deidentify_frame(spark: SparkSession, notes: DataFrame, key: bytes,
+                     mode: str = "mask") -> DataFrame:
     """``note_id, patient_id, note_type, note_date, text`` → ``silver.notes_deid`` columns
-    plus ``phi_spans`` (offsets and types in the raw text, for measuring; no text)."""
+    plus ``phi_spans`` (offsets and types in the raw text, for measuring; no text).
+    ``mode="surrogate"`` writes surrogates instead of masks."""
     require_spark_nlp(spark)
     prepared = (
         notes.transform(lambda d: with_shift_days(d, key))
         .withColumn("patient_key", pseudonymise_col(F.col("patient_id"), key))
         .withColumn("note_date", F.date_add(F.col("note_date"), F.col("shift_days")))
     )
+    if mode == "surrogate":
+        prepared = with_surrogate_seed(prepared, key)
     out = nlp.deidentify(spark, prepared, ["note_id", "patient_key", "note_type", "note_date"])
     return out.withColumn("phi_count", F.size("phi_spans"))
 
@@ -221,7 +248,8 @@ def deidentify_notes(spark: SparkSession, settings: Settings, parent_run_id: str
     with job_run(spark, settings, "deidentify-notes", parent_run_id) as run:
         raw = run.read(source).persist()
         run.count_in(raw.count())
-        deid = deidentify_frame(spark, raw, settings.pseudonym_key).drop("phi_spans")
+        deid = deidentify_frame(spark, raw, settings.pseudonym_key,
+                                deid_mode(settings)).drop("phi_spans")
         out = deid.select("note_id", "patient_key", "note_type", "note_date", "text_deid",
                           "phi_count")
         run.write(out, target, keys=["note_id"], delete_missing=True,
