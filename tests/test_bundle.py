@@ -445,7 +445,8 @@ def test_the_wheel_builds_from_pyproject_and_carries_the_job_code(tmp_path):
     for stage in STAGES:
         assert stage.module.replace(".", "/") + ".py" in names
     assert {"pipelines/lakehouse/jobmain.py", "pipelines/resources/regimens.yaml",
-            "pipelines/lakehouse/comments.py"} <= names
+            "pipelines/lakehouse/comments.py",
+            "pipelines/lakehouse/resources/comments.yaml"} <= names
 
 
 # ---------------------------------------------------------------------------- targets, access

@@ -8,11 +8,10 @@ import pytest
 
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.comments import (
-    COLUMN_COMMENTS,
-    TABLE_COMMENTS,
     column_comments,
     comments_for,
     table_comment,
+    tables,
 )
 from pipelines.lakehouse.settings import SCHEMAS
 
@@ -56,10 +55,11 @@ def test_every_contract_column_has_a_comment(table):
 
 
 def test_registry_keys_name_real_schemas():
-    for key in {*TABLE_COMMENTS, *COLUMN_COMMENTS}:
+    for key, entry in tables().items():
         schema, _, name = key.partition(".")
         assert schema in SCHEMAS and name, key
-    assert set(COLUMN_COMMENTS) <= set(TABLE_COMMENTS)
+        assert len(entry["comment"]) > 20, key
+        assert set(entry) <= {"comment", "columns", "prefixes", "columns_from"}, key
 
 
 def test_identifier_columns_say_so_and_pseudonyms_say_how():

@@ -23,17 +23,6 @@ from pyspark.sql import functions as F
 K_FLOOR = 5
 # Each set adds one quasi-identifier to the one before it.
 QUASI_IDENTIFIERS = ("age_band", "sex", "zip3", "cancer_type", "stage", "index_year")
-COMMENTS = {
-    "quasi_identifiers": "The combination measured (each row adds one to the one above)",
-    "patients": "Patients in silver.patients",
-    "classes": "Distinct combinations of the quasi-identifiers' values (null is a value)",
-    "unique_patients": "Patients alone in their combination (k = 1): re-identifiable by "
-                       "anyone who knows these facts about them",
-    "share_unique": "unique_patients / patients",
-    "below_k_floor": f"Patients in a combination shared by fewer than {K_FLOOR} patients",
-    "min_class_size": "Smallest combination size (k of the table under these identifiers)",
-    "measured_at": "When the risk was measured (UTC)",
-}
 
 
 def age_band_of(age: float | None) -> str | None:

@@ -29,7 +29,7 @@ from pipelines.clinical.dates import shift_date_text
 from pipelines.clinical.lines import LineRule, treatment_lines
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
-from pipelines.lakehouse.comments import comments_for
+from pipelines.lakehouse.comments import column_comments
 from pipelines.lakehouse.errors import ConfigError, ReconciliationError
 from pipelines.lakehouse.privacy import (
     patient_shift_days_col,
@@ -45,53 +45,6 @@ COMORBIDITY_STAGE = "comorbidities"
 META = ["_rule", "_reason", "_source", "_record_index"]
 
 AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 fall in one "90 or older" category
-PATIENT_COMMENTS = {
-    "patient_key": "Pseudonymised patient id (HMAC-SHA256 of the source id); joins every table",
-    "sex": "Administrative sex: male | female | other | unknown",
-    "zip3": "First three digits of the home ZIP code; 000 for the small areas HIPAA Safe "
-            "Harbor names (the full address stays in restricted)",
-    "age_at_diagnosis": "Completed years between birth and diagnosis_date; 90 means 90 or "
-                        "older (HIPAA Safe Harbor)",
-    "cancer_type": "OncoTree code (NSCLC, BRCA, COADREAD, MEL...) from the CSV or ICD-10 prefix",
-    "stage": "Overall stage group I | II | III | IV (sub-stages collapsed); null when unknown",
-    "stage_source": "Where the stage came from, first that has one: csv | fhir condition | "
-                    "fhir observation | note (stated on or before the index date) | metastasis "
-                    "codes (ICD-10 C78/C79 by the index date: IV)",
-    "diagnosis_date": "Date of the first diagnosis of the cancer (partial dates: first day), "
-                      "moved by the patient's date shift",
-    "index_date": "Start of the first line of therapy; the diagnosis date when untreated "
-                  "(moved by the patient's date shift, like every date outside restricted)",
-    "ecog": "ECOG performance status 0-4: latest observation on or before the index date",
-    "smoking_status": "never | former | current (latest on or before the index date)",
-    "source": "Where the patient came from: fhir, csv or fhir,csv",
-}
-OUTCOME_COMMENTS = {
-    "index_date": "Start of line 1 (time zero); the diagnosis date when untreated",
-    "os_months": "Overall survival: months (days / 30.4375) from index to death or last follow-up",
-    "os_event": "1 = died, 0 = alive at last follow-up (censored)",
-    "ttnt_months": "Time to next treatment: months from index to line 2 start or death",
-    "ttnt_event": "1 = next line started or died, 0 = censored; null when never treated",
-    "last_followup_date": "End of follow-up: death date, else the latest recorded care",
-    "death_date": "Date of death, null when not known to have died",
-    "first_line_treatment": "Catalog regimen of line 1 (null when unmapped or untreated)",
-}
-LINE_COMMENTS = {
-    "line_number": "1 = first line of therapy",
-    "treatment": "Regimen name from pipelines/resources/regimens.yaml (null when unmapped)",
-    "drugs": "Ingredients of the line, in order of first start",
-    "start_date": "Start of the line (first drug start)",
-    "end_date": "Last drug activity, cut at the day before the next line starts",
-}
-DIAGNOSIS_COMMENTS = {
-    "diagnosis_id": "Stable id of the coded diagnosis (source record and coding)",
-    "code": "Code as received (ICD-10 with or without dot, SNOMED CT concept id)",
-    "code_system": "ICD-10-CM | ICD-10 | SNOMED-CT | other system URI",
-    "onset_date": "Onset (or recorded) date; partial dates imputed to the first day",
-    "abatement_date": "End of the condition when recorded",
-    "ongoing": "True when the source lists the condition as active without an end",
-    "verification_status": "FHIR verificationStatus (refuted / entered-in-error never count)",
-    "mapped_from": "SNOMED CT code this ICD-10-CM row was mapped from (resources/snomed_icd10cm)",
-}
 
 
 # ============================================================================ ingest-clinical
@@ -121,16 +74,13 @@ def _write_privacy_risk(run: JobRun) -> None:
     """``ops.privacy_risk``: how many patients of silver.patients are unique on their
     quasi-identifiers (:mod:`pipelines.analytics.privacy_risk`); one row per identifier set,
     replaced at each load."""
-    from pipelines.analytics.privacy_risk import COMMENTS, RISK_SCHEMA, privacy_risk
+    from pipelines.analytics.privacy_risk import RISK_SCHEMA, privacy_risk
 
     rows = privacy_risk(run.read(run.table("silver", "patients")))
     at = run.started_at.replace(tzinfo=None)
     df = run.spark.createDataFrame(
         [(*r.values(), at) for r in rows], RISK_SCHEMA)
-    run.write(df, run.table("ops", "privacy_risk"), mode="overwrite", primary=False,
-              comments=COMMENTS,
-              table_comment="Re-identification risk of silver.patients: patients unique on "
-                            "growing sets of quasi-identifiers (k-anonymity)")
+    run.write(df, run.table("ops", "privacy_risk"), mode="overwrite", primary=False)
     top = rows[-1]
     log.info("%s: %d of %d patients unique on %s", INGEST_STAGE, top["unique_patients"],
              top["patients"], top["quasi_identifiers"])
@@ -162,11 +112,7 @@ def _land_fhir(run: JobRun) -> DataFrame:
     run.quarantine(bad, ref)
     run.write(
         records.where(F.col("problem").isNull()).select(*fhir.BRONZE_COLUMNS), ref,
-        keys=["record_id"], delete_missing=True,
-        table_comment="FHIR R4 resources as received (NDJSON lines, Bundle entries, files)",
-        comments={"record_id": "Hash of source_file and record_index (stable per input)",
-                  "record_index": "1-based NDJSON line or Bundle entry number",
-                  "resource": "The resource JSON exactly as received"})
+        keys=["record_id"], delete_missing=True)
     return _materialise(run.read(ref))
 
 
@@ -183,8 +129,7 @@ def _land_csv(run: JobRun) -> dict[str, DataFrame]:
             F.col("source_file").alias("_source"), F.col("record_index").alias("_record_index"))
         run.quarantine(bad, ref)
         run.write(rows.where(F.col(csv_input.CORRUPT).isNull()).select(*cols), ref,
-                  keys=["record_id"], delete_missing=True,
-                  table_comment=f"{path.name} as received (all values as strings)")
+                  keys=["record_id"], delete_missing=True)
         out[table] = _materialise(run.read(ref))
     return out
 
@@ -494,9 +439,7 @@ def _write_clinical_silver(run: JobRun, built: ClinicalSilver) -> None:
     # ---- writes (derived outputs: the bronze landing is the reconciled primary output)
     run.write(final.select(patient_key, F.col("pid").alias("source_patient_id"), "name", "mrn",
                            "birth_date", "source"),
-              identity_ref, keys=["patient_key"], delete_missing=True, primary=False,
-              table_comment="Identity map: patient_key -> source id, name, MRN, birth date. "
-                            "Restricted: the report job for the care team only.")
+              identity_ref, keys=["patient_key"], delete_missing=True, primary=False)
     # Every date below is moved by the patient's date shift (privacy.shift_dates): the
     # intervals the features and labels need survive, the calendar dates stay in restricted.
     patients_ref = run.table("silver", "patients")
@@ -511,32 +454,25 @@ def _write_clinical_silver(run: JobRun, built: ClinicalSilver) -> None:
         F.col("_ecog").cast("int").alias("ecog"), F.col("_smoking").alias("smoking_status"),
         zip3_col(F.col("postal_code")).alias("zip3"), "source")
         .transform(lambda d: shift_dates(d, key, ["diagnosis_date", "index_date"])))
-    added = delta.add_columns(spark, patients_ref, silver_patients, PATIENT_COMMENTS)
+    added = delta.add_columns(spark, patients_ref, silver_patients,
+                               column_comments(patients_ref))
     if added:
         log.info("%s: %s gained %s", INGEST_STAGE, patients_ref.key, ", ".join(added))
     run.write(silver_patients, patients_ref, keys=["patient_key"], delete_missing=True,
-              primary=False, comments=PATIENT_COMMENTS,
-              table_comment="One row per patient: demographics, cancer, index date "
-                            "(pseudonymised, dates shifted)")
+              primary=False)
     run.write(diagnoses.select(
         "diagnosis_id", patient_key, "code", "code_system", "display", "onset_date",
         "abatement_date", "ongoing", "verification_status", "mapped_from", "source")
         .transform(lambda d: shift_dates(d, key, ["onset_date", "abatement_date"])),
-        diag_ref, keys=["diagnosis_id"], delete_missing=True, primary=False,
-        comments=DIAGNOSIS_COMMENTS,
-        table_comment="Coded diagnoses (every coding; SNOMED CT also mapped to ICD-10-CM)")
+        diag_ref, keys=["diagnosis_id"], delete_missing=True, primary=False)
     run.write(exposures.select("exposure_id", patient_key, *EXPOSURE_COLUMNS[2:])
               .transform(lambda d: shift_dates(d, key, ["start_date", "end_date"])), expo_ref,
-              keys=["exposure_id"], delete_missing=True, primary=False,
-              table_comment="Medication exposures; antineoplastic ones form treatment_lines",
-              comments={"drug": "Canonical ingredient (null when not a recognised "
-                                "antineoplastic in a FHIR medication list)"})
+              keys=["exposure_id"], delete_missing=True, primary=False)
     run.write(lines.select(patient_key, "line_number", "treatment", "drugs", "start_date",
                            "end_date")
               .transform(lambda d: shift_dates(d, key, ["start_date", "end_date"])),
               run.table("silver", "treatment_lines"), keys=["patient_key", "line_number"],
-              delete_missing=True, primary=False, comments=LINE_COMMENTS,
-              table_comment="Lines of therapy (rule in pipelines/clinical/README.md)")
+              delete_missing=True, primary=False)
     if built.biomarker_observations is not None:
         _write_biomarker_observations(run, built.biomarker_observations)
     _write_outcomes(run, built.outcomes, built.outcome_rejects, patient_key)
@@ -574,8 +510,7 @@ def _write_biomarker_observations(run: JobRun, parsed: DataFrame) -> None:
     run.write(parsed.where(F.col("_rule").isNull()).withColumn("patient_key", patient_key)
               .select(*cols)
               .transform(lambda d: shift_dates(d, run.settings.pseudonym_key, ["obs_date"])),
-              ref, keys=["observation_id"], delete_missing=True, primary=False,
-              **comments_for(ref.key, cols))
+              ref, keys=["observation_id"], delete_missing=True, primary=False)
 
 
 def _exposure_rows(parsed: DataFrame) -> DataFrame:
@@ -626,8 +561,7 @@ def _write_outcomes(run: JobRun, good: DataFrame, bad: DataFrame, patient_key) -
         "first_line_treatment").transform(lambda d: shift_dates(
             d, run.settings.pseudonym_key, ["index_date", "last_followup_date", "death_date"])),
         run.table("silver", "outcomes"), keys=["patient_key"], delete_missing=True,
-        primary=False, comments=OUTCOME_COMMENTS,
-        table_comment="Survival labels per patient (definitions in pipelines/clinical/README.md)")
+        primary=False)
 
 
 # ============================================================================ comorbidities
@@ -688,10 +622,7 @@ def compute_comorbidities(spark, settings, parent_run_id: str | None = None) -> 
         if delta.add_columns(spark, ref, out, _comorbidity_comments(lookback)):
             log.info("%s: %s gained note_components", COMORBIDITY_STAGE, ref.key)
         run.write(out, ref, keys=["patient_key"],
-                  delete_missing=True, comments=_comorbidity_comments(lookback),
-                  table_comment="Charlson (Quan 2005) and Elixhauser (Quan 2005, van Walraven) "
-                                "components and scores at the index date; contraindication "
-                                "flags for the ranking")
+                  delete_missing=True, comments=_comorbidity_comments(lookback))
         patients.unpersist()
     return run
 

@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 
 from pipelines.catalog import regimen_catalog
 from pipelines.features import steps
-from pipelines.features.dictionary import comments as column_comments
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import REASON_COL, RULE_COL, JobRun, job_run
 from pipelines.lakehouse.settings import Settings
@@ -89,10 +88,5 @@ def build_features(spark: SparkSession, settings: Settings, parent_run_id: str |
                             STAGE, sorted(set(features.columns) - set(existing)),
                             sorted(set(existing) - set(features.columns)), ref.key)
                 options = {"mode": "overwrite", "allow_schema_change": True}
-        run.write(features, ref, comments=column_comments(features.columns),
-                  table_comment="One row per patient and index date: demographics, stage, ECOG, "
-                                "comorbidities, biomarkers (VCF + notes, with source), "
-                                "actionability, prior lines, first-line treatment and outcome. "
-                                "Dictionary: pipelines/features/FEATURES.md.",
-                  **options)
+        run.write(features, ref, **options)
     return run

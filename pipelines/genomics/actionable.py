@@ -53,38 +53,6 @@ ENTRY_DDL = ("rule_id string, source string, evidence_id string, gene string, al
 RELATION_DDL = ("rule_id string, ctype string, disease_match string, on_label boolean, "
                 "regimen string, regimens array<string>")
 
-ACTIONABLE_COMMENTS = {
-    "alteration_key": "sha256 of patient_key|gene|alteration|disease|therapy|direction|source",
-    "patient_key": "Pseudonymised patient id",
-    "gene": "Gene of the alteration (null for patient-level biomarkers such as TMB-H)",
-    "alteration": "The knowledge base's alteration name (L858R, Exon 19 Deletion, Mutation...)",
-    "match_kind": "How the patient's variant was matched (protein_change, exon_deletion...)",
-    "patient_alterations": "The patient's matching alterations (one-letter protein change, or "
-                           "the consequence for copy-number/fusion calls)",
-    "variant_keys": "silver.variants keys of the matching variants",
-    "vaf": "Highest VAF among the matching variants",
-    "disease": "Tumour type of the evidence, as the source names it",
-    "disease_oncotree": "OncoTree code of that tumour type (TISSUE = tumour-agnostic)",
-    "patient_cancer_type": "The patient's cancer type (silver.patients), if known",
-    "disease_match": "exact, ancestor, descendant, none, excluded, unknown or unmapped",
-    "therapy": "Therapy of the evidence (combinations joined with ' + ')",
-    "drugs": "Drug ingredient names of the therapy, lower case",
-    "regimen": "Catalog regimen that delivers the therapy for this patient's cancer type",
-    "regimens": "Every catalog regimen concerned (containing all drugs for sensitivity, any "
-                "drug for resistance)",
-    "evidence_level": "Best evidence level A-E (AMP/ASCO/CAP; CIViC levels)",
-    "direction": "sensitivity or resistance",
-    "on_label": "Approval-grade evidence for the patient's tumour type (see disease_match)",
-    "approved": "FDA label, NCCN guideline, CIViC level A or approved CIViC assertion",
-    "citation": "Citation of the best evidence",
-    "evidence_ids": "Every supporting evidence id (CIViC EID/AID, curated id)",
-    "source": "civic or curated",
-    "kb_version": "Knowledge-base version used (CIViC release + curated set version)",
-    "label_terms": "What the label asks beyond the alteration (curated FDA entries): line "
-                   "(first, any, later), prior_lines, after (the prior therapy), requires "
-                   "(co-requirements such as HR-positive), check (what the board confirms); "
-                   "pipelines/knowledge/labels.py",
-}
 
 
 def entry_rows(kb: KnowledgeBase) -> list[tuple]:

@@ -22,20 +22,6 @@ from pipelines.genomics.config import GenomicsConfig
 from pipelines.genomics.matching import match_variants, rules_frame
 from pipelines.knowledge.alterations import parse_alteration
 
-BIOMARKER_COMMENTS = {
-    "patient_key": "Pseudonymised patient id",
-    "tmb": "Tumour mutational burden: counted PASS variants per megabase of target",
-    "tmb_high": "tmb >= tmb_high_threshold (10 mutations/Mb, the FDA TMB-H threshold)",
-    "tmb_variants": "Distinct PASS variants counted for TMB",
-    "pass_variants": "Distinct PASS variants of any consequence",
-    "annotated_variants": "PASS variants with a VEP/SnpEff consequence (TMB is null when "
-                          "PASS variants exist but none is annotated)",
-    "target_size_mb": "Sequenced target size TMB is divided by",
-    "tmb_class": "Which consequences TMB counts (consequences.yaml class, or all)",
-    "altered_genes": "Genes with a PASS protein-altering, copy-number or fusion alteration",
-    "n_samples": "Samples ingested for this patient",
-}
-
 
 @cache
 def flag_definitions() -> dict[str, dict]:
@@ -117,7 +103,9 @@ def build_biomarkers(variants: DataFrame, samples: DataFrame, facts: DataFrame,
 
 
 def biomarker_comments() -> dict[str, str]:
-    out = dict(BIOMARKER_COMMENTS)
+    """Comments of the gene-level flag columns (``resources/biomarker_flags.yaml``); the
+    other columns' are in the comments registry (pipelines/lakehouse/resources/comments.yaml)."""
+    out = {}
     for flag, spec in flag_definitions().items():
         out[flag] = (f"PASS {' / '.join(spec['alterations'])} in "
                      f"{', '.join(spec['genes'])}")

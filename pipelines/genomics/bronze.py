@@ -25,35 +25,6 @@ BRONZE_DDL = ", ".join(f"`{n}` {ddl}" for n, _, ddl in rows.ROW_FIELDS if n in B
 # Delta statistics cover these first columns (table property
 # delta.dataSkippingNumIndexedCols): what replaceWhere and silver filter bronze on.
 STATS_COLUMNS = ("source_file", "record_index", "sample", "sample_index")
-BRONZE_COMMENTS = {
-    "source_file": "Absolute path of the VCF/BCF file the record came from",
-    "record_index": "0-based ordinal of the record among the file's data lines",
-    "sample": "Sample name from the #CHROM line (null for a sites-only file)",
-    "sample_index": "0-based position of the sample column",
-    "chrom": "CHROM as written in the file",
-    "pos": "POS, 1-based",
-    "id": "ID (null when '.')",
-    "ref": "REF allele",
-    "alts": "ALT alleles in file order (empty when '.')",
-    "qual": "QUAL (null when '.')",
-    "filters": "FILTER values; null when '.', ['PASS'] when passed",
-    "info": "Every INFO key -> its value exactly as written (null value for a Flag)",
-    "format": "Every FORMAT key -> this sample's value exactly as written",
-    "gt": "FORMAT GT as written, e.g. 0/1, 1|2, ./.",
-    "ad": "FORMAT AD: allelic depths, REF first then each ALT",
-    "dp": "FORMAT DP: read depth",
-    "gq": "FORMAT GQ: genotype quality",
-    "af": "FORMAT AF: allele fraction per ALT",
-    "info_af": "INFO AF: allele frequency per ALT",
-    "info_dp": "INFO DP: combined depth",
-    "info_end": "INFO END: end position of a symbolic/structural allele",
-    "info_svtype": "INFO SVTYPE: structural variant type",
-}
-BRONZE_TABLE_COMMENT = (
-    "VCF/BCF records as received, one row per (file, record, sample); key (source_file, "
-    "record_index, sample). Written by ingest-variants; bad rows go to "
-    "bronze.quarantine_variants_raw with the reason."
-)
 
 
 def select_bronze(rows: DataFrame) -> DataFrame:

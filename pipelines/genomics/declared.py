@@ -23,13 +23,6 @@ from pipelines.lakehouse.errors import ConfigError
 
 log = logging.getLogger("oncorank.genomics")
 
-DECLARED_COMMENTS = {
-    "patient_key": "Pseudonymised patient id of a sample in the ingested VCF/BCF files",
-    "cancer_type": "OncoTree code declared with `oncorank ingest vcf --tumor-type` (or "
-                   "[inputs] tumor_type)",
-    "n_prior_lines": "Lines of therapy before now, when declared (--prior-lines); null if not",
-    "declared_at": "When the declaration was made (UTC)",
-}
 
 
 def check_tumor_type(code: str, oncotree) -> str:
@@ -52,9 +45,7 @@ def write_declared(run: JobRun, patient_keys: list[str], tumor_type: str,
                                           "n_prior_lines int")
           .withColumn("declared_at", F.current_timestamp()))
     run.write(df, run.table("silver", "declared_tumor_types"), mode="merge",
-              keys=["patient_key"], primary=False, comments=DECLARED_COMMENTS,
-              table_comment="Tumour types declared at VCF ingestion for samples without a "
-                            "clinical record (oncorank ingest vcf --tumor-type).")
+              keys=["patient_key"], primary=False)
     log.info("declared tumour type %s for %d patient(s)", tumor_type, len(rows))
 
 

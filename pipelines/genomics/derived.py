@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from pipelines.catalog import regimen_catalog
-from pipelines.genomics.actionable import ACTIONABLE_COMMENTS, build_actionable
+from pipelines.genomics.actionable import build_actionable
 from pipelines.genomics.biomarkers import biomarker_comments, build_biomarkers, flag_rules
 from pipelines.genomics.config import GenomicsConfig
 from pipelines.genomics.matching import known_sites, variant_facts
@@ -47,15 +47,10 @@ def write_derived(run: JobRun, cfg: GenomicsConfig) -> None:
         biomarkers_ref = settings.table("silver", "biomarkers")
         biomarkers = build_biomarkers(variants, samples, facts, flag_rules(spark), cfg)
         run.write(biomarkers, biomarkers_ref, mode="merge", keys=["patient_key"],
-                  delete_missing=True, primary=False, comments=biomarker_comments(),
-                  table_comment="Per sequenced patient: TMB and gene-level alteration flags "
-                                "(definitions in pipelines/genomics/README.md).")
+                  delete_missing=True, primary=False, comments=biomarker_comments())
         actionable = build_actionable(spark, facts, run.read(biomarkers_ref),
                                       patient_cancer_types(run), kb, regimen_catalog())
         run.write(actionable, settings.table("silver", "actionable_alterations"),
-                  mode="merge", keys=["alteration_key"], delete_missing=True, primary=False,
-                  comments=ACTIONABLE_COMMENTS,
-                  table_comment="Patients' alterations matched to the knowledge base "
-                                "(CIViC + curated FDA/NCCN pairs); kb_version says which.")
+                  mode="merge", keys=["alteration_key"], delete_missing=True, primary=False)
     finally:
         facts.unpersist()

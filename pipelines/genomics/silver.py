@@ -34,46 +34,6 @@ SILVER_COLUMNS = (
 )
 SILVER_KEYS = ["source_file", "record_index", "sample", "allele_index"]
 
-SILVER_COMMENTS = {
-    "variant_key": "sha256 of chrom|pos|ref|alt|sample (the variant in this sample)",
-    "patient_key": "Pseudonymised patient id (HMAC of the source patient id); null for "
-                   "sites-only files",
-    "sample": "Pseudonym of the VCF sample name (sample names are often patient ids)",
-    "alt": "The ALT allele of this row (multi-allelic records are split, as bcftools norm -m-)",
-    "allele_index": "1-based index of this ALT in the record (as in GT)",
-    "n_alts": "Number of ALT alleles in the original record",
-    "variant_type": "snv, mnv, insertion, deletion, complex or symbolic",
-    "filter": "FILTER as written (PASS, LowQual;strand_bias...); null when '.'",
-    "is_pass": "FILTER is PASS",
-    "gt": "Genotype as written",
-    "zygosity": "het, hom_alt, hemizygous (haploid GT), or null without a called GT",
-    "ad_ref": "Reads supporting REF (FORMAT AD, or a tumour alias such as ADT)",
-    "ad_alt": "Reads supporting this ALT",
-    "dp": "Read depth (FORMAT DP, or a tumour alias such as DPT, or INFO TDP)",
-    "vaf": "Variant allele fraction of this ALT in this sample, 0-1",
-    "vaf_source": "Where vaf came from: format_af, ad (ALT reads / all reads) or info",
-    "gene": "Gene symbol of the chosen transcript annotation",
-    "consequence": "Consequence term(s) of the chosen annotation, '&'-joined as written",
-    "consequence_terms": "The consequence split into Sequence Ontology terms",
-    "impact": "VEP IMPACT / SnpEff Annotation_Impact (HIGH, MODERATE, LOW, MODIFIER)",
-    "hgvsc": "HGVS coding change as annotated",
-    "hgvsp": "HGVS protein change as annotated",
-    "protein_change": "One-letter protein change without the 'p.', e.g. L858R, E746_A750del",
-    "protein_position": "Residue number of the protein change",
-    "exon": "Exon number of the chosen transcript (from EXON / Rank, or the residue)",
-    "transcript": "Transcript of the chosen annotation (CANONICAL=YES first)",
-    "canonical": "The chosen transcript is flagged CANONICAL=YES",
-    "annotation_source": "vep (CSQ) or snpeff (ANN)",
-    "is_nonsynonymous": "Consequence is protein-altering (maftools' non-synonymous classes)",
-    "end": "INFO END of a symbolic allele",
-    "copy_number": "INFO CN (estimated copy number) of a copy-number call",
-    "source_file": "Pseudonym of the source file path (bronze has the path)",
-    "record_index": "Record ordinal in the source file (joins bronze.variants_raw)",
-}
-SILVER_TABLE_COMMENT = (
-    "Variants carried by each sample, one row per (file, record, sample, ALT allele), with "
-    "genotype, depths, VAF and the canonical-transcript annotation; joins on patient_key."
-)
 
 
 # ---------------------------------------------------------------------------- steps

@@ -38,6 +38,7 @@ from pipelines.genomics.sources import (
 )
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
+from pipelines.lakehouse.comments import column_comments, table_comment
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
 
@@ -104,7 +105,7 @@ def ingest_bronze(run: JobRun, sources: list[VcfSource], cfg: GenomicsConfig,
                        cfg.task_records, slots)
     if readable:
         ensure_table(run.spark, ref, run.spark.createDataFrame([], bronze.BRONZE_DDL).schema,
-                     bronze.BRONZE_COMMENTS, bronze.BRONZE_TABLE_COMMENT,
+                     column_comments(ref), table_comment(ref),
                      {"delta.dataSkippingNumIndexedCols": str(len(bronze.STATS_COLUMNS))})
     if ref.path is None or not cfg.direct_write:
         return _ingest_bronze_spark(run, ref, sources, tasks, cfg, gate)
@@ -209,9 +210,7 @@ def _ingest_bronze_spark(run: JobRun, ref, sources: list[VcfSource], tasks, cfg,
         run.quarantine(bronze.select_quarantine(typed), ref)
         if readable:
             run.write(bronze.select_bronze(typed), ref, mode="replace", gate=gate, cache=False,
-                      replace_where=in_predicate("source_file", [s.path for s in readable]),
-                      comments=bronze.BRONZE_COMMENTS,
-                      table_comment=bronze.BRONZE_TABLE_COMMENT)
+                      replace_where=in_predicate("source_file", [s.path for s in readable]))
     finally:
         typed.unpersist()
     return counts
@@ -273,15 +272,7 @@ def write_sequenced_samples(run: JobRun, counts: list, readable: list[VcfSource]
     files = [file_pseudonym(s.path, key) for s in readable]
     if files:
         run.write(df, ref, mode="replace", replace_where=in_predicate("source_file", files),
-                  primary=False,
-                  comments={"source_file": "Pseudonym of the source file (as in "
-                                           "silver.variants)",
-                            "sample": "Pseudonym of the sample name",
-                            "patient_key": "Pseudonymised patient id",
-                            "n_records": "Records ingested for this sample",
-                            "n_quarantined": "Records of this sample that were quarantined"},
-                  table_comment="Every (file, sample) ingested: who was sequenced, so a "
-                                "patient without variants still has a TMB of 0.")
+                  primary=False)
     return [r[2] for r in rows]
 
 
@@ -305,11 +296,7 @@ def write_headers(run: JobRun, sources: list[VcfSource]) -> None:
               "description string, issue string")
     run.write(df, run.settings.table("bronze", "vcf_headers"), mode="replace",
               replace_where=in_predicate("source_file", [s.path for s in sources]),
-              primary=False,
-              comments={"section": "INFO, FORMAT, FILTER, contig or meta",
-                        "issue": "What breaks the VCF spec in this declaration and what "
-                                 "ingestion does about it"},
-              table_comment="Header declarations of every ingested VCF/BCF file.")
+              primary=False)
 
 
 def ingest_silver(run: JobRun, sources: list[VcfSource], sample_map: dict[str, str]) -> None:
@@ -326,5 +313,4 @@ def ingest_silver(run: JobRun, sources: list[VcfSource], sample_map: dict[str, s
     run.write(variants, settings.table("silver", "variants"), mode="replace",
               replace_where=in_predicate("source_file", [file_pseudonym(p, key)
                                                          for p in paths]),
-              primary=False, comments=silver.SILVER_COMMENTS,
-              table_comment=silver.SILVER_TABLE_COMMENT)
+              primary=False)

@@ -56,16 +56,6 @@ JOB_RUNS_SCHEMA = T.StructType(
     ]
 )
 
-JOB_RUNS_COMMENTS = {
-    "run_id": "Unique id of this job run",
-    "parent_run_id": "Id of the `oncorank run` invocation that started this job, if any",
-    "rows_in": "Rows the job took in from its inputs",
-    "rows_written": "Rows written to the job's primary output table",
-    "rows_quarantined": "Rows moved to a quarantine table, with a reason",
-    "tables_read": "Delta version of each table read (table -> version)",
-    "tables_written": "Delta version of each table after the job wrote it",
-    "message": "Error message when status is failed (never patient data)",
-}
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -269,11 +259,11 @@ class JobRun:
             self.settings.env,
             self.message,
         )
-        delta.append_rows(
-            self.spark, self.settings.table("ops", "job_runs"), [row], JOB_RUNS_SCHEMA,
-            comments=JOB_RUNS_COMMENTS,
-            table_comment="One row per job run: counts in/written/quarantined and versions.",
-        )
+        from pipelines.lakehouse.comments import comments_for
+
+        ref = self.settings.table("ops", "job_runs")
+        delta.append_rows(self.spark, ref, [row], JOB_RUNS_SCHEMA,
+                          **comments_for(ref, JOB_RUNS_SCHEMA.names))
 
 
 def _insert_new(spark: SparkSession, rows: DataFrame, ref: TableRef) -> None:

@@ -366,9 +366,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
         rows = _metric_rows(results, best, version, promote, fingerprint, trained_at,
                             settings.registered_model_name)
         run.write(spark.createDataFrame(rows, METRICS_SCHEMA), settings.table("gold", "model_metrics"),
-                  mode="merge", keys=["run_id", "metric"], primary=False,
-                  table_comment="Validation metrics of every training run (one row per run "
-                                "and metric); see pipelines/models/evaluation.py for definitions.")
+                  mode="merge", keys=["run_id", "metric"], primary=False)
         run.count_written(n)
     return run
 

@@ -20,7 +20,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.lakehouse.audit import JobRun, job_run
-from pipelines.lakehouse.comments import comments_for
 from pipelines.lakehouse.errors import ConfigError, InputNotFoundError, SchemaMismatchError
 from pipelines.lakehouse.privacy import (
     hmac_sha256_col,
@@ -193,7 +192,7 @@ def ingest_notes(spark: SparkSession, settings: Settings, parent_run_id: str | N
                                 "_reason")),
                 target)
             df = df.join(dup, "note_id", "left_anti")
-        run.write(df, target, keys=["note_id"], **comments_for(target.key, df.columns))
+        run.write(df, target, keys=["note_id"])
     return run
 
 
@@ -252,8 +251,7 @@ def deidentify_notes(spark: SparkSession, settings: Settings, parent_run_id: str
                                 deid_mode(settings)).drop("phi_spans")
         out = deid.select("note_id", "patient_key", "note_type", "note_date", "text_deid",
                           "phi_count")
-        run.write(out, target, keys=["note_id"], delete_missing=True,
-                  **comments_for(target.key, out.columns))
+        run.write(out, target, keys=["note_id"], delete_missing=True)
         raw.unpersist()
     return run
 
@@ -284,7 +282,6 @@ def extract_note_findings(spark: SparkSession, settings: Settings,
         notes = run.read(source)
         found = findings_frame(spark, notes).persist()
         run.count_in(found.count())
-        run.write(found, target, keys=["finding_id"], delete_missing=True,
-                  **comments_for(target.key, found.columns))
+        run.write(found, target, keys=["finding_id"], delete_missing=True)
         found.unpersist()
     return run

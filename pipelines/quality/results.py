@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import types as T
 
 from pipelines.lakehouse import delta
+from pipelines.lakehouse.comments import comments_for
 
 log = logging.getLogger("oncorank.quality")
 
@@ -39,21 +40,6 @@ DATA_QUALITY_SCHEMA = T.StructType([
     T.StructField("validated_at", T.TimestampType(), False),
 ])
 
-DATA_QUALITY_COMMENTS = {
-    "run_id": "ops.job_runs.run_id of the job whose write was validated",
-    "table": "Table the validated rows were about to be written to (schema.table)",
-    "expectation": "Expectation name, unique within the table's suite",
-    "severity": "stop | quarantine | warn: what a failure does",
-    "success": "True when the expectation held; null when it was skipped",
-    "status": "passed | failed | error | skipped",
-    "action": "none | warned | quarantined | stopped | skipped",
-    "observed_value": "What Great Expectations observed (JSON), never row values",
-    "unexpected_count": "Rows that failed a row-level expectation",
-    "rows_validated": "Rows in the validated batch",
-    "details": "Why an expectation was skipped, or the error it raised",
-    "suite": "Suite file and content digest",
-    "data_docs": "Data Docs page of this validation (static HTML)",
-}
 
 
 @dataclass
@@ -130,11 +116,9 @@ def flush(run) -> None:
          o.data_docs, at.replace(tzinfo=None))
         for o, at in buf.outcomes
     ]
-    delta.append_rows(
-        run.spark, run.settings.table("ops", "data_quality"), rows, DATA_QUALITY_SCHEMA,
-        comments=DATA_QUALITY_COMMENTS,
-        table_comment="One row per expectation per validated write (quality gate results).",
-    )
+    ref = run.settings.table("ops", "data_quality")
+    delta.append_rows(run.spark, ref, rows, DATA_QUALITY_SCHEMA,
+                      **comments_for(ref, DATA_QUALITY_SCHEMA.names))
     for table, seconds in sorted(buf.gate_seconds.items()):
         log.info("%s: quality gate on %s took %.2f s", run.job, table, seconds)
     if docs_index is not None:

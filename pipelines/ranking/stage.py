@@ -34,6 +34,7 @@ from pyspark.sql import types as T
 from pipelines.catalog import regimen_catalog
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import REASON_COL, RULE_COL, JobRun, job_run
+from pipelines.lakehouse.comments import column_comments
 from pipelines.lakehouse.errors import ConfigError, InputNotFoundError, SchemaMismatchError
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
@@ -47,19 +48,6 @@ log = logging.getLogger("oncorank")
 STAGE = "score"
 PREDICT_BATCH = 5000  # patients per model call: bounds driver memory on large cohorts
 
-DRIFT_COMMENTS = {
-    "board_date": "Board date of the scored cohort",
-    "feature": "Model input feature (column of gold.patient_features)",
-    "kind": "numeric (decile bins + KS) or categorical (levels)",
-    "psi": "Population stability index, scored vs training cohort (<0.1 stable, >0.25 major)",
-    "ks_stat": "Two-sample Kolmogorov-Smirnov statistic (numeric features)",
-    "ks_pvalue": "KS p-value",
-    "n_training": "Patients in the champion's training cohort",
-    "n_scored": "Patients scored for this board date",
-    "drifted": "psi >= threshold with enough patients, or KS p < alpha / number of KS tests",
-    "model_name": "Champion whose training cohort is the reference",
-    "model_version": "Champion version",
-}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -363,15 +351,13 @@ def _write_rankings(run: JobRun, ranked: DataFrame, quarantined: list[tuple],
     # Materialise once: the write passes over the rows several times (gate, duplicate-key
     # check, MERGE) and the lineage above joins five tables.
     ranked = spark.createDataFrame(ranked.collect(), ranked.schema)
-    added = delta.add_columns(spark, ref, ranked, steps.RANKING_COMMENTS)
+    added = delta.add_columns(spark, ref, ranked, column_comments(ref))
     if added:
         log.warning("%s: %s gains column(s) %s of this oncorank version (null for the "
                     "board dates scored before)", STAGE, ref.key, ", ".join(added))
     if quarantined:
         run.quarantine(_quarantine_rows(spark, quarantined, board_date), ref)
-    run.write(ranked, ref, mode="merge", keys=steps.KEYS, comments=steps.RANKING_COMMENTS,
-              table_comment="Ranked candidate regimens per patient and board date, with "
-                            "intervals, evidence, contraindications and model version.")
+    run.write(ranked, ref, mode="merge", keys=steps.KEYS)
 
 
 def _write_drift(run: JobRun, champion, features_pdf: pd.DataFrame, board_date: dt.date,
@@ -395,9 +381,7 @@ def _write_drift(run: JobRun, champion, features_pdf: pd.DataFrame, board_date: 
               "drifted boolean, model_name string, model_version string")
     run.write(_to_spark(run.spark, drift_pdf, schema), run.table("gold", "drift"),
               mode="replace", replace_where=f"board_date = DATE'{board_date.isoformat()}'",
-              primary=False, comments=DRIFT_COMMENTS,
-              table_comment="Feature drift of each board date's scored cohort versus "
-                            "the champion's training cohort (PSI, KS).")
+              primary=False)
     n_drift = int(drift_pdf["drifted"].sum())
     if n_drift:
         log.warning("%s: %d feature(s) drifted from the training cohort: %s", STAGE,

@@ -67,57 +67,6 @@ RANKING_COLUMNS = [
     "model_name", "model_version", "mlflow_run_id", "kb_version", "scored_at",
 ]
 
-RANKING_COMMENTS = {
-    "patient_key": "Pseudonymised patient id (HMAC of the source id); join key across tables",
-    "board_date": "Tumor-board date the ranking was produced for",
-    "treatment": "Candidate regimen (name from the regimen catalog)",
-    "rank": "1 = best: ordered by predicted_rmst, ties by rmst_lower then name, except that "
-            "targeted options whose label requirement is unknown, then those whose requirement "
-            "is not met, come after the options that can be given now; evidence and "
-            "contraindications are shown, never applied. Null when rank_status is not 'ranked'",
-    "rank_status": "ranked | insufficient comparable patients (estimated propensity or "
-                   "similar treated patients below the [ranking] thresholds) | too few treated "
-                   "patients in training; options that are not ranked never rank first "
-                   "(pipelines/ranking/abstention.py)",
-    "cancer_type": "OncoTree code of the patient's cancer",
-    "predicted_rmst": "Predicted restricted mean survival time (months) up to horizon_months",
-    "rmst_lower": "Lower bound of the predicted RMST interval (months)",
-    "rmst_upper": "Upper bound of the predicted RMST interval (months)",
-    "surv_12": "Predicted probability of being alive at 12 months",
-    "surv_24": "Predicted probability of being alive at 24 months",
-    "horizon_months": "RMST horizon of the model (months)",
-    "standard_of_care": "The cancer type's standard-of-care regimen (catalog)",
-    "benefit_vs_soc": "predicted_rmst minus the standard of care's predicted_rmst (months); "
-                      "null when this option or the standard of care is not ranked",
-    "benefit_lower": "Lower bound of the 95% interval of benefit_vs_soc (paired: both options "
-                     "predicted by the same replicate)",
-    "benefit_upper": "Upper bound of the 95% interval of benefit_vs_soc",
-    "prob_rank1": "Share of the model's replicates under which this option would be rank 1; "
-                  "null when not ranked or without replicates",
-    "n_refits": "Replicates of the model (bootstrap refits that succeeded, or coefficient "
-                "draws): what the intervals and prob_rank1 come from",
-    "evidence_level": "Best knowledge-base evidence level of a biomarker matched to this "
-                      "regimen (sensitivity); null when none",
-    "evidence_alteration": "The matched alteration (gene and alteration)",
-    "evidence_citation": "Citation of the matched knowledge-base evidence",
-    "evidence_ids": "Knowledge-base evidence ids behind it (CIViC EID/AID, curated FDA/NCCN "
-                    "id; silver.actionable_alterations.evidence_ids)",
-    "evidence_on_label": "Whether the matched evidence is on-label for the patient's tumor type",
-    "label_status": "For a targeted regimen, its FDA label against this patient: on label now | "
-                    "on label at a later line (after N prior lines) | requirement unknown: ... | "
-                    "requirement not met: ... (regimens.yaml label); null for other regimens",
-    "contraindications": "What speaks against this regimen for this patient (comorbidity flags, "
-                         "note findings, resistance markers); shown, not applied",
-    "overlap_warning": "True when few similar patients received this regimen (extrapolation)",
-    "propensity": "Estimated probability that a patient like this one received the regimen",
-    "n_similar_treated": "Number of similar training patients who received the regimen",
-    "model_name": "Registered model that produced the prediction",
-    "model_version": "Registered model version",
-    "mlflow_run_id": "MLflow run that trained the model",
-    "kb_version": "Knowledge-base release the evidence comes from (CIViC release + curated "
-                  "set, silver.actionable_alterations.kb_version); null without that table",
-    "scored_at": "When these values were first produced (unchanged by an identical re-run)",
-}
 
 
 # ---------------------------------------------------------------------------- inputs
