@@ -57,11 +57,10 @@ class Notebook:
 
     def read(self, key: str):
         """The table as a Spark DataFrame, or ``None`` (with a note) when it does not exist."""
-        ref = self.table(key)
-        if not delta.table_exists(self.spark, ref):
+        df = delta.read_optional(self.spark, self.table(key))
+        if df is None:
             print(f"note: {key} does not exist yet in this lakehouse; its section is skipped.")
-            return None
-        return delta.read_table(self.spark, ref)
+        return df
 
     def version(self, key: str) -> int | None:
         return delta.current_version(self.spark, self.table(key))

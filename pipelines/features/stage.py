@@ -81,8 +81,9 @@ def build_features(spark: SparkSession, settings: Settings, parent_run_id: str |
         features = assemble(tables, regimens)
         ref = settings.table("gold", "patient_features")
         options: dict = {"mode": "merge", "keys": KEYS, "delete_missing": True}
-        if delta.table_exists(spark, ref):
-            existing = delta.read_table(spark, ref).columns
+        current = delta.read_optional(spark, ref)
+        if current is not None:
+            existing = current.columns
             if set(existing) != set(features.columns):
                 log.warning("%s: feature columns changed (%s added, %s removed); rewriting %s",
                             STAGE, sorted(set(features.columns) - set(existing)),

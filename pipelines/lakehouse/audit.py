@@ -115,13 +115,17 @@ class JobRun:
         "its features are null"). A caller that needs a typed empty frame instead applies
         that fallback to the None.
         """
-        if not delta.table_exists(self.spark, ref):
+        version = delta.current_version(self.spark, ref)
+        df = delta.read_optional(self.spark, ref, version)
+        if df is None:
             if ref.key not in self.absent:
                 self.absent.add(ref.key)
                 log.log(level, "%s: optional input %s is absent%s", self.job, ref.key,
                         f"; {consequence}" if consequence else "")
             return None
-        return self.read(ref)
+        if version is not None:
+            self.tables_read[ref.key] = version
+        return df
 
     def count_in(self, n: int) -> None:
         self.rows_in += int(n)

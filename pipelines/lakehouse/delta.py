@@ -74,6 +74,18 @@ def current_version(spark: SparkSession, ref: TableRef) -> int | None:
     return int(row["version"]) if row else None
 
 
+def read_optional(spark: SparkSession, ref: TableRef,
+                  version: int | None = None) -> DataFrame | None:
+    """:func:`read_table` for a table that may not exist yet: ``None`` when it does not.
+
+    The one way to read an optional table; inside a job, ``JobRun.read_optional`` adds the
+    version record and a log line.
+    """
+    if not table_exists(spark, ref):
+        return None
+    return read_table(spark, ref, version)
+
+
 def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> DataFrame:
     """Read a table (at ``version`` when given). A missing table is a clear error."""
     from pipelines.lakehouse.errors import InputNotFoundError

@@ -36,9 +36,9 @@ def quality_status(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {"status": "unknown", "tables": {},
                            "data_docs": index.as_uri() if index.is_file() else None}
     dq_ref = settings.table("ops", "data_quality")
-    if not delta.table_exists(spark, dq_ref):
+    dq = delta.read_optional(spark, dq_ref)
+    if dq is None:
         return out
-    dq = delta.read_table(spark, dq_ref)
     latest = Window.partitionBy("table")
     rows = (
         dq.withColumn("_key", F.struct("validated_at", "run_id"))

@@ -343,9 +343,9 @@ def _write_rankings(run: JobRun, ranked: DataFrame, quarantined: list[tuple],
                     board_date: dt.date) -> None:
     spark = run.spark
     ref = run.table("gold", "treatment_rankings")
-    existing = None
-    if delta.table_exists(spark, ref):
-        existing = delta.read_table(spark, ref).filter(F.col("board_date") == F.lit(board_date))
+    existing = delta.read_optional(spark, ref)
+    if existing is not None:
+        existing = existing.filter(F.col("board_date") == F.lit(board_date))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     ranked = steps.with_stable_scored_at(ranked, existing, now).select(*steps.RANKING_COLUMNS)
     # Materialise once: the write passes over the rows several times (gate, duplicate-key

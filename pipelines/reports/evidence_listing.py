@@ -20,7 +20,7 @@ def actionable_summary(spark, settings, vcf: tuple[str, ...]) -> list[dict]:
 
     def table(name: str) -> DataFrame | None:
         ref = settings.table("silver", name)
-        return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
+        return delta.read_optional(spark, ref)
 
     files = [file_pseudonym(p, settings.pseudonym_key) for p in discover(vcf)]
     samples = table("sequenced_samples")
