@@ -181,8 +181,8 @@ def child_negex() -> dict:
     sys.path.insert(0, str(REPO))
     from pipelines.lakehouse.session import spark_session
     from pipelines.lakehouse.settings import Settings
+    from pipelines.notes.assertion_context import find_target
     from pipelines.notes.commands import context_statuses
-    from pipelines.notes.context import find_target
 
     rows = negex_rows()
     scratch = Path(tempfile.mkdtemp(prefix="oncorank-bench-"))

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.catalog import regimen_catalog
-from pipelines.reports import context as ctx
 from pipelines.reports import render
+from pipelines.reports import sections as ctx
 from pipelines.reports.browser import HeadlessBrowser, find_chromium, print_pdf_cli
 from pipelines.reports.plots import survival_plot_uri
 

@@ -10,8 +10,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.clinical import csv_input
-from pipelines.clinical.lines import LineRule
 from pipelines.clinical.stage import build_clinical_silver
+from pipelines.clinical.therapy_lines import LineRule
 from pipelines.lakehouse.privacy import patient_shift_days, pseudonymise
 
 KEY = b"build-test-key"

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from pipelines.clinical.dates import parse_date_str
-from pipelines.clinical.lines import Exposure, LineRule, derive_lines, match_treatment
+from pipelines.clinical.therapy_lines import Exposure, LineRule, derive_lines, match_treatment
 
 D = dt.date
 

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines.genomics import fastrows, rows
-from pipelines.genomics.lines import Lines
+from pipelines.genomics.line_spans import Lines
 from pipelines.genomics.reader import _rechunk, iter_text_lines
 from pipelines.genomics.rows import lines_to_batch
 from pipelines.genomics.sources import FieldDef, VcfSource, read_source
@@ -199,7 +199,7 @@ def test_compiled_line_cutting_equals_numpy(monkeypatch):
     """Large blocks are cut by fastrows.line_spans, small ones with numpy: the same spans,
     and the same refusals (CRLF, bad UTF-8), on blocks with empty lines, a CR inside a line,
     UTF-8 text and no trailing data."""
-    import pipelines.genomics.lines as lines_mod
+    import pipelines.genomics.line_spans as lines_mod
 
     rng = random.Random(7)
     alphabet = ["a", "\t", "\n", "\n", "\r", "\u00e9", "#", "1"]
@@ -224,7 +224,7 @@ def test_cutting_lines_alone_never_loads_numba():
     import subprocess
     import sys
 
-    code = ("import sys; from pipelines.genomics.lines import Lines; "
+    code = ("import sys; from pipelines.genomics.line_spans import Lines; "
             "lines = Lines.of_block(b'chr1\\t1\\t.\\tA\\tC\\n' * 300_000); "
             "assert len(lines) == 300_001, len(lines); "
             "assert 'numba' not in sys.modules and 'pipelines.genomics.fastrows' not in "

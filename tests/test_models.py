@@ -24,7 +24,7 @@ from pipelines.models.design import (
     time_grid,
 )
 from pipelines.models.estimators import FAMILIES, Breslow, CoxPH, make_estimator
-from pipelines.models.evaluation import (
+from pipelines.models.metrics import (
     age_band,
     evaluate,
     oracle_metrics,

@@ -4,8 +4,8 @@ truth.
 The features are ``gold.patient_features`` as the stages built them from the raw VCFs, CSV and
 notes of the session's end-to-end run (``oracle_run`` in conftest: the ``realistic`` world);
 the generator's ``truth/patients.csv`` is used only to judge them. A wrong label loses the
-value of any model fitted on it: before the switch rule of pipelines/clinical/lines.py, line 1
-was mapped to the second regimen for 20% of patients, and a Cox refit's normalised policy value
+value of any model fitted on it: before the switch rule of
+pipelines/clinical/therapy_lines.py, line 1 was mapped to the second regimen for 20% of patients, and a Cox refit's normalised policy value
 on 2,000 patients went from 0.56 (true treatment) to 0.20 (benchmarks/RESULTS.md, "End-to-end
 oracle benchmark"). How the models rank on these features is tested in
 tests/test_end_to_end_oracle.py; the estimators on planted effects in tests/test_models.py.

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pipelines.notes import context as ctx
+from pipelines.notes import assertion_context as ctx
 from pipelines.notes import deid
 
 # A realistic note with PHI of every type and findings in several contexts (written for

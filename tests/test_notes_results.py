@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.notes import context as ctx
+from pipelines.notes import assertion_context as ctx
 from pipelines.notes import findings as fnd
 
 # The sentences a user put through `oncorank run` and what each one says.
@@ -122,7 +122,7 @@ def test_a_gene_prefix_never_swallows_a_result_cue():
 
 
 def test_the_report_shows_stated_values_conflicts_and_facts_after_the_index_date():
-    from pipelines.reports import context as rctx
+    from pipelines.reports import sections as rctx
 
     rows, _ = rctx.notes_context([
         {"concept": "PD-L1 TPS", "value": "50", "comparator": "<", "context": "affirmed",

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pipelines.notes import findings
-from pipelines.notes.rules import RuleSet, required_literals, split_leading_lookbehind
+from pipelines.notes.lexicon import RuleSet, required_literals, split_leading_lookbehind
 
 
 def plain_scan(rules: list[tuple[str, str]], text: str) -> list[tuple[int, int, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.clinical.codes import note_comorbidity_codes
-from pipelines.notes import context as ctx
+from pipelines.notes import assertion_context as ctx
 from pipelines.notes import findings as fnd
 
 # sentence -> expected (concept, context, value) of the stage and comorbidity findings

@@ -21,8 +21,8 @@ from pipelines.lakehouse.errors import ConfigError, InputNotFoundError
 from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking import drift, steps
-from pipelines.ranking.evaluation import load_oracle, ranking_accuracy
-from pipelines.ranking.rules import rule_book
+from pipelines.ranking.accuracy import load_oracle, ranking_accuracy
+from pipelines.ranking.option_rules import rule_book
 from pipelines.ranking.stage import read_review_list, score
 
 BOARD = "2026-12-03"
@@ -546,7 +546,7 @@ def test_load_oracle_pseudonymises_source_ids(tmp_path):
 
 
 def test_planted_pairs_come_from_the_generators_truth(tmp_path):
-    from pipelines.ranking.evaluation import planted_pairs
+    from pipelines.ranking.accuracy import planted_pairs
     from pipelines.synth import generate_cohort
 
     generate_cohort(tmp_path / "cohort", patients=30, seed=1)

@@ -225,7 +225,7 @@ def test_options_without_comparable_patients_are_listed_without_rank_or_predicti
 
 
 def test_ranking_notice_says_why_a_patient_has_no_ranking():
-    from pipelines.reports.context import ranking_notice
+    from pipelines.reports.sections import ranking_notice
 
     card = {"training_cohort": {"n_patients": 30, "n_events": 12}}
     small = [{"treatment": t, "ranked": False, "is_soc": t == "chemo",
@@ -352,6 +352,6 @@ def test_survival_plot_is_deterministic():
     ({}, "not recorded"),
 ])
 def test_the_report_never_shows_an_exact_age_over_89(patient, text):
-    from pipelines.reports import context as rctx
+    from pipelines.reports import sections as rctx
 
     assert rctx.age_text(patient) == text

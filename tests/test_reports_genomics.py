@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.genomics.proteins import beyond_protein, protein_lengths
-from pipelines.reports.context import genomics_context
+from pipelines.reports.sections import genomics_context
 
 
 def _variant(gene, hgvsp, position, consequence="missense_variant"):
@@ -48,7 +48,7 @@ def test_each_alteration_names_the_vcf_records_it_comes_from():
 def test_a_comorbidity_only_a_note_states_is_marked_so():
     import numpy as np
 
-    from pipelines.reports.context import comorbidity_context
+    from pipelines.reports.sections import comorbidity_context
 
     row = {"cci_diab": 1, "cci_chf": 1, "cci_mi": 0, "charlson_index": 2, "elixhauser_vw": 3,
            "note_components": np.array(["cci_diab", "elix_diabunc"])}  # as pandas reads it
@@ -129,7 +129,7 @@ def test_patient_report_builds_the_context_without_spark_or_tables():
 
     from pipelines.catalog import regimen_catalog
     from pipelines.reports import render
-    from pipelines.reports.context import drift_context, quality_context
+    from pipelines.reports.sections import drift_context, quality_context
     from pipelines.reports.stage import BoardData, patient_report
 
     catalog = regimen_catalog()

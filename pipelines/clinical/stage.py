@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pipelines.clinical import csv_input, fhir, silver
 from pipelines.clinical.columns import add_rule, stage_group
 from pipelines.clinical.dates import shift_date_text
-from pipelines.clinical.lines import LineRule, treatment_lines
+from pipelines.clinical.therapy_lines import LineRule, treatment_lines
 from pipelines.lakehouse import delta
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.comments import column_comments

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from numba import njit
 
 from pipelines.genomics import rows
-from pipelines.genomics.lines import Lines
+from pipelines.genomics.line_spans import Lines
 from pipelines.genomics.sources import VcfSource
 
 COLON, SEMI, COMMA, DOT = (ord(c) for c in ":;,.")

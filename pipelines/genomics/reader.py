@@ -5,7 +5,7 @@ so records are never turned into Python objects here. BGZF blocks are inflated b
 libdeflate (:mod:`pipelines.genomics.bgzf`, htslib taking over at any block it cannot vouch
 for), other files by htslib (through pysam), which also seeks with the index for contig
 pieces; each decompressed block is cut into lines in
-place (:class:`pipelines.genomics.lines.Lines`), which are then cut into columns and typed
+place (:class:`pipelines.genomics.line_spans.Lines`), which are then cut into columns and typed
 batch by batch (:mod:`pipelines.genomics.rows`: compiled code for clean batches, vectorised
 Arrow kernels for the rest), so the JVM only receives Arrow batches.
 
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from pipelines.genomics import rows
 from pipelines.genomics.bgzf import BgzfReader
-from pipelines.genomics.lines import Lines
+from pipelines.genomics.line_spans import Lines
 from pipelines.genomics.rows import conventions  # noqa: F401 - re-exported
 from pipelines.genomics.sources import Piece, VcfSource
 

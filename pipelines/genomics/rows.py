@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from pipelines.genomics.lines import Lines
+from pipelines.genomics.line_spans import Lines
 from pipelines.genomics.sources import VcfSource
 
 STR_LIST = pa.list_(pa.string())

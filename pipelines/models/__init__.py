@@ -7,7 +7,7 @@ Modules
                 XGBoost Cox/AFT, xgboost.spark Cox).
 ``treatment``   :class:`~pipelines.models.treatment.TreatmentResponseModel` (S-/T-learner,
                 bootstrap intervals, propensity overlap, explanations).
-``evaluation``  discrimination, calibration, subgroup, policy value, targeting, oracle regret.
+``metrics``     discrimination, calibration, subgroup, policy value, targeting, oracle regret.
 ``registry``    MLflow tracking, the model card, registry and the ``champion`` alias.
 ``stage``       the ``train`` stage; ``byoc`` the bring-your-own-cohort command.
 """

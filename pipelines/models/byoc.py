@@ -195,7 +195,7 @@ def train_cohort(path, time_col: str, event_col: str, treatment_col: str,
     from sklearn.model_selection import train_test_split
 
     from pipelines.models.design import make_target
-    from pipelines.models.evaluation import recommendations, survival_metrics
+    from pipelines.models.metrics import recommendations, survival_metrics
 
     if feature_cols:  # `--feature-cols a,b --feature-cols c` → [a, b, c]
         feature_cols = [c.strip() for f in feature_cols for c in str(f).split(",") if c.strip()]

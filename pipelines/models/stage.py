@@ -232,7 +232,7 @@ def fit_and_select(train: pd.DataFrame, y_tr, val: pd.DataFrame, y_va, families:
     """Fit and validate every family, select one by the promotion metric (:func:`_score`)
     and give it its bootstrap refits. Returns ``[(family, model, metrics, tables), ...]`` and
     the chosen tuple. No MLflow, no table: the caller logs and registers."""
-    from pipelines.models.evaluation import evaluate
+    from pipelines.models.metrics import evaluate
     from pipelines.models.treatment import TreatmentResponseModel
 
     modifiers = effect_modifiers(feature_cols)
@@ -265,7 +265,7 @@ def train_models(spark: SparkSession, settings: Settings, parent_run_id: str | N
     The modelling is :func:`split_for_validation` and :func:`fit_and_select` (pure); this
     function reads the features, logs every family to MLflow, registers and promotes."""
     from pipelines.models import registry
-    from pipelines.models.evaluation import survival_metrics
+    from pipelines.models.metrics import survival_metrics
     from pipelines.models.treatment import infer_feature_columns
 
     cfg = models_config(settings)

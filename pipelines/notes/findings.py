@@ -4,9 +4,9 @@ Inputs per note are the de-identified text, the sentence spans Spark NLP's
 ``SentenceDetector`` produced on it, concept chunks (identifier = row of
 ``resources/concepts.tsv``) and section-header chunks (identifier = row of
 ``resources/sections.tsv``), both found by :func:`find_mentions` (the lexicon rules with a
-literal prefilter, see :mod:`.rules`). Each concept mention becomes one finding with its
+literal prefilter, see :mod:`.lexicon`). Each concept mention becomes one finding with its
 normalised concept, category, value, ConText status (triggers matched in the mention's
-sentence, see :mod:`.context`), section, span and a short snippet.
+sentence, see :mod:`.assertion_context`), section, span and a short snippet.
 
 >>> rows = concept_rows()
 >>> rows[0].concept, rows[0].category
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from pipelines.notes import context as ctx
-from pipelines.notes.rules import RuleSet
+from pipelines.notes import assertion_context as ctx
+from pipelines.notes.lexicon import RuleSet
 
 CATEGORIES = ("biomarker", "site", "performance_status", "therapy", "adverse_event", "smoking",
               "diagnosis", "stage", "comorbidity")

@@ -8,12 +8,12 @@ Everything here is open-source Spark NLP configured from the data files in
   tells the Python side what matched.
 
 The annotation columns are then reduced to plain ``(begin, end, identifier)`` arrays,
-so the Python steps (:mod:`.context`, :mod:`.deid`, :mod:`.findings`) receive small Arrow
+so the Python steps (:mod:`.assertion_context`, :mod:`.deid`, :mod:`.findings`) receive small Arrow
 batches through ``mapInArrow`` rather than Spark NLP's full annotation structs.
 
 Two kinds of rules run in Python instead, compiled once per worker, because on the JVM every
 rule scans every character of every note: the concept and section lexicons (a literal
-prefilter skips the rules whose words a note does not contain, :mod:`.rules`; as 116
+prefilter skips the rules whose words a note does not contain, :mod:`.lexicon`; as 116
 ``RegexMatcher`` rules they took more than half of the pipeline's time), and the ConText
 trigger terms, matched only in the sentences that hold a mention.
 
@@ -27,7 +27,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.notes import context
+from pipelines.notes import assertion_context
 
 # Spark NLP spans are inclusive ``[begin, end]``; the Python side uses ``[begin, end)``.
 SPAN_FIELDS = "array<struct<b:int,e:int,i:string>>"
@@ -161,14 +161,15 @@ def deid_row(r: dict) -> dict:
 
     text = r["text"] or ""
     cands = [deid.Candidate(a["b"], a["e"], a["i"]) for a in _spans(r["phi"])]
-    toks = context.token_offsets(text)
+    toks = assertion_context.token_offsets(text)
     res = deid.deidentify(text, cands, toks, int(r["shift_days"] or 0), r.get("surrogate_seed"))
     return {"text_deid": res.text,
             "phi_spans": [{"begin": s.begin, "end": s.end, "type": s.type} for s in res.spans]}
 
 
 def _sentences(text: str, rows) -> list:
-    return context.merge_title_breaks(text, [context.Span(a["b"], a["e"]) for a in _spans(rows)])
+    spans = [assertion_context.Span(a["b"], a["e"]) for a in _spans(rows)]
+    return assertion_context.merge_title_breaks(text, spans)
 
 
 def findings_row(r: dict) -> dict:
@@ -187,13 +188,13 @@ def findings_row(r: dict) -> dict:
 
 def context_row(r: dict) -> dict:
     text = r["text"] or ""
-    target = context.find_target(text, r["target"] or "")
+    target = assertion_context.find_target(text, r["target"] or "")
     if target is None:
         return {"status": "affirmed", "modifiers": [], "target_found": False}
     sent = next((s for s in _sentences(text, r["sentence"]) if s.begin <= target.begin < s.end),
-                context.Span(0, len(text)))
-    res = context.classify(sent, context.tokenize(text, sent),
-                           context.find_triggers(text, sent), target)
+                assertion_context.Span(0, len(text)))
+    res = assertion_context.classify(sent, assertion_context.tokenize(text, sent),
+                                     assertion_context.find_triggers(text, sent), target)
     return {"status": res.status, "modifiers": sorted(m.lower() for m in res.modifiers),
             "target_found": True}
 

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.notes import context as ctx
+from pipelines.notes import assertion_context as ctx
 from pipelines.notes import findings as fnd
 
 STATUSES = ("affirmed", "negated", "pending", "equivocal", "indeterminate")

@@ -41,7 +41,7 @@ from pipelines.lakehouse.settings import Settings
 from pipelines.ranking import drift as drift_mod
 from pipelines.ranking import steps
 from pipelines.ranking.abstention import RANKED, AbstentionRule, paired_uncertainty, rank_status
-from pipelines.ranking.rules import rule_book
+from pipelines.ranking.option_rules import rule_book
 
 log = logging.getLogger("oncorank")
 

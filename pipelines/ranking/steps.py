@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 
 from pipelines.catalog import RegimenCatalog
 from pipelines.ranking.abstention import LABEL_NOT_MET, RANKED, RESISTANCE_A
-from pipelines.ranking.rules import RuleBook
+from pipelines.ranking.option_rules import RuleBook
 
 KEYS = ["patient_key", "treatment", "board_date"]
 

@@ -16,7 +16,7 @@ def actionable_summary(spark, settings, vcf: tuple[str, ...]) -> list[dict]:
     from pipelines.genomics.sources import discover
     from pipelines.genomics.stage import file_pseudonym
     from pipelines.lakehouse import delta
-    from pipelines.reports.context import tiered_evidence
+    from pipelines.reports.sections import tiered_evidence
 
     def table(name: str) -> DataFrame | None:
         ref = settings.table("silver", name)

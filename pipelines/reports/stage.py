@@ -33,8 +33,8 @@ from pipelines.lakehouse.settings import Settings
 from pipelines.ranking.abstention import AbstentionRule
 from pipelines.ranking.stage import board_date_of
 from pipelines.ranking.steps import latest_per_patient
-from pipelines.reports import context as ctx
 from pipelines.reports import render
+from pipelines.reports import sections as ctx
 from pipelines.reports.browser import HeadlessBrowser, find_chromium
 from pipelines.reports.plots import survival_plot_uri
 

@@ -24,7 +24,7 @@ How a trigger modifies a target:
 
 Pure Python, no Spark: unit-testable on plain tuples.
 
->>> from pipelines.notes.context import Span, Trigger, classify
+>>> from pipelines.notes.assertion_context import Span, Trigger, classify
 >>> sent = Span(0, 27)                       # "No evidence of brain mets."
 >>> trig = [Trigger(0, 14, "NEGATED", "forward", None, frozenset())]
 >>> toks = [Span(0, 2), Span(3, 11), Span(12, 14), Span(15, 20), Span(21, 25), Span(25, 26)]
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from pipelines.notes.rules import trie_regex as _char_trie
+from pipelines.notes.lexicon import trie_regex as _char_trie
 
 # Modifier categories (the rule file's vocabulary) and the status each one gives. PENDING,
 # EQUIVOCAL and INDETERMINATE are how laboratory reports state a result that is not (yet) a
