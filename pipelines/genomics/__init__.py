@@ -5,3 +5,7 @@ docstrings of ``sources`` (files, headers, pieces), ``reader`` (pysam + Arrow in
 tasks), ``bronze``, ``silver``, ``biomarkers`` and ``actionable`` describe each step, and
 ``README.md`` the tables and decisions.
 """
+
+# The public modules, imported on use (``from pipelines.genomics import stage``): importing the
+# package itself stays free of Spark.
+__all__ = ["config", "declared", "matching", "proteins", "sources", "stage", "staging"]

@@ -20,3 +20,7 @@ import os as _os
 # instead. It must be set before the OpenMP runtime loads, hence here, before any model import;
 # an explicit setting in the environment wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The public modules, imported on use (``from pipelines.models import stage``): importing the
+# package itself stays free of Spark.
+__all__ = ["byoc", "design", "estimators", "registry", "simulate", "stage", "treatment"]

@@ -1,0 +1,3 @@
+"""Package data of pipelines.ranking, read with importlib.resources; no Python API."""
+
+__all__: list[str] = []
