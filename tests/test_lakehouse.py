@@ -135,7 +135,15 @@ def test_hmac_in_spark_equals_python_hmac(spark):
             continue
         assert r.k == hmac.new(key, r.id.encode(), hashlib.sha256).hexdigest()[:20]
         assert r.k == pseudonymise(r.id, key)
-        assert r.d == date_shift_days(r.id, key) and r.d != 0 and abs(r.d) <= 180
+        assert r.d == date_shift_days(r.id, key) and 30 <= abs(r.d) <= 180
+
+
+def test_date_shifts_keep_the_floor_and_spread():
+    """No patient's dates move by less than 30 days; shifts go both ways and fill the range."""
+    shifts = [date_shift_days(f"P{i:05d}", b"test-key") for i in range(3000)]
+    assert min(abs(d) for d in shifts) == 30 and max(abs(d) for d in shifts) == 180
+    assert 0.45 < sum(d > 0 for d in shifts) / len(shifts) < 0.55
+    assert len(set(shifts)) == 2 * 151
 
 
 # ------------------------------------------------------------------ idempotent writer

@@ -51,12 +51,21 @@ def pseudonymise(value: str, key: bytes) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:KEY_HEX_CHARS]
 
 
-def date_shift_days_col(value: Column, key: bytes, max_days: int = 180) -> Column:
-    """A per-patient offset in [-max_days, -1] ∪ [1, max_days], stable for a key."""
+# Date shifts move a patient's dates by 30 to 180 days either way: a shift of a few days
+# would leave the calendar date nearly as it was (a week's admissions list re-identifies).
+MIN_SHIFT_DAYS = 30
+MAX_SHIFT_DAYS = 180
+
+
+def date_shift_days_col(value: Column, key: bytes, max_days: int = MAX_SHIFT_DAYS,
+                        min_days: int = MIN_SHIFT_DAYS) -> Column:
+    """A per-patient offset in [-max_days, -min_days] ∪ [min_days, max_days], stable for a
+    key."""
     h = hmac_sha256_col(F.concat(F.lit("date-shift:"), value.cast("string")), key)
     n = F.conv(F.substring(h, 1, 8), 16, 10).cast("long")
-    magnitude = (n % max_days) + 1
-    return F.when(((n / max_days).cast("long") % 2) == 0, magnitude).otherwise(-magnitude).cast(
+    span = max_days - min_days + 1
+    magnitude = (n % span) + min_days
+    return F.when(((n / span).cast("long") % 2) == 0, magnitude).otherwise(-magnitude).cast(
         "int")
 
 
@@ -73,11 +82,14 @@ def patient_shift_days(patient_key: str, key: bytes) -> int:
     return date_shift_days(patient_key, key)
 
 
-def date_shift_days(value: str, key: bytes, max_days: int = 180) -> int:
+def date_shift_days(value: str, key: bytes, max_days: int = MAX_SHIFT_DAYS,
+                    min_days: int = MIN_SHIFT_DAYS) -> int:
+    """Python twin of :func:`date_shift_days_col`."""
     h = hmac.new(key, f"date-shift:{value}".encode(), hashlib.sha256).hexdigest()
     n = int(h[:8], 16)
-    magnitude = n % max_days + 1
-    return magnitude if (n // max_days) % 2 == 0 else -magnitude
+    span = max_days - min_days + 1
+    magnitude = n % span + min_days
+    return magnitude if (n // span) % 2 == 0 else -magnitude
 
 
 def shift_dates(df: DataFrame, key: bytes, columns: list[str],

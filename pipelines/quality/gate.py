@@ -158,12 +158,9 @@ def parameters(run) -> dict[str, Any]:
     ``catalog_regimens`` and ``catalog_cancer_types`` come from the regimen catalog, so the
     suites never hold a copy that could drift from it.
     """
-    import inspect
-
     from pipelines.catalog import regimen_catalog
-    from pipelines.lakehouse.privacy import date_shift_days_col
+    from pipelines.lakehouse.privacy import MAX_SHIFT_DAYS as max_shift
 
-    max_shift = inspect.signature(date_shift_days_col).parameters["max_days"].default
     today = run.started_at.date()
     catalog = regimen_catalog()
     return {"today": today.isoformat(),
