@@ -140,14 +140,15 @@ def _fhir_lines() -> dict[str, list[str]]:
 CSV = {
     "patients.csv": (
         "patient_id,name,mrn,birth_date,sex,cancer_type,stage,ecog,diagnosis_date,"
-        "smoking_status\n"
-        'CSV0001,"Doe, Jane",MRN-1,1955-02-03,F,NSCLC,IIIA,1,2019-05-01,never\n'
-        "CSV0002,John Roe,MRN-2,1948-13-01,M,NSCLC,II,0,2019-01-01,never\n"   # invalid date
-        "CSV0001,Jane Doe,MRN-1,1955-02-03,F,NSCLC,IIIA,1,2019-05-01,never\n"  # duplicate
-        "CSV0003,Sam Poe,MRN-3,1962-07-07,female,BRCA,stage 2,0,2021-01-15,former smoker\n"
-        "CSV0004,Al Zed,MRN-4,1970-01-01,M,MEL,IV,7,2021-01-01,never\n"      # ECOG 7
+        "smoking_status,zip\n"
+        'CSV0001,"Doe, Jane",MRN-1,1955-02-03,F,NSCLC,IIIA,1,2019-05-01,never,60614-2201\n'
+        "CSV0002,John Roe,MRN-2,1948-13-01,M,NSCLC,II,0,2019-01-01,never,\n"   # invalid date
+        "CSV0001,Jane Doe,MRN-1,1955-02-03,F,NSCLC,IIIA,1,2019-05-01,never,\n"  # duplicate
+        "CSV0003,Sam Poe,MRN-3,1962-07-07,female,BRCA,stage 2,0,2021-01-15,former smoker,"
+        "03601\n"                                                    # a Safe Harbor small area
+        "CSV0004,Al Zed,MRN-4,1970-01-01,M,MEL,IV,7,2021-01-01,never,\n"      # ECOG 7
         "CSV0005,too,few\n"                                                     # malformed
-        f"{PA},Ann Alpha,MRN-A-17,1960-05-17,F,NSCLC,,,,\n"                     # also in FHIR
+        f"{PA},Ann Alpha,MRN-A-17,1960-05-17,F,NSCLC,,,,,99999\n"              # also in FHIR
     ),
     "diagnoses.csv": (
         "patient_id,code,code_system,onset_date\n"
@@ -330,8 +331,14 @@ def test_patients_from_fhir_and_csv(spark, ingested):
 def test_zip_codes_are_cut_to_three_digits(spark, ingested):
     s = ingested["settings"]
     p = {r["patient_key"]: r["zip3"] for r in _table(spark, s, "silver", "patients").collect()}
-    # the home address; 059 is one of the small areas HIPAA Safe Harbor turns into 000
-    assert (p[_key(s, PA)], p[_key(s, PB)], p[_key(s, "CSV0001")]) == ("021", "000", None)
+    # the home address; 059 is one of the small areas HIPAA Safe Harbor turns into 000;
+    # patients.csv's optional zip column fills in where FHIR has no address (PA's FHIR home
+    # address wins over its CSV zip), 036 is a small area too
+    assert (p[_key(s, PA)], p[_key(s, PB)], p[_key(s, "CSV0001")], p[_key(s, "CSV0003")]) == (
+        "021", "000", "606", "000")
+    silver_text = " ".join(str(r.asDict()) for r in
+                           _table(spark, s, "silver", "patients").collect())
+    assert "60614" not in silver_text and "03601" not in silver_text
 
 
 def _source_dates() -> set[dt.date]:
@@ -511,3 +518,28 @@ def test_biomarker_observations_are_a_source_with_their_status(spark, ingested):
     keys = {r["patient_key"] for r in _table(spark, s, "silver", "biomarker_observations")
             .collect()}
     assert keys == {_key(s, PA), _key(s, PB)}
+
+
+def test_lakehouse_from_before_the_zip_column_gains_it(spark, tmp_path):
+    """A bronze.clinical_csv_patients written before patients.csv had its optional `zip`
+    column is migrated (one ADD COLUMNS), not rejected, and the zip reaches silver as ZIP3."""
+    from pipelines.clinical import csv_input
+    from pipelines.clinical.stage import ingest_clinical
+
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "patients.csv").write_text(
+        "patient_id,name,mrn,birth_date,sex,cancer_type,stage,diagnosis_date,zip\n"
+        "Z1,Zoe Zed,MRN-Z1,1950-01-01,F,NSCLC,II,2020-01-01,10027\n"
+        "Z2,Yan Yu,MRN-Z2,1952-06-01,M,NSCLC,III,2020-02-01,02139\n")
+    settings = Settings(lakehouse=tmp_path / "lakehouse", shuffle_partitions=2,
+                        spark_master="local[2]", inputs=Inputs(clinical_csv=str(csv_dir)))
+    old_cols = [c for c in csv_input.bronze_columns("patients") if c != "zip"]
+    ref = settings.table("bronze", "clinical_csv_patients")
+    spark.createDataFrame([], ", ".join(f"{c} string" if c != "record_index" else f"{c} long"
+                                        for c in old_cols)) \
+        .write.format("delta").save(str(ref.path))
+    ingest_clinical(spark, settings)
+    assert "zip" in _table(spark, settings, "bronze", "clinical_csv_patients").columns
+    rows = _table(spark, settings, "silver", "patients").collect()
+    assert sorted(r["zip3"] for r in rows) == ["021", "100"]

@@ -83,7 +83,7 @@ def test_layout_and_contract_columns(cohort):
         assert (out / "fhir" / f"{name}.ndjson").stat().st_size > 0
     expected = {
         "patients.csv": ["patient_id", "name", "mrn", "birth_date", "sex", "cancer_type",
-                         "stage", "ecog", "diagnosis_date", "smoking_status"],
+                         "stage", "ecog", "diagnosis_date", "smoking_status", "zip"],
         "diagnoses.csv": ["patient_id", "code", "code_system", "onset_date"],
         "treatments.csv": ["patient_id", "drug", "rxcui", "start_date", "end_date"],
         "outcomes.csv": ["patient_id", "death_date", "last_followup_date"],

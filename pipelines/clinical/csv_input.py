@@ -3,7 +3,8 @@
 Layout (header names; extra columns are ignored, missing optional ones are null):
 
 * ``patients.csv``: patient_id, name, mrn, birth_date, sex, cancer_type, stage, ecog,
-  diagnosis_date, smoking_status
+  diagnosis_date, smoking_status (optional: zip, the home ZIP code; silver keeps only its
+  first three digits)
 * ``diagnoses.csv``: patient_id, code, code_system, onset_date
 * ``treatments.csv``: patient_id, drug, rxcui, start_date, end_date
 * ``outcomes.csv``: patient_id, death_date, last_followup_date (optional: progression_date)
@@ -36,7 +37,7 @@ from pipelines.lakehouse.errors import InputNotFoundError, SchemaMismatchError
 LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # table: (required columns, optional columns)
     "patients": (("patient_id",), ("name", "mrn", "birth_date", "sex", "cancer_type", "stage",
-                                   "ecog", "diagnosis_date", "smoking_status")),
+                                   "ecog", "diagnosis_date", "smoking_status", "zip")),
     "diagnoses": (("patient_id", "code"), ("code_system", "onset_date")),
     "treatments": (("patient_id", "drug", "start_date"), ("rxcui", "end_date")),
     "outcomes": (("patient_id",), ("death_date", "last_followup_date", "progression_date")),
@@ -121,6 +122,7 @@ def parse_patients(rows: DataFrame) -> DataFrame:
         F.col("diagnosis_date").alias("diagnosis_raw"),
         parse_date(F.col("diagnosis_date")).alias("diagnosis_date"),
         smoking_label(F.col("smoking_status")).alias("smoking_status"),
+        blank_to_null(F.col("zip")).alias("postal_code"),
     )
     return with_rules(
         out,

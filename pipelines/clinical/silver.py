@@ -66,7 +66,7 @@ def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> Da
     f_cols = ["pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date",
               "postal_code"]
     c_cols = ["pid", "name", "mrn", "birth_date", "sex", "cancer_type", "stage", "ecog",
-              "diagnosis_date", "smoking_status"]
+              "diagnosis_date", "smoking_status", "postal_code"]
     if fhir is None:
         fhir = spark.createDataFrame(
             [], "pid string, name string, mrn string, birth_date date, sex string, "
@@ -75,17 +75,16 @@ def combine_patients(spark, fhir: DataFrame | None, csv: DataFrame | None) -> Da
         csv = spark.createDataFrame(
             [], "pid string, name string, mrn string, birth_date date, sex string, "
                 "cancer_type string, stage string, ecog int, diagnosis_date date, "
-                "smoking_status string")
+                "smoking_status string, postal_code string")
     f = fhir.select(*[F.col(c).alias(f"f_{c}") for c in f_cols])
     c = csv.select(*[F.col(c).alias(f"c_{c}") for c in c_cols])
     j = f.join(c, F.col("f_pid") == F.col("c_pid"), "full_outer")
-    both = ["name", "mrn", "birth_date", "sex"]
+    both = ["name", "mrn", "birth_date", "sex", "postal_code"]
     return j.select(
         F.coalesce("f_pid", "c_pid").alias("pid"),
         *[F.coalesce(f"f_{x}", f"c_{x}").alias(x) for x in both],
         F.coalesce("f_deceased", F.lit(False)).alias("deceased"),
         F.col("f_death_date").alias("death_date"),
-        F.col("f_postal_code").alias("postal_code"),
         *[F.col(f"c_{x}").alias(x) for x in ("cancer_type", "stage", "ecog", "diagnosis_date",
                                              "smoking_status")],
         F.concat_ws(",", F.when(F.col("f_pid").isNotNull(), F.lit("fhir")),

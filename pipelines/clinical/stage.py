@@ -128,8 +128,10 @@ def _land_csv(run: JobRun) -> dict[str, DataFrame]:
             F.lit("the line does not split into the header's fields").alias("_reason"),
             F.col("source_file").alias("_source"), F.col("record_index").alias("_record_index"))
         run.quarantine(bad, ref)
-        run.write(rows.where(F.col(csv_input.CORRUPT).isNull()).select(*cols), ref,
-                  keys=["record_id"], delete_missing=True)
+        good = rows.where(F.col(csv_input.CORRUPT).isNull()).select(*cols)
+        # A lakehouse from before an optional column (patients.csv `zip`) gains it here.
+        delta.add_columns(run.spark, ref, good)
+        run.write(good, ref, keys=["record_id"], delete_missing=True)
         out[table] = _materialise(run.read(ref))
     return out
 
@@ -353,7 +355,7 @@ def build_clinical_silver(spark, fbr: DataFrame | None, cbr: dict[str, DataFrame
             "pid", "name", "mrn", "birth_date", "sex", "deceased", "death_date", "postal_code"),
         None if csv_pat is None else csv_pat.select(
             "pid", "name", "mrn", "birth_date", "sex", "cancer_type", "stage", "ecog",
-            "diagnosis_date", "smoking_status")))
+            "diagnosis_date", "smoking_status", "postal_code")))
     csv_out = spark.createDataFrame([], "pid string, death_date date, last_followup_date date, "
                                         "progression_date date")
     if "outcomes" in cbr:

@@ -64,7 +64,7 @@ FHIR_TYPES = ("Patient", "Condition", "MedicationRequest", "MedicationAdministra
               "Observation")
 
 PATIENT_COLS = ("patient_id", "name", "mrn", "birth_date", "sex", "cancer_type", "stage",
-                "ecog", "diagnosis_date", "smoking_status")
+                "ecog", "diagnosis_date", "smoking_status", "zip")
 TRUTH_PATIENT_COLS = (
     "patient_id", "cancer_type", "stage", "sex", "age_at_diagnosis", "diagnosis_date",
     "index_date", "ecog", "smoking_status", "pack_years", "comorbidities", "charlson_points",
@@ -438,7 +438,7 @@ def generate_cohort(out: Path, patients: int, seed: int, fmt: str = "vcf",
             # ---- structured clinical data (CSV and FHIR)
             w_pat.writerow((pid, ident.name, ident.mrn, _iso(p.birth_date), p.sex,
                             p.cancer_type, p.stage, p.ecog if p.ecog_recorded else "",
-                            _iso(p.diagnosis_date), p.smoking))
+                            _iso(p.diagnosis_date), p.smoking, ident.zip))
             emit(fhir.patient_resource(
                 pid, ident.mrn, ident.first, ident.last, p.sex, _iso(p.birth_date),
                 _iso(p.death_date) or None,
