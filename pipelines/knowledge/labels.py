@@ -27,6 +27,8 @@ words.
 'on label at a later line (after endocrine therapy)'
 >>> label_context(False, "sensitivity", terms, {})
 'off label'
+>>> label_context(True, "resistance", None, {})
+'evidence against, this tumour type'
 >>> label_context(False, "sensitivity", None, {}, approved=False)
 'no label (study evidence)'
 """
@@ -133,7 +135,9 @@ def label_context(on_label: bool | None, direction: str | None, terms: LabelTerm
     if not on_label:
         return "off label" if approved else "no label (study evidence)"
     if direction == "resistance":
-        return "on label (resistance)"
+        # A resistance statement is no label: level A here is a validated association (a
+        # guideline, or a phase III trial without benefit), not an approval.
+        return "evidence against, this tumour type"
     if terms is None:
         return "on label (line and co-requirements not curated)"
     known = requirements()
