@@ -331,6 +331,94 @@ def test_safe_paths_unit(tmp_path):
         render.board_folder(tmp_path, "../2026-12-03")
 
 
+# ---------------------------------------------------------------------------- board roster
+def test_a_roster_renders_only_its_patients_and_names_the_unscored(spark, world, tmp_path):
+    """A board roster: reports for its patients only; a roster patient without a ranking for
+    the board date is listed on the index and quarantined by key (never its source id)."""
+    src = world["settings"]
+    ids = _source_ids(spark, world)[:2]
+    roster = tmp_path / "roster.csv"
+    roster.write_text("patient_id,board_date\n"
+                      f"{ids[0]},{BOARD}\n{ids[1]},{BOARD}\nNOT-SCORED-1,{BOARD}\n"
+                      f"{ids[0]},2031-01-01\n")
+    settings = src.replace(reports_dir=str(tmp_path / "reports"),
+                           sections={"reports": {"pdf": False}, "models": {}})
+    run = render_reports(spark, settings, roster_file=roster)
+    folder = tmp_path / "reports" / BOARD
+    keys = {pseudonymise(i, src.pseudonym_key) for i in ids}
+    assert {p.stem for p in folder.glob("*.html")} - {"index"} == keys
+    assert (run.rows_in, run.rows_written, run.rows_quarantined) == (3, 2, 1)
+    index = (folder / "index.html").read_text()
+    unscored = pseudonymise("NOT-SCORED-1", src.pseudonym_key)
+    assert unscored in index and "not scored for this board date" in index
+    q = delta.read_table(spark, src.quarantine_table(src.table("gold", "treatment_rankings")))
+    records = " ".join(r.record for r in q.collect())
+    assert unscored in records and "NOT-SCORED-1" not in records
+    # [reports] roster in the configuration does the same
+    run2 = render_reports(spark, settings.replace(sections={
+        "reports": {"pdf": False, "roster": str(roster)}, "models": {}}))
+    assert run2.rows_written == 2
+
+
+def test_a_roster_of_fhir_appointments_picks_the_board_day(spark, world, tmp_path):
+    src = world["settings"]
+    ids = _source_ids(spark, world)
+
+    def appt(pid, start, status="booked"):
+        return {"resource": {"resourceType": "Appointment", "status": status, "start": start,
+                             "participant": [{"actor": {"reference": f"Patient/{pid}"},
+                                              "status": "accepted"},
+                                             {"actor": {"reference": "Practitioner/dr1"},
+                                              "status": "accepted"}]}}
+
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        appt(ids[0], f"{BOARD}T08:30:00Z"), appt(ids[1], f"{BOARD}T09:00:00Z", "cancelled"),
+        appt(ids[2], "2031-01-01T09:00:00Z")]}
+    roster = tmp_path / "board.json"
+    roster.write_text(json.dumps(bundle))
+    settings = src.replace(reports_dir=str(tmp_path / "reports"),
+                           sections={"reports": {"pdf": False}, "models": {}})
+    run = render_reports(spark, settings, roster_file=roster)
+    assert run.rows_written == 1
+    assert (tmp_path / "reports" / BOARD /
+            f"{pseudonymise(ids[0], src.pseudonym_key)}.html").is_file()
+
+
+def _source_ids(spark, world) -> list[str]:
+    """Source ids of the scored patients, from restricted.patient_identity."""
+    ident = delta.read_table(spark, world["settings"].table("restricted", "patient_identity"))
+    by_key = {r.patient_key: r.source_patient_id for r in ident.collect()}
+    return [by_key[k] for k in world["keys"] if k in by_key]
+
+
+def test_roster_files_are_read_as_written(tmp_path):
+    from pipelines.lakehouse.errors import SchemaMismatchError
+    from pipelines.reports.roster import read_roster
+
+    lst = tmp_path / "list.json"
+    lst.write_text(json.dumps({"resourceType": "List", "status": "current", "mode": "working",
+                               "date": BOARD, "entry": [
+                                   {"item": {"reference": "Patient/A1"}},
+                                   {"item": {"reference": "Patient/A2"}, "deleted": True},
+                                   {"item": {"reference": "Group/g"}}]}))
+    r = read_roster(lst, BOARD)
+    assert r.ids == ["A1"]
+    assert r.skipped == {"List entry marked deleted": 1,
+                         "List entry is not a Patient reference": 1}
+    with pytest.raises(ConfigError, match="dated .* not the board date"):
+        read_roster(lst, "2031-01-01")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resourceType": "Appointment", "status": "booked",
+                               "start": "next Tuesday", "participant": []}))
+    with pytest.raises(SchemaMismatchError, match="not valid FHIR R4"):
+        read_roster(bad, BOARD)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("# board of the week\nB1\n\nB2\nB1\n")
+    assert read_roster(plain, BOARD).ids == ["B1", "B2"]
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        read_roster(tmp_path / "none.csv", BOARD)
+
+
 def test_no_rankings_for_the_board_date_is_a_clear_error(spark, world):
     with pytest.raises(InputNotFoundError, match="no rows for board date 2030-01-01"):
         render_reports(spark, world["settings"].replace(board_date="2030-01-01"))

@@ -308,6 +308,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     base = path.parent
     if "lakehouse" in data and not Path(data["lakehouse"]).is_absolute():
         data["lakehouse"] = str(base / data["lakehouse"])
+    reports = data.get("reports", {})
+    if isinstance(reports.get("roster"), str) and reports["roster"] and \
+            not Path(reports["roster"]).is_absolute():
+        reports["roster"] = str(base / reports["roster"])
     inputs = data.get("inputs", {})
     for key, value in list(inputs.items()):
         if isinstance(value, str) and value and not Path(value).is_absolute():

@@ -11,7 +11,9 @@ Pages are self-contained: styles inline, plots as ``data:`` SVG, and a Content-S
 that blocks every fetch. PDFs are printed by headless Chromium (one browser for the whole
 board); without Chromium the stage writes HTML only and says so.
 
-rows in = patients ranked for the board date = reports written.
+rows in = patients ranked for the board date = reports written. With a board roster
+(``[reports] roster``, :mod:`pipelines.reports.roster`) only the roster's patients: rows in =
+roster patients = reports written + roster patients not scored for the date (quarantined).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pyspark.sql import functions as F
 from pipelines.catalog import regimen_catalog
 from pipelines.lakehouse.audit import JobRun, job_run
 from pipelines.lakehouse.errors import InputNotFoundError
+from pipelines.lakehouse.privacy import pseudonymise
 from pipelines.lakehouse.settings import Settings
 from pipelines.ranking.abstention import AbstentionRule
 from pipelines.ranking.stage import board_date_of
@@ -37,6 +40,7 @@ from pipelines.reports import render
 from pipelines.reports import sections as ctx
 from pipelines.reports.browser import HeadlessBrowser, find_chromium
 from pipelines.reports.plots import survival_plot_uri
+from pipelines.reports.roster import read_roster
 
 log = logging.getLogger("oncorank")
 
@@ -94,6 +98,26 @@ class _Reader:
         if where is not None:
             df = df.filter(where)
         return df.toPandas()
+
+
+def _roster_unscored(run: JobRun, ref, roster, lookup: dict[str, str], scored: set[str],
+                     board_date: str) -> list[str]:
+    """The roster's patients with no ranking for the board date, as patient keys (listed on
+    the index, quarantined by key: the roster's source ids never reach a table)."""
+    if roster is None:
+        return []
+    missing = [lookup[i] for i in roster.ids if i not in scored and lookup[i] not in scored]
+    if roster.skipped:
+        log.info("%s: board roster %s: left out %s", STAGE, roster.path,
+                 "; ".join(f"{why}: {n}" for why, n in sorted(roster.skipped.items())))
+    if missing:
+        run.quarantine(run.spark.createDataFrame(
+            [(k, "not_scored", f"on the board roster of {board_date} but not scored for that "
+                               "board date; run `score` with this patient")
+             for k in missing], "patient_key string, _rule string, _reason string"), ref)
+        log.warning("%s: %d roster patient(s) not scored for %s", STAGE, len(missing),
+                    board_date)
+    return missing
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -236,8 +260,14 @@ def patient_report(data: BoardData, key: str, care_team: bool = False) -> tuple[
 
 
 def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str | None = None,
-                   care_team: bool = False) -> JobRun:
+                   care_team: bool = False, roster_file: str | Path | None = None) -> JobRun:
     """Write the board's reports; returns the JobRun (``run.report_files``, ``run.pdf_note``).
+
+    With a board roster (``roster_file``, else ``[reports] roster``;
+    :mod:`pipelines.reports.roster`) only the roster's patients get reports; a roster patient
+    not scored for the board date is listed on the index as such and quarantined
+    (``gold.quarantine_treatment_rankings``, by patient_key), so rows in (roster patients) =
+    reports written + quarantined. Without a roster every patient scored for the date gets one.
 
     >>> run = render_reports(spark, settings)  # doctest: +SKIP
     >>> run.report_files[0].name  # doctest: +SKIP
@@ -247,15 +277,26 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
     folder = render.board_folder(settings.reports_path, board_date, care_team)
     catalog = regimen_catalog()
     conf = settings.section("reports")
+    roster_path = roster_file or conf.get("roster")
+    roster = read_roster(roster_path, board_date) if roster_path else None
     with job_run(spark, settings, STAGE, parent_run_id) as run:
         ref = run.table("gold", "treatment_rankings")
         rankings_df = run.read(ref).filter(F.col("board_date") == F.lit(board_date).cast("date"))
+        lookup: dict[str, str] = {}
+        if roster is not None:
+            # A roster id may be a source id or a patient_key: match both in one pass.
+            lookup = {i: pseudonymise(i, settings.pseudonym_key) for i in roster.ids}
+            wanted = sorted(set(lookup) | set(lookup.values()))
+            rankings_df = rankings_df.filter(F.col("patient_key").isin(wanted))
         rankings = rankings_df.toPandas()
         if rankings.empty:
-            raise InputNotFoundError(f"gold.treatment_rankings has no rows for board date "
-                                     f"{board_date}; run `score` for that date first.")
+            raise InputNotFoundError(
+                f"gold.treatment_rankings has no rows for board date {board_date}"
+                + (f" and the {len(roster.ids)} patient(s) of board roster {roster.path}"
+                   if roster is not None else "") + "; run `score` for that date first.")
         keys = sorted(rankings["patient_key"].unique())
-        run.count_in(len(keys))
+        unscored = _roster_unscored(run, ref, roster, lookup, set(keys), board_date)
+        run.count_in(len(keys) + len(unscored))
         champion = _load_champion(settings)
         card = dict(champion.card or {})
         horizon = float(rankings["horizon_months"].dropna().iloc[0]) if \
@@ -314,6 +355,8 @@ def render_reports(spark: SparkSession, settings: Settings, parent_run_id: str |
             pdf_pairs.append((html_path, pdf_path))
             index_rows.append({"key": key, "html": html_path.name, "pdf": pdf_path.name,
                                **index_row})
+        index_rows += [{"key": key, "html": None, "pdf": None, "unscored": True}
+                       for key in unscored]
 
         chromium = find_chromium() if conf.get("pdf", True) else None
         if chromium:
