@@ -56,6 +56,11 @@ PSEUDO, TERMINATE = "PSEUDO", "TERMINATE"
 # ("interpreted as") says the cue after it is the reading of the clause before it ("detected
 # at low level, interpreted as equivocal").
 AFFIRMED, CLAUSE, LIST, VERDICT = "AFFIRMED", "CLAUSE", "LIST", "VERDICT"
+# STATED is no rule of the file: the extractor marks a concept mention that states its own
+# result ("PR 75%", "HER2 IHC 2+", "EGFR wild-type") with it, so that the mention's clause
+# counts as one with a cue of its own ("ER 98%, PR 75%, HER2 IHC 2+ equivocal": the verdict
+# reads HER2, not PR).
+STATED = "STATED"
 MODIFIERS = (NEGATED, POSSIBLE, HISTORICAL, HYPOTHETICAL, FAMILY, PENDING, EQUIVOCAL,
              INDETERMINATE)
 CATEGORIES = (*MODIFIERS, PSEUDO, TERMINATE, AFFIRMED, CLAUSE, LIST, VERDICT)
@@ -63,8 +68,12 @@ DIRECTIONS = ("forward", "backward", "bidirectional", "none")
 # Cues that give a clause a result of its own (what ends another cue's scope at a CLAUSE),
 # and the categories whose reach a clause of its own ends: results. The time and the
 # experiencer of a narrative ("history of A, and B with ...") carry across clauses.
-OWN_CUES = (*MODIFIERS, AFFIRMED)
+OWN_CUES = (*MODIFIERS, AFFIRMED, STATED)
 CLAUSE_BOUND = (NEGATED, POSSIBLE, PENDING, EQUIVOCAL, INDETERMINATE)
+# The statuses of a test result. Like medspaCy's ``allowed_types`` of a ConText rule, they
+# modify test targets only: "HER2 IHC 2+ (equivocal) on the bone metastasis biopsy" says
+# nothing uncertain about the metastasis (:func:`for_target`).
+TEST_RESULTS = (PENDING, EQUIVOCAL, INDETERMINATE)
 
 # One status per mention for tables and the command. A result still to come or that could
 # not be obtained says nothing about presence, whatever else the clause says ("no KRAS result
@@ -110,6 +119,12 @@ class Trigger:
     # participle is not a clause of its own for the negation that opened the frame: "No
     # pathogenic variants in EGFR, KRAS, ALK, ROS1 detected" negates ROS1 too.
     frame: bool = False
+    # Where the bracket that encloses the trigger closes ("HER2 IHC 2+ (equivocal) on the
+    # bone metastasis biopsy"): a bracketed cue reaches no further forward than that.
+    bracket_end: int | None = None
+    # For a closing bracket, where its bracket opens: it ends the reach of a cue inside the
+    # brackets only ("No EGFR (exon 19 or 21) or KRAS mutations detected" negates KRAS).
+    opens: int | None = None
 
     @property
     def length(self) -> int:
@@ -136,6 +151,13 @@ class ContextResult:
     @property
     def historical(self) -> bool:
         return HISTORICAL in self.modifiers
+
+    def for_target(self, is_test: bool) -> ContextResult:
+        """The modifiers that apply to a target that is (or is not) a test result: a pending,
+        equivocal or indeterminate cue says nothing about a target that is no test."""
+        if is_test:
+            return self
+        return ContextResult(frozenset(m for m in self.modifiers if m not in TEST_RESULTS))
 
 
 # ------------------------------------------------------------------------- rules
@@ -258,16 +280,37 @@ def find_triggers(text: str, sentence: Span, rules: tuple[Rule, ...] | None = No
     """Every trigger match inside ``sentence`` (each rule scans the sentence on its own, so
     matches of different rules may overlap; :func:`resolve_triggers` sorts that out)."""
     chunk = text[sentence.begin:sentence.end]
+    pairs = brackets(chunk)
+    closes = {c for _, c in pairs}
     out = []
     for rx, category, direction, scope, applies in compiled_rules(rules):
         for m in rx.finditer(chunk):
             if m.end() > m.start():
                 word = m.group(0).lower()
+                # A term ending in the bracket that closes "(exon 3)" is that bracket, not a
+                # list enumerator "3)"; the bracket rule itself matches the ")" alone.
+                if category == TERMINATE and len(word) > 1 and m.end() - 1 in closes:
+                    continue
                 frame = bool((category == NEGATED and direction == "forward"
                               and _FRAME_OPENER.match(word))
                              or (category == AFFIRMED and _FRAME_CLOSER.fullmatch(word)))
+                inside = [c for o, c in pairs if o < m.start() and m.end() <= c]
+                opens = next((o for o, c in pairs if c == m.start() == m.end() - 1), None)
                 out.append(Trigger(sentence.begin + m.start(), sentence.begin + m.end(),
-                                   category, direction, scope, applies, frame))
+                                   category, direction, scope, applies, frame,
+                                   sentence.begin + min(inside) if inside else None,
+                                   sentence.begin + opens if opens is not None else None))
+    return out
+
+
+def brackets(chunk: str) -> list[tuple[int, int]]:
+    """``(open, close)`` offsets of the balanced round brackets of ``chunk``."""
+    out, stack = [], []
+    for i, ch in enumerate(chunk):
+        if ch == "(":
+            stack.append(i)
+        elif ch == ")" and stack:
+            out.append((stack.pop(), i))
     return out
 
 
@@ -339,8 +382,13 @@ def resolve_triggers(triggers: list[Trigger]) -> list[Trigger]:
     return sorted(set(kept), key=lambda t: (t.begin, -t.length))
 
 
-def _terminates(term: Trigger, category: str) -> bool:
-    return term.category == TERMINATE and (not term.applies_to or category in term.applies_to)
+def _terminates(term: Trigger, category: str, reach: str) -> bool:
+    """Does ``term`` end a ``reach`` ("forward": of a trigger before it, "backward": after
+    it) of a ``category`` trigger? A termination rule with a direction ends that reach only
+    (a closing bracket ends a cue's reach out of its brackets, while a verdict after the
+    brackets still reads the phrase before them: "EGFR (exons 18-21): wild-type")."""
+    return (term.category == TERMINATE and (not term.applies_to or category in term.applies_to)
+            and term.direction in ("none", "bidirectional", reach))
 
 
 def _token_limit_forward(tokens: list[Span], start: int, n: int) -> int:
@@ -421,11 +469,14 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
     if trigger.direction in ("forward", "bidirectional") and target.begin >= trigger.end:
         end = sentence.end
         for term in triggers:
-            if (_terminates(term, cat) and term.begin >= trigger.end
-                    and term.begin < end):
+            if (_terminates(term, cat, "forward") and term.begin >= trigger.end
+                    and term.begin < end
+                    and (term.opens is None or term.opens < trigger.begin)):
                 end = term.begin
         if cat in CLAUSE_BOUND:
             end = clause_end(trigger, end, triggers)
+        if trigger.bracket_end is not None:
+            end = min(end, trigger.bracket_end)
         if trigger.max_scope:
             end = min(end, _token_limit_forward(tokens, trigger.end, trigger.max_scope))
         if target.begin < end:
@@ -433,7 +484,8 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
     if trigger.direction in ("backward", "bidirectional") and target.end <= trigger.begin:
         start = sentence.begin
         for term in triggers:
-            if _terminates(term, cat) and term.end <= trigger.begin and term.end > start:
+            if (_terminates(term, cat, "backward") and term.end <= trigger.begin
+                    and term.end > start):
                 start = term.end
         read = False
         if cat in CLAUSE_BOUND:
@@ -446,10 +498,11 @@ def in_scope(trigger: Trigger, target: Span, sentence: Span, tokens: list[Span],
 
 
 def classify(sentence: Span, tokens: list[Span], triggers: list[Trigger],
-             target: Span) -> ContextResult:
+             target: Span, text: str | None = None) -> ContextResult:
     """The ConText modifiers of ``target`` given the sentence's tokens and matched triggers.
 
-    ``triggers`` may include matches outside the sentence; only those inside it count.
+    ``triggers`` may include matches outside the sentence; only those inside it count. With
+    the ``text``, a bracketed aside counts as one token for the rules' ``max_scope``.
     """
     local = [t for t in triggers if t.begin >= sentence.begin and t.end <= sentence.end]
     local = resolve_triggers(local)
@@ -457,15 +510,52 @@ def classify(sentence: Span, tokens: list[Span], triggers: list[Trigger],
     local = [t for t in local if not (t.category == TERMINATE and t.begin < target.end
                                       and target.begin < t.end)]
     toks = [t for t in tokens if t.begin >= sentence.begin and t.end <= sentence.end]
+    if text is not None:
+        toks = _asides_as_one(toks, target, text)
     found = set()
     for trig in local:
         if trig.category not in MODIFIERS or trig.category in found:
             continue
         if target.begin <= trig.begin and trig.end <= target.end:
             continue  # the trigger is part of the target phrase itself
+        if (trig.direction in ("backward", "bidirectional")
+                and target.begin < trig.begin < target.end < trig.end):
+            # The target phrase took the cue's first word ("ROS1 FISH" + "FISH failed"):
+            # the cue follows the target directly.
+            found.add(trig.category)
+            continue
         if in_scope(trig, target, sentence, toks, local):
             found.add(trig.category)
     return ContextResult(frozenset(found))
+
+
+def _asides_as_one(tokens: list[Span], target: Span, text: str) -> list[Span]:
+    """The tokens with each bracketed aside ("(exons 18-21)", "(VE1)") as one token, so that a
+    cue's ``max_scope`` counts the words of the sentence, not those of its asides ("EGFR
+    (exons 18-21): wild-type"). An aside that holds the target stays as it is."""
+    out: list[Span] = []
+    depth, start, held = 0, Span(0, 0), []
+    for t in tokens:
+        ch = text[t.begin:t.end]
+        if depth == 0 and ch == "(":
+            depth, start, held = 1, t, [t]
+            continue
+        if depth:
+            held.append(t)
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if not depth:
+                    if start.begin <= target.begin and target.end <= t.end:
+                        out.extend(held)
+                    else:
+                        out.append(Span(start.begin, t.end))
+            continue
+        out.append(t)
+    if depth:
+        out.extend(held)
+    return out
 
 
 # ------------------------------------------------------------------------- targets
