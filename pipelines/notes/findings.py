@@ -41,6 +41,9 @@ GAP_CUES = ("no", "not", "non", "nor", "without", "negative", "neg", "positive",
             "equivocal", "indeterminate", "insufficient", "for", "and", "or", "but", "with",
             "plus")
 GAP = r"(?:(?!\b(?:" + "|".join(GAP_CUES) + r")\b)[\s\w:()-]){0,30}?"
+# ``{aside}``: a bracketed aside between a gene and its result ("HER2 (gastric scoring
+# criteria): IHC 3+", "HER2 (4B5) 2+"), holding no result cue of its own.
+ASIDE = r"\((?:(?!\b(?:" + "|".join(GAP_CUES) + r")\b)[^()\n]){0,40}\)"
 ASSERTS = ("", "negated", "equivocal", "result")
 # A "result" row is a bare gene or test name ("ALK", "MSI", "HER2"): a mention only where its
 # sentence states a result for it, i.e. ConText gives it a status other than affirmed or
@@ -68,6 +71,7 @@ class ConceptRow:
     value: str
     asserted: str
     negative_below: float | None = None
+    anaphor: bool = False
 
     @property
     def value_rx(self) -> re.Pattern | None:
@@ -117,9 +121,13 @@ def concept_rows() -> tuple[ConceptRow, ...]:
         if (r.get("assert") or "") not in ASSERTS:
             raise ValueError(f"{CONCEPTS_FILE} row {n}: assert must be one of {ASSERTS}")
         below = (r.get("negative_below") or "").strip()
-        out.append(ConceptRow(r["concept"], r["category"], r["regex"].replace("{gap}", GAP),
+        anaphor = (r.get("anaphor") or "").strip()
+        if anaphor not in ("", "yes"):
+            raise ValueError(f"{CONCEPTS_FILE} row {n}: anaphor must be blank or 'yes'")
+        regex = r["regex"].replace("{gap}", GAP).replace("{aside}", ASIDE)
+        out.append(ConceptRow(r["concept"], r["category"], regex,
                               r.get("value") or "", r.get("assert") or "",
-                              float(below) if below else None))
+                              float(below) if below else None, anaphor == "yes"))
     return tuple(out)
 
 
@@ -221,26 +229,83 @@ def _without_nested(chunks: list[Chunk]) -> list[Chunk]:
     return sorted(kept, key=lambda c: c.begin)
 
 
+def _bounds(triggers: list[ctx.Trigger]) -> list[ctx.Trigger]:
+    """Where clauses begin: a comma, "and", or a termination term for every category (one
+    for some categories only, such as "positive for" ending a negation, is no clause edge)."""
+    return [t for t in triggers if t.category == ctx.CLAUSE
+            or (t.category == ctx.TERMINATE and not t.applies_to)]
+
+
 def _clause(c: Chunk, sentence: ctx.Span, triggers: list[ctx.Trigger]) -> tuple[int, int]:
     """The mention's clause: between the nearest comma, "and", termination term or sentence
     edge on either side."""
-    bounds = [t for t in triggers if t.category in (ctx.CLAUSE, ctx.TERMINATE)]
+    bounds = _bounds(triggers)
     lo = max([t.end for t in bounds if t.end <= c.begin], default=sentence.begin)
     hi = min([t.begin for t in bounds if t.begin >= c.end], default=sentence.end)
     return lo, hi
 
 
 def _clause_affirms(c: Chunk, sentence: ctx.Span, tokens: list[ctx.Span],
-                    triggers: list[ctx.Trigger]) -> bool:
+                    triggers: list[ctx.Trigger], mentions: list[Chunk]) -> bool:
     """Is there an affirming cue ("detected", "positive") in the mention's clause that no
-    modifier reaches ("no L858R detected" affirms nothing)?"""
+    modifier reaches ("no L858R detected" affirms nothing)? A clause after it that names
+    nothing and only gives a verdict ("BRAF c.1799T>A, pathogenic"; "IHC 3+, positive") is
+    the verdict of the mention's clause."""
     lo, hi = _clause(c, sentence, triggers)
     local = ctx.resolve_triggers(triggers)
     mods = [t for t in local if t.category in ctx.MODIFIERS]
-    return any(t.category in RESULT_CUES and lo <= t.begin and t.end <= hi
-               and not any(ctx.in_scope(m, ctx.Span(t.begin, t.end), sentence, tokens, local)
-                           for m in mods)
-               for t in local)
+
+    def affirms(lo: int, hi: int) -> bool:
+        return any(t.category in RESULT_CUES and lo <= t.begin and t.end <= hi
+                   and not any(ctx.in_scope(m, ctx.Span(t.begin, t.end), sentence, tokens,
+                                            local) for m in mods)
+                   for t in local)
+
+    if affirms(lo, hi):
+        return True
+    edge = next((t for t in _bounds(triggers) if t.begin == hi and t.category == ctx.CLAUSE),
+                None)
+    if edge is None:
+        return False
+    nxt = min([t.begin for t in _bounds(triggers) if t.begin >= edge.end],
+              default=sentence.end)
+    return (not any(edge.end <= m.begin < nxt for m in mentions)
+            and not any(edge.end <= t.begin < nxt and t.category in ctx.MODIFIERS
+                        for t in local)
+            and affirms(edge.end, nxt))
+
+
+def _states_result(row: ConceptRow, mention: str) -> bool:
+    """Does the mention state its own result: a verdict ("HER2 negative", "IHC 2+") or a
+    value ("PR 75%", "TMB 3 mut/Mb")?"""
+    return (row.asserted in ("negated", "equivocal")
+            or read_value(row, mention)[0] is not None)
+
+
+def _resolve_anaphors(concepts: list[Chunk], sentences: list[ctx.Span]
+                      ) -> tuple[list[Chunk], dict[Chunk, Chunk]]:
+    """Keep a mention that names no gene ("IHC 3+", "FISH negative", "ratio 2.4"; concept rows
+    with ``anaphor``) only where it continues a mention of its concept earlier in the
+    sentence, with no other biomarker named in between ("HER2 IHC 2+; FISH negative"), and
+    where it is no part of another mention ("ALK FISH positive" stays ALK's). Returns the
+    mentions kept and, per continuation, the mention it continues."""
+    rows = concept_rows()
+    named = [c for c in concepts if not rows[int(c.ident[1:])].anaphor]
+    begins = [s.begin for s in sentences]
+    out, heads = list(named), {}
+    for c in concepts:
+        row = rows[int(c.ident[1:])]
+        if not row.anaphor or any(n.begin < c.end and c.begin < n.end for n in named):
+            continue
+        i = bisect.bisect_right(begins, c.begin) - 1
+        lo = sentences[i].begin if i >= 0 and c.begin < sentences[i].end else c.begin
+        before = [n for n in named if lo <= n.begin and n.end <= c.begin
+                  and rows[int(n.ident[1:])].category == "biomarker"]
+        head = max(before, key=lambda n: (n.end, n.end - n.begin)) if before else None
+        if head is not None and rows[int(head.ident[1:])].concept == row.concept:
+            out.append(c)
+            heads[c] = head
+    return out, heads
 
 
 def snippet(text: str, sentence: ctx.Span, begin: int, end: int) -> str:
@@ -260,6 +325,7 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
     rows, sections = concept_rows(), section_rows()
     header_list = sorted((h.begin, h.end, sections[int(h.ident[1:])])
                          for h in _without_nested(headers))
+    concepts, heads = _resolve_anaphors(concepts, sentences)
     mentions = _without_nested(concepts)
     begins = [s.begin for s in sentences]
     per_sentence: dict[ctx.Span, tuple[list[ctx.Span], list[ctx.Trigger]]] = {}
@@ -275,10 +341,14 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
             triggers = [t for t in ctx.find_triggers(text, sent, rules)
                         if t.category in (ctx.TERMINATE, ctx.AFFIRMED, ctx.CLAUSE, ctx.LIST, ctx.VERDICT)
                         or not any(m.begin <= t.begin and t.end <= m.end for m in mentions)]
+            # A mention that states its own result makes its clause one with a cue of its own.
+            triggers += [ctx.Trigger(m.begin, m.end, ctx.STATED, "none", None, frozenset())
+                         for m in mentions if sent.begin <= m.begin and m.end <= sent.end
+                         and _states_result(rows[int(m.ident[1:])], text[m.begin:m.end])]
             per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
         tokens, triggers = per_sentence[sent]
-        result = ctx.classify(sent, tokens, triggers, ctx.Span(c.begin, c.end))
-        status = result.status
+        result = ctx.classify(sent, tokens, triggers, ctx.Span(c.begin, c.end), text)
+        status = result.for_target(row.category == "biomarker").status
         section = None
         for _, he, sec in header_list:
             if he <= c.begin:
@@ -288,18 +358,28 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
             lo, hi = _clause(c, sent, triggers)
             if any(m is not c and lo <= m.begin < hi and rows[int(m.ident[1:])].category
                    == "biomarker" and rows[int(m.ident[1:])].asserted != "result"
-                   for m in mentions):
+                   and rows[int(m.ident[1:])].concept != row.concept for m in mentions):
                 continue
             if status in ("affirmed", "historical") and not _clause_affirms(
-                    c, sent, tokens, triggers):
+                    c, sent, tokens, triggers, [m for m in mentions if m is not c]):
                 continue
         value, comparator = read_value(row, text[c.begin:c.end])
+        if value is None and c in heads:
+            # The result of a later step carries the score it follows ("HER2 IHC 2+, FISH
+            # amplified": amplified, IHC 2+; ASCO/CAP 2018 report both).
+            head = heads[c]
+            value, comparator = read_value(rows[int(head.ident[1:])], text[head.begin:head.end])
         stated = "" if row.asserted == "result" else row.asserted or (
             "negated" if row.negative_below is not None
             and below_threshold(value, comparator, row.negative_below) else "")
+        # A cut-off only reads a number the report gives no verdict on: "FISH: equivocal
+        # (ratio 1.8; average HER2 copy number 4.5)" is equivocal.
+        if stated and not row.asserted and status == "equivocal":
+            stated = ""
         # A phrase that states its own result ("HER2 negative", "ER <1%", "IHC 2+") decides
-        # it, unless the result is still to come or could not be obtained.
-        if stated and status not in ("pending", "indeterminate", "family", "hypothetical"):
+        # it, unless it could not be obtained. A test still to come does not undo a result
+        # already stated ("HER2 IHC 2+ (equivocal) pending FISH").
+        if stated and status not in ("indeterminate", "family", "hypothetical"):
             status = stated
         elif status == "affirmed" and section and section.context:
             status = section.context
