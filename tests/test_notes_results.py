@@ -137,3 +137,92 @@ def test_the_report_shows_stated_values_conflicts_and_facts_after_the_index_date
     flags = rctx.red_flags([], {}, {}, "egfr_l858r: VCF not detected; note affirmed (kept: VCF)")
     assert flags == ["sources disagree: egfr_l858r: VCF not detected; note affirmed (kept: VCF)"]
 
+
+
+def _results(sentence: str) -> set[tuple[str, str, str | None]]:
+    return {(f.concept, f.context, f.value) for f in extract(sentence)
+            if f.category in ("biomarker", "site")}
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    # brackets: a cue inside them reaches no further than their end; a verdict after them
+    # reads the phrase before them; a bracket inside a list does not end the list's cue; a
+    # bracket that closes "(exon 3)" is no list enumerator
+    ("HER2 IHC 2+ (equivocal) on the bone metastasis biopsy; ISH pending.",
+     {("ERBB2 amplification", "equivocal", "2+"), ("bone metastasis", "affirmed", None)}),
+    ("EGFR (exons 18-21): wild-type; KRAS: G12C detected.",
+     {("EGFR mutation", "negated", None), ("KRAS G12C", "affirmed", None)}),
+    ("No EGFR (exon 19 or 21) or KRAS mutations detected.",
+     {("EGFR mutation", "negated", None), ("KRAS mutation", "negated", None)}),
+    ("KRAS mutation present (exon 3); patient not eligible for cetuximab.",
+     {("KRAS mutation", "affirmed", None)}),
+    # a concept phrase that took the first word of the cue after it ("ROS1 FISH" + "FISH
+    # failed") is still read by it
+    ("ROS1 FISH failed; insufficient tumor cells.",
+     {("ROS1 rearrangement", "indeterminate", None)}),
+    ("NTRK fusion analysis failed (RNA quality insufficient).",
+     {("NTRK fusion", "indeterminate", None)}),
+    # a test method before a colon labels the result after it
+    ("ALK break-apart FISH: borderline (12% split signals); second reader enumeration pending.",
+     {("ALK rearrangement", "equivocal", None)}),
+    # the reason after "due to" explains an unobtained result
+    ("EGFR not tested due to insufficient tissue.", {("EGFR mutation", "indeterminate", None)}),
+    ("TMB: cannot be determined due to low tumor purity.", {("TMB", "indeterminate", None)}),
+    ("NGS failed: insufficient tumor DNA; KRAS and BRAF status unknown.",
+     {("KRAS mutation", "indeterminate", None), ("BRAF mutation", "indeterminate", None)}),
+    ("BRCA2 germline testing sent; results expected in 2-3 weeks.",
+     {("BRCA2 mutation", "pending", None)}),
+    # a value or verdict of its own makes a clause one with its own result
+    ("ER 98%, PR 75%, HER2 IHC 2+ equivocal, Ki-67 ~25%.",
+     {("ER positive", "affirmed", "98"), ("PR positive", "affirmed", "75"),
+      ("ERBB2 amplification", "equivocal", "2+"), ("Ki-67", "affirmed", "25")}),
+    ("PD-L1 TPS 80%, KRAS G12C pending.",
+     {("PD-L1 TPS", "affirmed", "80"), ("KRAS G12C", "pending", None)}),
+    # a test still to come does not undo a result already stated
+    ("HER2 IHC 2+ (equivocal) pending FISH; ER 95% positive.",
+     {("ERBB2 amplification", "equivocal", "2+"), ("ER positive", "affirmed", "95")}),
+    # pending, equivocal and indeterminate are statuses of tests, not of a metastatic site
+    ("Bone metastases biopsy: ER could not be evaluated after decalcification.",
+     {("bone metastasis", "affirmed", None), ("ER positive", "indeterminate", None)}),
+    ("Equivocal for bone metastases.", {("bone metastasis", "possible", None)}),
+    # a result phrase without a gene continues the gene named before it, and carries its score
+    ("HER2 IHC 2+; FISH negative (ratio 1.4).",
+     {("ERBB2 amplification", "equivocal", "2+"), ("ERBB2 amplification", "negated", "2+"),
+      ("ERBB2 amplification", "negated", "1.4")}),
+    ("HER2 FISH failed (no signals in tumor nuclei); IHC 3+, positive.",
+     {("ERBB2 amplification", "indeterminate", None), ("ERBB2 amplification", "affirmed", "3+")}),
+    ("HER2 negative; MET FISH amplified.", {("ERBB2 amplification", "negated", None)}),
+    ("HER2 IHC 1+; ER 3+ staining in 90% of cells.", {("ERBB2 amplification", "negated", "1+")}),
+    ("IHC 3+.", set()),
+    # the words a report puts between HER2 and its score
+    ("HER2 (by immunohistochemistry): Negative (Score 1+)",
+     {("ERBB2 amplification", "negated", "1+")}),
+    ("HER2 (4B5) 2+, equivocal.", {("ERBB2 amplification", "equivocal", "2+")}),
+    ("Her2neu: negative (score 1+)", {("ERBB2 amplification", "negated", "1+")}),
+    # a report's verdict outranks a cut-off on its number
+    ("HER2 FISH: equivocal (HER2/CEP17 ratio 1.8; average HER2 copy number 4.5).",
+     {("ERBB2 amplification", "equivocal", None), ("ERBB2 amplification", "equivocal", "1.8")}),
+    # a clause that names nothing and gives a verdict is the verdict of the clause before it
+    ("BRCA2 c.5946delT (p.S1982Rfs*22), pathogenic.", {("BRCA2 mutation", "affirmed", None)}),
+    ("BRCA2 c.5946delT, variant of uncertain significance.", set()),
+    ("ALK FISH: positive for rearrangement (32% of nuclei with split signals).",
+     {("ALK rearrangement", "affirmed", None)}),
+    # shorthand of reports
+    ("MET ex14 skipping absent.", {("MET exon 14 skipping", "negated", None)}),
+    ("Tumor mutational burden: 3 mutations/megabase.", {("TMB", "affirmed", "3")}),
+    ("PR could not be evaluated (no invasive tumor in block).",
+     {("PR positive", "indeterminate", None)}),
+    ("Germline BRCA1/2 testing pending.",
+     {("BRCA1 mutation", "pending", None), ("BRCA2 mutation", "pending", None)}),
+    ("Current NGS confirms EML4-ALK variant 3.", {("ALK rearrangement", "affirmed", None)}),
+    ("With liver and bone metastases.",
+     {("liver metastasis", "affirmed", None), ("bone metastasis", "affirmed", None)}),
+    ("No liver or bone metastases.",
+     {("liver metastasis", "negated", None), ("bone metastasis", "negated", None)}),
+    ("MSS; liver-limited metastases.", {("MSI-H", "negated", None),
+                                        ("liver metastasis", "affirmed", None)}),
+    ("Lung metastases without liver involvement.",
+     {("lung metastasis", "affirmed", None), ("liver metastasis", "negated", None)}),
+])
+def test_results_as_reports_bracket_label_and_continue_them(sentence, expected):
+    assert _results(sentence) == expected

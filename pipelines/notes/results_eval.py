@@ -5,8 +5,9 @@ FDA-reviewed assay labelling; sources in its README).
 :func:`score` reads every sentence as one note through the pure-Python path of
 ``extract-note-findings`` and compares, per expected (sentence, concept), the status read (the
 expected one when any mention of the concept has it, else the first mention's, else
-"missing"), the value and its comparator. *Unsafe* reads are negative, pending, equivocal or
-indeterminate results read as affirmed: what can put a targeted drug first.
+"missing"), and the value and its comparator (stated by any mention read with that status).
+*Unsafe* reads are negative, pending, equivocal or indeterminate results read as affirmed:
+what can put a targeted drug first.
 
 :func:`kfold` estimates how the rules of one section of ``context_rules.tsv`` generalise: on
 each of k folds, a rule of the section is kept only if leaving it out loses correct reads on
@@ -90,9 +91,8 @@ def score(sentences: Sentences, rules: tuple[ctx.Rule, ...] | None = None) -> Sc
                     out.unsafe.append((sentence, e["concept"], e["status"]))
             if e["value"]:
                 out.values[1] += 1
-                same = [f for f in found if f.context == read]
-                if same and (same[0].value, same[0].comparator or "") == (e["value"],
-                                                                        e["comparator"]):
+                if any((f.value, f.comparator or "") == (e["value"], e["comparator"])
+                       for f in found if f.context == read):
                     out.values[0] += 1
     return out
 
