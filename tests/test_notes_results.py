@@ -207,6 +207,13 @@ def _results(sentence: str) -> set[tuple[str, str, str | None]]:
     ("BRCA2 c.5946delT, variant of uncertain significance.", set()),
     ("ALK FISH: positive for rearrangement (32% of nuclei with split signals).",
      {("ALK rearrangement", "affirmed", None)}),
+    # a test named, with no result that affirms it, is no finding
+    ("Molecular testing for EGFR exon 19 deletion and L858R is at the reference laboratory.",
+     set()),
+    ("KRAS G12V: see comment.", set()),
+    ("PIK3CA E545K testing: see addendum.", set()),
+    ("KRAS G12C testing: positive.", {("KRAS G12C", "affirmed", None)}),
+    ("EGFR L858R: VAF 34%.", {("EGFR L858R", "affirmed", None)}),
     # shorthand of reports
     ("MET ex14 skipping absent.", {("MET exon 14 skipping", "negated", None)}),
     ("Tumor mutational burden: 3 mutations/megabase.", {("TMB", "affirmed", "3")}),

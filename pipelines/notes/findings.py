@@ -282,6 +282,21 @@ def _states_result(row: ConceptRow, mention: str) -> bool:
             or read_value(row, mention)[0] is not None)
 
 
+# A mention framed as the name of a test, not as its result: "testing for X" (and the rest of
+# a list it heads: "testing for X and Y"), "results for X", "X testing", "X results", "X:"
+# (the label of a result line).
+_TEST_BEFORE = re.compile(r"\b(?:testing|tested|test|analysis|assay|results?|sequencing)\s+"
+                          r"(?:for|of)\s+(?:(?:[\w/-]+\s+){0,5}[\w/-]+"
+                          r"(?:,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+))?$", re.IGNORECASE)
+_TEST_AFTER = re.compile(r"\s*(?::|(?:testing|test|analysis|assay|results?|status)\b)",
+                         re.IGNORECASE)
+
+
+def _names_a_test(text: str, c: Chunk) -> bool:
+    return bool(_TEST_BEFORE.search(text, max(0, c.begin - 80), c.begin)
+                or _TEST_AFTER.match(text, c.end))
+
+
 def _resolve_anaphors(concepts: list[Chunk], sentences: list[ctx.Span]
                       ) -> tuple[list[Chunk], dict[Chunk, Chunk]]:
     """Keep a mention that names no gene ("IHC 3+", "FISH negative", "ratio 2.4"; concept rows
@@ -347,12 +362,20 @@ def extract(text: str, sentences: list[ctx.Span], concepts: list[Chunk],
                          and _states_result(rows[int(m.ident[1:])], text[m.begin:m.end])]
             per_sentence[sent] = (ctx.tokenize(text, sent), triggers)
         tokens, triggers = per_sentence[sent]
+        stated_result = _states_result(row, text[c.begin:c.end])
         result = ctx.classify(sent, tokens, triggers, ctx.Span(c.begin, c.end), text)
         status = result.for_target(row.category == "biomarker").status
         section = None
         for _, he, sec in header_list:
             if he <= c.begin:
                 section = sec
+        if (row.category == "biomarker" and row.asserted != "result" and not stated_result
+                and _names_a_test(text, c) and status in ("affirmed", "historical")
+                and not _clause_affirms(c, sent, tokens, triggers,
+                                        [m for m in mentions if m is not c])):
+            # "Testing for EGFR L858R is in process", "KRAS G12V: quantity not sufficient":
+            # a test named, with no result that affirms it, is no finding.
+            continue
         if row.asserted == "result":
             # "EGFR: no L858R detected": the gene heads the variant mention in its clause.
             lo, hi = _clause(c, sent, triggers)
