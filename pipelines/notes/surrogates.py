@@ -162,41 +162,37 @@ def _date(original: str, shift_days: int) -> str:
     return value or "the date"
 
 
+# Fictional numbers and addresses by type, from a number n drawn from the span's digest.
+_NUMBERED = {
+    "AGE": lambda n: "90",
+    "PHONE": lambda n: f"555-01{n % 100:02d}",
+    "FAX": lambda n: f"555-01{n % 100:02d}",
+    "URL": lambda n: f"https://www.example.org/{n % 100000:05d}",
+    "IP": lambda n: f"192.0.2.{n % 254 + 1}",
+    "SSN": lambda n: f"987-65-432{n % 10}",
+    "ZIP": lambda n: f"000{n % 100:02d}",
+    "PROFESSION": lambda n: "[PROFESSION]",
+}
+# Invented places: (pool index in _places(), or None for a surname-based name, format).
+_PLACES = {"CITY": 0, "STATE": 1, "COUNTRY": 2}
+_SURNAMED = {"EMAIL": "{name}{n}@example.org", "ADDRESS": "{n3} {Name} Street",
+             "FACILITY": "{Name} Medical Center", "ORGANIZATION": "{Name} Group"}
+
+
 def surrogate(original: str, phi_type: str, seed: str, shift_days: int) -> str:
     """The surrogate of one PHI span (see the module docstring)."""
-    first, last = _names()
-    cities, states, countries = _places()
     n = int.from_bytes(_digest(seed, phi_type, original)[:4], "big")
     if phi_type == "NAME":
         return _name(original, seed)
     if phi_type == "DATE":
         return _date(original, shift_days)
-    if phi_type == "AGE":
-        return "90"
-    if phi_type in ("PHONE", "FAX"):
-        return f"555-01{n % 100:02d}"
-    if phi_type == "EMAIL":
-        return f"{_pick(last, seed, 'email', original).lower()}{n % 100}@example.org"
-    if phi_type == "URL":
-        return f"https://www.example.org/{n % 100000:05d}"
-    if phi_type == "IP":
-        return f"192.0.2.{n % 254 + 1}"
-    if phi_type == "SSN":
-        return f"987-65-432{n % 10}"
-    if phi_type == "ADDRESS":
-        return f"{n % 900 + 100} {_pick(last, seed, 'street', original)} Street"
-    if phi_type == "CITY":
-        return _pick(cities, seed, "city", original, avoid=original)
-    if phi_type == "STATE":
-        return _pick(states, seed, "state", original, avoid=original)
-    if phi_type == "COUNTRY":
-        return _pick(countries, seed, "country", original, avoid=original)
-    if phi_type == "ZIP":
-        return f"000{n % 100:02d}"
-    if phi_type == "FACILITY":
-        return f"{_pick(last, seed, 'facility', original)} Medical Center"
-    if phi_type == "ORGANIZATION":
-        return f"{_pick(last, seed, 'organization', original)} Group"
-    if phi_type == "PROFESSION":
-        return "[PROFESSION]"
+    if phi_type in _NUMBERED:
+        return _NUMBERED[phi_type](n)
+    if phi_type in _PLACES:
+        pool = _places()[_PLACES[phi_type]]
+        return _pick(pool, seed, phi_type.lower(), original, avoid=original)
+    if phi_type in _SURNAMED:
+        name = _pick(_names()[1], seed, phi_type.lower(), original)
+        return _SURNAMED[phi_type].format(name=name.lower(), Name=name, n=n % 100,
+                                          n3=n % 900 + 100)
     return _reshape(original, seed, phi_type)
