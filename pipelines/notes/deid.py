@@ -706,7 +706,9 @@ _DOTTED_ABBREVIATIONS = frozenset((
     "md", "do", "rn", "np", "pa", "us", "uk", "am", "pm", "or", "er", "iv", "po", "bs", "ms",
     "dc", "nb", "ps", "la", "ap", "ba", "ma", "ed", "gp", "vs", "od", "os", "ou", "pr", "sc",
     "im", "id", "qd", "hs", "ac", "pc", "eg", "ie", "mba", "mph", "dds", "dmd", "phd", "bid",
-    "tid", "qid", "prn", "npo", "dnr", "rip", "usa", "nyc", "aka", "etc"))
+    "tid", "qid", "prn", "npo", "dnr", "rip", "usa", "nyc", "aka", "etc", "gi", "ct", "mri",
+    "ent", "ot", "pt", "ob", "gyn", "hiv", "ekg", "ecg", "cbc", "bp", "hr", "rr", "eu", "un",
+    "who", "fda", "ae", "sob", "ivf", "gu", "uti", "copd", "cva", "mi", "dm", "ca", "rx"))
 # Products and companies spelt with an inner capital after a lower-case run ("FoundationOne",
 # "NeoGenomics", "CyberKnife"); name prefixes (McDonald, DeShawn, LaToya) do not count.
 _BRAND = re.compile(r"^(?!(?:Mc|Mac|De|Di|Da|Du|La|Le|Van|Von|St|Fitz)[A-Z])[A-Z][a-z]{2,}[A-Z]")
