@@ -54,6 +54,8 @@ def test_train_registers_a_champion_that_scores_and_explains(spark, settings, tm
     assert card["training_cohort"]["n_patients"] == 525  # 75% of 700
     assert card["training_cohort"]["n_events"] > 100
     assert card["training_cohort"]["index_date_range"] == ["2023-01-01", "2023-01-01"]
+    # TRIPOD+AI: the card names the estimand and the limitations no figure shows
+    assert "unmeasured" in card["estimand"] and "cannot be excluded" in card["limitations"]
     v = card["validation"]
     assert 0.55 < v["harrell_c"] < 0.85 and v["uno_c"] > 0.5 and v["integrated_brier"] < 0.25
     assert "calibration_ici" in v and "policy_value" in v and "normalised_policy_value" in v

@@ -191,7 +191,7 @@ def test_report_content_answers_the_boards_questions(world):
                    "EGFR exon 21 L858R detected.", "Charlson comorbidity index",
                    "Harrell's C", "decision support for clinicians",
                    "95% percentile intervals from 5 draws", "Chance of rank 1",
-                   "What is estimated",
+                   "What is estimated", "Known limitations", "cannot be excluded",
                    "First-line regimens received"):
         assert needle in text, needle
     assert "p.G12V" not in text  # a LowQual call is not shown as a driver

@@ -160,6 +160,15 @@ ESTIMAND = ("For each patient and candidate regimen of the patient's cancer type
             "confounding and positivity: options without comparable treated patients are not "
             "ranked.")
 
+# What no validation figure shows, in the words the report prints (TRIPOD+AI: limitations).
+LIMITATIONS = ("The model learns from observational records: confounding by what no record "
+               "holds (frailty, the patient's wishes, the clinic's habits) cannot be excluded. "
+               "Where it steers the choice of regimen, a ranked option can be one that patients "
+               "like this one almost never receive, and its interval is too narrow: in "
+               "oncorank's hardest generated world about one first-ranked option in ten was, "
+               "and intervals covered the truth for three pairs in four "
+               "(benchmarks/RESULTS.md).")
+
 
 def build_card(model, name: str, train: pd.DataFrame, metrics: dict,
                subgroups: pd.DataFrame, extra: dict | None = None) -> dict:
@@ -184,6 +193,7 @@ def build_card(model, name: str, train: pd.DataFrame, metrics: dict,
         "n_refits": int(getattr(model, "n_replicates", model.n_bootstrap)),
         "interval_method": getattr(model, "interval_method_", "bootstrap"),
         "estimand": ESTIMAND.format(h=float(model.horizon_months)),
+        "limitations": LIMITATIONS,
         "horizon_months": float(model.horizon_months),
         "landmarks_months": [float(x) for x in model.landmarks],
         "training_cohort": {

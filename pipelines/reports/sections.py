@@ -595,7 +595,15 @@ def card_context(card: dict, champion_meta: dict, scored: dict, patient: dict) -
         "interval_text": interval_text(n_boot, scored.get("n_refits"),
                                        card.get("interval_method") or "bootstrap"),
         "estimand": card.get("estimand") or "",
+        "limitations": card.get("limitations") or _limitations(),
     }
+
+
+def _limitations() -> str:
+    """A model card from before cards named their limitations gets today's text."""
+    from pipelines.models.registry import LIMITATIONS
+
+    return LIMITATIONS
 
 
 # ---------------------------------------------------------------------------- board-level status
