@@ -254,13 +254,17 @@ def build_rankings(spark: SparkSession, features: DataFrame, selection: Selectio
     actionable = context.get("actionable_alterations")
     reasons = [steps.contraindication_reasons(candidates, context.get("comorbidities"),
                                               context.get("note_findings"), catalog_df, rules)]
-    evidence = None
+    evidence = matches = None
     if actionable is not None:
-        evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules)
-        reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df))
+        # The knowledge-base join, computed once for its three readers.
+        matches = steps.kb_matches(candidates, actionable, catalog_df).localCheckpoint()
+        evidence = steps.evidence_for_candidates(candidates, actionable, catalog_df, rules,
+                                                 matches)
+        reasons.append(steps.resistance_reasons(candidates, actionable, catalog_df, matches))
     labels = steps.label_status(candidates, features, catalog)
-    if actionable is not None:
-        labels = labels.join(steps.level_a_resistance(candidates, actionable, catalog_df),
+    if matches is not None:
+        labels = labels.join(steps.level_a_resistance(candidates, actionable, catalog_df,
+                                                      matches),
                              ["patient_key", "treatment"], "left")
     core = (
         preds.join(labels, ["patient_key", "treatment"], "left")

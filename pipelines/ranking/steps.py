@@ -226,7 +226,7 @@ def _with_optional(df: DataFrame, columns: dict[str, str]) -> DataFrame:
     return df
 
 
-def _kb_matches(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFrame) -> DataFrame:
+def kb_matches(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFrame) -> DataFrame:
     """Knowledge-base rows of each patient joined to the candidate regimens they speak about.
 
     A sensitivity row matches a regimen when the knowledge base mapped its therapy to that
@@ -261,15 +261,22 @@ def _kb_matches(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFr
     return joined.filter(F.coalesce(matches, F.lit(False)))
 
 
+def _matches(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFrame,
+             matches: DataFrame | None) -> DataFrame:
+    """The :func:`kb_matches` a caller computed once for several readers, else computed here."""
+    return matches if matches is not None else kb_matches(candidates, actionable, catalog_df)
+
+
 def evidence_for_candidates(candidates: DataFrame, actionable: DataFrame, catalog_df: DataFrame,
-                            rules: RuleBook) -> DataFrame:
+                            rules: RuleBook, matches: DataFrame | None = None) -> DataFrame:
     """Best sensitivity evidence per (patient, regimen).
 
     Output: ``patient_key, treatment, evidence_level, evidence_alteration, evidence_citation,
     evidence_ids, evidence_on_label``. Best = strongest level (``evidence_level_order``), then on-label, then
     gene/alteration name for a stable choice.
     """
-    m = _kb_matches(candidates, actionable, catalog_df).filter(F.col("direction") == "sensitivity")
+    m = _matches(candidates, actionable, catalog_df, matches).filter(
+        F.col("direction") == "sensitivity")
     w = Window.partitionBy("patient_key", "treatment").orderBy(
         _level_rank(F.col("evidence_level"), rules), F.col("on_label").desc_nulls_last(),
         F.col("gene").asc_nulls_last(), F.col("alteration").asc_nulls_last(),
@@ -285,9 +292,10 @@ def evidence_for_candidates(candidates: DataFrame, actionable: DataFrame, catalo
 
 
 def resistance_reasons(candidates: DataFrame, actionable: DataFrame,
-                       catalog_df: DataFrame) -> DataFrame:
+                       catalog_df: DataFrame, matches: DataFrame | None = None) -> DataFrame:
     """``patient_key, treatment, reason`` for knowledge-base resistance markers."""
-    m = _kb_matches(candidates, actionable, catalog_df).filter(F.col("direction") == "resistance")
+    m = _matches(candidates, actionable, catalog_df, matches).filter(
+        F.col("direction") == "resistance")
     level = F.when(F.col("evidence_level").isNotNull(),
                    F.concat(F.lit(", level "), F.col("evidence_level"))).otherwise(F.lit(""))
     reason = F.concat(F.concat_ws(" ", "gene", "alteration"), F.lit(": resistance marker for "),
@@ -297,11 +305,11 @@ def resistance_reasons(candidates: DataFrame, actionable: DataFrame,
 
 
 def level_a_resistance(candidates: DataFrame, actionable: DataFrame,
-                       catalog_df: DataFrame) -> DataFrame:
+                       catalog_df: DataFrame, matches: DataFrame | None = None) -> DataFrame:
     """``patient_key, treatment, resistance_level_a`` (true) for the regimens a level-A,
     approval-grade resistance statement in the patient's tumour type speaks against
     (``on_label`` of silver.actionable_alterations: the statement's disease is the patient's)."""
-    m = _kb_matches(candidates, actionable, catalog_df).filter(
+    m = _matches(candidates, actionable, catalog_df, matches).filter(
         (F.col("direction") == "resistance") & (F.col("evidence_level") == "A")
         & F.coalesce(F.col("on_label"), F.lit(False)))
     return m.select("patient_key", "treatment").distinct().withColumn(
