@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+
+from pipelines.notes.vocabulary import fold, holiday_names, is_known, is_ordinary
 
 PHI_TYPES = ("NAME", "DATE", "AGE", "MRN", "ID", "SSN", "PHONE", "FAX", "EMAIL", "URL", "IP",
              "ADDRESS", "ZIP", "CITY", "STATE", "COUNTRY", "FACILITY", "ORGANIZATION",
@@ -264,8 +265,7 @@ def places() -> Places:
 
 def _fold(name: str) -> str:
     """Lower case, no accents, single spaces: "Montréal" → "montreal"."""
-    plain = unicodedata.normalize("NFKD", name.replace("’", "'"))
-    return " ".join("".join(c for c in plain if not unicodedata.combining(c)).lower().split())
+    return " ".join(fold(name).split())
 
 
 # ------------------------------------------------------------------------- names
@@ -528,8 +528,6 @@ _DEMONYM_ENDINGS = ("ese", "ish", "ian", "ean", "i", "ic")
 
 def _word_known(word: str) -> bool:
     """English (any case), a drug or a clinical word; for "O'Neal-Baptiste" every part."""
-    from pipelines.notes.vocabulary import is_known
-
     if is_known(word) or is_known(word.replace("'", "").replace("’", "")):
         return True
     parts = [p for p in re.split(r"[-'’]", word) if len(p) > 1]
@@ -545,8 +543,6 @@ def _name_by_vocabulary(word: str, stop: frozenset[str], places_: Places) -> boo
     * a census surname that English spells only with a capital and that is no place,
       nationality or language ("Lopez", "Whitfield"; not "Houston", "English").
     """
-    from pipelines.notes.vocabulary import fold, is_ordinary
-
     lw = fold(word)
     if lw in stop or lw in places_.stop or _is_generic(word) or lw in _MONTH_WORDS:
         return False
@@ -631,8 +627,6 @@ def vocabulary_names(text: str) -> list[PhiSpan]:
     The census names and initials right beside a name found so join it ("Gideon Marsh",
     "P. Ó Briain"), and particles between name words ("Ferreira da Silva").
     """
-    from pipelines.notes.vocabulary import fold, is_ordinary
-
     first, last, stop = name_lexicon()
     pl = places()
     out = [PhiSpan(m.start(), m.end(), "NAME") for m in _HL7_NAME.finditer(text)]
@@ -678,8 +672,6 @@ def _beside(text: str, words: list, j: int, k: int, first: frozenset[str],
     """``words[j]`` stands right beside name word ``words[k]`` and is a census name, an
     unknown capitalised word or an initial: after a name any census name ("Gideon Marsh"),
     before it a census name that is no ordinary word, or an initial."""
-    from pipelines.notes.vocabulary import fold, is_ordinary
-
     a, b = sorted((j, k))
     gap = text[words[a].end():words[b].start()]
     if not re.fullmatch(r"\.? |\. ?|(?: (?i:da|de|del|della|dos|das|van|von|der|den|ap|ab|ó|o|"
@@ -1106,8 +1098,6 @@ def ages_after_names(text: str, names: list[PhiSpan]) -> list[PhiSpan]:
 
 @lru_cache(maxsize=1)
 def _holiday_rx() -> re.Pattern:
-    from pipelines.notes.vocabulary import holiday_names
-
     names = "|".join(re.escape(n).replace("'", "['’]") for n in holiday_names())
     return re.compile(rf"(?<![\w'’])(?:{names})(?![\w'’])")
 
