@@ -62,6 +62,10 @@ def board_date_of(settings: Settings) -> dt.date:
                           "pass it as YYYY-MM-DD.") from None
 
 
+# Header names of the patient-id column of a review list or a board roster.
+ID_HEADERS = ("patient_id", "patient_key", "id", "source_patient_id")
+
+
 def read_review_list(path: str | Path) -> list[str]:
     """Patient ids from a review list: one per line (source ids or patient keys).
 
@@ -85,7 +89,7 @@ def read_review_list(path: str | Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         first = line.split(",")[0].split("\t")[0].strip().strip('"')
-        if i == 0 and first.lower() in ("patient_id", "patient_key", "id", "source_patient_id"):
+        if i == 0 and first.lower() in ID_HEADERS:
             continue
         if first and first not in ids:
             ids.append(first)

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.lakehouse.errors import ConfigError, InputNotFoundError, SchemaMismatchError
+from pipelines.ranking.stage import ID_HEADERS
 
 __all__ = ["Roster", "read_roster"]
 
-_ID_HEADERS = ("patient_id", "patient_key", "id", "source_patient_id")
 _INACTIVE = {"cancelled", "entered-in-error", "noshow"}
 
 
@@ -73,7 +73,7 @@ def _csv_roster(text: str, board_date: str) -> tuple[list[str], dict[str, int]]:
     if not rows:
         return [], {}
     header = [h.strip().lower() for h in rows[0]]
-    has_header = header[0] in _ID_HEADERS
+    has_header = header[0] in ID_HEADERS
     date_col = header.index("board_date") if has_header and "board_date" in header else None
     ids: list[str] = []
     skipped: dict[str, int] = {}
